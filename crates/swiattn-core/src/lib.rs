@@ -1,0 +1,16 @@
+//! # swiattn-core
+//!
+//! Exact hybrid-attention building blocks on burn: the window predicate, attention primitives
+//! (reference, blocked sliding, routed, head-mixed), the decoder-only model family
+//! (Llama/SmolLM2, Qwen2/Qwen3, Gemma 3) with per-layer attention kinds, KV caches, and checkpoint
+//! loading (safetensors, GGUF).
+
+pub mod attention;
+pub mod backend;
+pub mod cache;
+mod error;
+pub mod model;
+pub mod testing;
+
+pub use backend::BackendKind;
+pub use error::{Error, Result};

@@ -1,0 +1,199 @@
+//! The self-attention block: projections, optional per-head q/k norms, RoPE, then the layer's
+//! attention kind (full, sliding, routed, head-mixed), with or without a KV cache.
+
+use burn::module::{Initializer, Module};
+use burn::nn::{Linear, LinearConfig};
+use burn::tensor::{Device, Tensor};
+
+use super::config::{Arch, LayerAttention, Rope};
+use super::norm::RmsNorm;
+use super::rope;
+use crate::attention::{
+    HeadSplit, Positions, RouteMask, Span, causal_attention, default_block, head_mixed_attention,
+    routed_attention, sliding_attention,
+};
+use crate::cache::LayerCache;
+
+/// Multi-head self-attention with grouped-query heads. Field names are the checkpoint keys.
+#[derive(Module, Debug)]
+pub struct SelfAttention {
+    pub q_proj: Linear,
+    pub k_proj: Linear,
+    pub v_proj: Linear,
+    pub o_proj: Linear,
+    /// Per-head RMSNorm on queries (Qwen3, Gemma 3), over `head_dim`.
+    pub q_norm: Option<RmsNorm>,
+    pub k_norm: Option<RmsNorm>,
+    #[module(skip)]
+    pub num_heads: usize,
+    #[module(skip)]
+    pub num_kv_heads: usize,
+    #[module(skip)]
+    pub head_dim: usize,
+    #[module(skip)]
+    pub scale: f64,
+    #[module(skip)]
+    pub attention: LayerAttention,
+    #[module(skip)]
+    pub rope: Rope,
+}
+
+/// Linear layers initialized as in Hugging Face (`N(0, 0.02)`, zero bias).
+pub(crate) fn linear(d_in: usize, d_out: usize, bias: bool, device: &Device) -> Linear {
+    LinearConfig::new(d_in, d_out)
+        .with_bias(bias)
+        .with_initializer(Initializer::Normal {
+            mean: 0.0,
+            std: 0.02,
+        })
+        .init(device)
+}
+
+impl SelfAttention {
+    pub fn new(arch: &Arch, layer: usize, device: &Device) -> Self {
+        let (h, hq, hkv, d) = (
+            arch.hidden_size,
+            arch.num_heads,
+            arch.num_kv_heads,
+            arch.head_dim,
+        );
+        let qk_norm = matches!(arch.family, super::Family::Qwen3 | super::Family::Gemma3);
+        let offset = arch.family == super::Family::Gemma3;
+        let norm = || qk_norm.then(|| RmsNorm::new(d, arch.rms_norm_eps, offset, device));
+        Self {
+            q_proj: linear(h, hq * d, arch.qkv_bias, device),
+            k_proj: linear(h, hkv * d, arch.qkv_bias, device),
+            v_proj: linear(h, hkv * d, arch.qkv_bias, device),
+            o_proj: linear(hq * d, h, arch.o_bias, device),
+            q_norm: norm(),
+            k_norm: norm(),
+            num_heads: hq,
+            num_kv_heads: hkv,
+            head_dim: d,
+            scale: arch.attn_scale,
+            attention: arch.layers[layer].clone(),
+            rope: arch.rope[layer].clone(),
+        }
+    }
+
+    /// `x`: `[batch, len, hidden]` for positions `start..start + len` → `[batch, len, hidden]`.
+    ///
+    /// Without a cache the call must start at position 0 and sees only its own keys; with one,
+    /// the new keys are added to the cache first. `route` (`[batch, len]`) is required by routed
+    /// layers and ignored by the others.
+    pub fn forward(
+        &self,
+        x: Tensor<3>,
+        start: usize,
+        cache: Option<&mut LayerCache>,
+        route: Option<&RouteMask>,
+    ) -> Tensor<3> {
+        let [b, t, _] = x.dims();
+        let d = self.head_dim;
+        let heads = |proj: &Linear, n: usize, norm: Option<&RmsNorm>| {
+            let y = proj.forward(x.clone()).reshape([b, t, n, d]);
+            norm.map_or(y.clone(), |norm| norm.forward(y))
+                .swap_dims(1, 2)
+        };
+        let (cos, sin) = rope::tables(&self.rope, d, start, t, &x.device());
+        let q = rope::apply(
+            heads(&self.q_proj, self.num_heads, self.q_norm.as_ref()),
+            &cos,
+            &sin,
+        );
+        let k = rope::apply(
+            heads(&self.k_proj, self.num_kv_heads, self.k_norm.as_ref()),
+            &cos,
+            &sin,
+        );
+        let v = heads(&self.v_proj, self.num_kv_heads, None);
+        let out = match cache {
+            None => {
+                assert_eq!(start, 0, "a forward without cache starts at position 0");
+                self.attend(q, k, v, Positions::default(), route)
+            }
+            Some(cache) => self.attend_cached(q, k, v, start, cache, route),
+        };
+        self.o_proj
+            .forward(out.swap_dims(1, 2).reshape([b, t, self.num_heads * d]))
+    }
+
+    /// The layer's attention over keys that end at the last query.
+    fn attend(
+        &self,
+        q: Tensor<4>,
+        k: Tensor<4>,
+        v: Tensor<4>,
+        pos: Positions,
+        route: Option<&RouteMask>,
+    ) -> Tensor<4> {
+        let s = self.scale;
+        match &self.attention {
+            LayerAttention::Full => causal_attention(q, k, v, Span::Full, pos, s),
+            LayerAttention::Sliding(w) => sliding_attention(q, k, v, *w, pos, s, default_block(*w)),
+            LayerAttention::Routed(w) => {
+                let route =
+                    route.expect("routed layers are checked for a route before the forward");
+                routed_attention(q, k, v, route, *w, pos, s, default_block(*w))
+            }
+            LayerAttention::HeadMixed {
+                window,
+                full_kv_heads,
+            } => head_mixed_attention(
+                q,
+                k,
+                v,
+                full_kv_heads,
+                *window,
+                pos,
+                s,
+                default_block(*window),
+            ),
+        }
+    }
+
+    fn attend_cached(
+        &self,
+        q: Tensor<4>,
+        k: Tensor<4>,
+        v: Tensor<4>,
+        start: usize,
+        cache: &mut LayerCache,
+        route: Option<&RouteMask>,
+    ) -> Tensor<4> {
+        match (cache, &self.attention) {
+            (LayerCache::Full(cache), _) => {
+                let (k, v) = cache.append(k, v);
+                self.attend(q, k, v, Positions::new(start, 0), route)
+            }
+            (LayerCache::Ring(ring), _) => {
+                let (k, v, first) = ring.extend(k, v);
+                self.attend(q, k, v, Positions::new(start, first), route)
+            }
+            (
+                LayerCache::Mixed { full, ring },
+                LayerAttention::HeadMixed {
+                    window,
+                    full_kv_heads,
+                },
+            ) => {
+                let split = HeadSplit::new(full_kv_heads, self.num_heads);
+                let ((qf, qs), (kf, ks), (vf, vs)) =
+                    (split.split_q(&q), split.split_kv(&k), split.split_kv(&v));
+                let out_full = qf.map(|q| {
+                    let (k, v) = full.append(kf.unwrap(), vf.unwrap());
+                    causal_attention(q, k, v, Span::Full, Positions::new(start, 0), self.scale)
+                });
+                let out_sliding = qs.map(|q| {
+                    let (k, v, first) = ring.extend(ks.unwrap(), vs.unwrap());
+                    let pos = Positions::new(start, first);
+                    sliding_attention(q, k, v, *window, pos, self.scale, default_block(*window))
+                });
+                split.merge(out_full, out_sliding)
+            }
+            (LayerCache::Mixed { .. }, other) => {
+                unreachable!("mixed cache for a {} layer", other.type_name())
+            }
+        }
+    }
+}

@@ -1,0 +1,600 @@
+//! Model configuration that *is* a Hugging Face `config.json`.
+//!
+//! [`ModelConfig`] deserializes the `config.json` of Llama/SmolLM2, Qwen2, Qwen3 and Gemma 3
+//! checkpoints directly (unknown keys are ignored; a multimodal Gemma 3 config is read through its
+//! `text_config`). Two swiattn keys choose each layer's attention without touching the native
+//! layout:
+//!
+//! - `attention_pattern`: a compact string tiled over the layers, one letter per layer —
+//!   `F` full, `S` sliding, `R` routed, `H` head-mixed — e.g. `"SSSSSF"` is Gemma 3's 5:1;
+//! - `attention_types`: the same as an explicit list, using `layer_types` vocabulary plus
+//!   `"routed_attention"` and `"head_mixed_attention"`;
+//! - `kv_head_types`: for head-mixed layers, `{"<layer>": ["full_attention", "sliding_attention",
+//!   ...]}`, one entry per KV head.
+//!
+//! `layer_types` (or Gemma's `sliding_window_pattern`, or Qwen2's `use_sliding_window` +
+//! `max_window_layers`) is the checkpoint's *native* layout: it decides each layer's attention
+//! when no override is given, and always decides which RoPE base a Gemma 3 layer uses (local
+//! layers were trained with `rope_local_base_freq`), so that forcing a Gemma layer to full
+//! attention changes only what it sees.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::attention::Window;
+use crate::{Error, Result};
+
+/// A Hugging Face `config.json` (the keys swiattn reads), plus swiattn's attention overrides.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ModelConfig {
+    pub model_type: String,
+    pub vocab_size: usize,
+    pub hidden_size: usize,
+    pub intermediate_size: usize,
+    pub num_hidden_layers: usize,
+    pub num_attention_heads: usize,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub num_key_value_heads: Option<usize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub head_dim: Option<usize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rms_norm_eps: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rope_theta: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rope_local_base_freq: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rope_scaling: Option<RopeScaling>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub partial_rotary_factor: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_position_embeddings: Option<usize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tie_word_embeddings: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attention_bias: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hidden_act: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hidden_activation: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sliding_window: Option<usize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub layer_types: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sliding_window_pattern: Option<usize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub use_sliding_window: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_window_layers: Option<usize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub query_pre_attn_scalar: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub final_logit_softcapping: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attn_logit_softcapping: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bos_token_id: Option<serde_json::Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub eos_token_id: Option<serde_json::Value>,
+    /// swiattn: per-layer attention as a compact string tiled over layers (`F`, `S`, `R`, `H`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attention_pattern: Option<String>,
+    /// swiattn: per-layer attention as an explicit list.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attention_types: Option<Vec<String>>,
+    /// swiattn: per-KV-head types of head-mixed layers, keyed by layer index.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kv_head_types: Option<BTreeMap<String, Vec<String>>>,
+}
+
+/// `rope_scaling` of `config.json`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RopeScaling {
+    #[serde(alias = "type")]
+    pub rope_type: String,
+    #[serde(default)]
+    pub factor: Option<f64>,
+    #[serde(default)]
+    pub low_freq_factor: Option<f64>,
+    #[serde(default)]
+    pub high_freq_factor: Option<f64>,
+    #[serde(default)]
+    pub original_max_position_embeddings: Option<usize>,
+}
+
+/// The architecture families swiattn implements.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Family {
+    /// Llama / SmolLM2 / Mistral: pre-norm, SwiGLU.
+    Llama,
+    /// Qwen2: Llama plus biases on q/k/v.
+    Qwen2,
+    /// Qwen3: Llama plus per-head RMSNorm on q and k.
+    Qwen3,
+    /// Gemma 3: sandwich norms with `(1 + w)` weights, GeGLU, scaled embeddings, q/k norms,
+    /// local RoPE base on sliding layers.
+    Gemma3,
+}
+
+/// The attention of one layer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum LayerAttention {
+    /// Causal full attention.
+    Full,
+    /// Sliding-window attention.
+    Sliding(Window),
+    /// Per-token switch between full and `window` attention; the route is supplied per call.
+    Routed(Window),
+    /// Per-KV-head choice: head `h` is full if `full_kv_heads[h]`, else sliding in `window`.
+    HeadMixed {
+        window: Window,
+        full_kv_heads: Vec<bool>,
+    },
+}
+
+impl LayerAttention {
+    /// The `attention_types` name of this kind.
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            LayerAttention::Full => "full_attention",
+            LayerAttention::Sliding(_) => "sliding_attention",
+            LayerAttention::Routed(_) => "routed_attention",
+            LayerAttention::HeadMixed { .. } => "head_mixed_attention",
+        }
+    }
+
+    /// The window, for every kind but full.
+    pub fn window(&self) -> Option<Window> {
+        match self {
+            LayerAttention::Full => None,
+            LayerAttention::Sliding(w) | LayerAttention::Routed(w) => Some(*w),
+            LayerAttention::HeadMixed { window, .. } => Some(*window),
+        }
+    }
+}
+
+/// The MLP activation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Activation {
+    Silu,
+    /// GELU with the tanh approximation (`gelu_pytorch_tanh`).
+    GeluTanh,
+    /// Exact (erf) GELU.
+    Gelu,
+}
+
+/// Rotary embedding parameters of one layer.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Rope {
+    pub base: f64,
+    pub scaling: Option<RopeScaling>,
+}
+
+/// A validated, fully resolved configuration: what the model code reads.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Arch {
+    pub family: Family,
+    pub vocab_size: usize,
+    pub hidden_size: usize,
+    pub intermediate_size: usize,
+    pub num_heads: usize,
+    pub num_kv_heads: usize,
+    pub head_dim: usize,
+    pub rms_norm_eps: f64,
+    pub activation: Activation,
+    pub tie_word_embeddings: bool,
+    /// Bias on q/k/v projections.
+    pub qkv_bias: bool,
+    /// Bias on the output projection.
+    pub o_bias: bool,
+    /// Multiplies `q · k` (`head_dim^-0.5`, or Gemma's `query_pre_attn_scalar^-0.5`).
+    pub attn_scale: f64,
+    /// Multiplies the token embeddings (Gemma: `sqrt(hidden_size)`).
+    pub embed_scale: Option<f64>,
+    pub final_logit_softcapping: Option<f64>,
+    /// Attention kind of each layer.
+    pub layers: Vec<LayerAttention>,
+    /// RoPE of each layer.
+    pub rope: Vec<Rope>,
+}
+
+impl Arch {
+    /// Layers of each kind, for display: `(full, sliding, routed, head_mixed)`.
+    pub fn layer_counts(&self) -> [usize; 4] {
+        let mut counts = [0; 4];
+        for l in &self.layers {
+            counts[match l {
+                LayerAttention::Full => 0,
+                LayerAttention::Sliding(_) => 1,
+                LayerAttention::Routed(_) => 2,
+                LayerAttention::HeadMixed { .. } => 3,
+            }] += 1;
+        }
+        counts
+    }
+}
+
+impl ModelConfig {
+    /// Parse a `config.json` text; `origin` names the file in errors.
+    pub fn from_json_str(text: &str, origin: &str) -> Result<Self> {
+        let mut value: serde_json::Value = serde_json::from_str(text)
+            .map_err(|e| Error::format(origin, format!("invalid JSON: {e}")))?;
+        if let Some(text_config) = value.get_mut("text_config").map(serde_json::Value::take) {
+            value = text_config;
+        }
+        let config: ModelConfig = serde_json::from_value(value)
+            .map_err(|e| Error::config(origin, field_of(&e.to_string()), e.to_string()))?;
+        config.resolve(origin)?;
+        Ok(config)
+    }
+
+    /// Read a `config.json` file.
+    pub fn from_file(path: &std::path::Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        Self::from_json_str(&text, &path.display().to_string())
+    }
+
+    /// Validate and resolve into an [`Arch`]; `origin` names the config in errors.
+    pub fn resolve(&self, origin: &str) -> Result<Arch> {
+        let err = |field: &str, msg: String| Error::config(origin, field, msg);
+        let family = match self.model_type.as_str() {
+            "llama" | "mistral" | "smollm2" => Family::Llama,
+            "qwen2" => Family::Qwen2,
+            "qwen3" => Family::Qwen3,
+            "gemma3" | "gemma3_text" => Family::Gemma3,
+            other => {
+                return Err(err(
+                    "model_type",
+                    format!(
+                        "unsupported model type `{other}` (supported: llama, mistral, qwen2, qwen3, gemma3_text)"
+                    ),
+                ));
+            }
+        };
+        let gemma = family == Family::Gemma3;
+        for (field, value) in [
+            ("vocab_size", self.vocab_size),
+            ("hidden_size", self.hidden_size),
+            ("intermediate_size", self.intermediate_size),
+            ("num_hidden_layers", self.num_hidden_layers),
+            ("num_attention_heads", self.num_attention_heads),
+        ] {
+            if value == 0 {
+                return Err(err(field, "must be positive".into()));
+            }
+        }
+        let num_heads = self.num_attention_heads;
+        let num_kv_heads = self.num_key_value_heads.unwrap_or(num_heads);
+        if num_kv_heads == 0 || num_heads % num_kv_heads != 0 {
+            return Err(err(
+                "num_key_value_heads",
+                format!("{num_kv_heads} must divide num_attention_heads = {num_heads}"),
+            ));
+        }
+        let head_dim = match self.head_dim {
+            Some(d) => d,
+            None if self.hidden_size % num_heads == 0 => self.hidden_size / num_heads,
+            None => {
+                return Err(err(
+                    "head_dim",
+                    "missing and hidden_size is not a multiple of the heads".into(),
+                ));
+            }
+        };
+        if head_dim == 0 || head_dim % 2 != 0 {
+            return Err(err(
+                "head_dim",
+                format!("{head_dim} must be positive and even for RoPE"),
+            ));
+        }
+        if let Some(f) = self.partial_rotary_factor.filter(|&f| f != 1.0) {
+            return Err(err(
+                "partial_rotary_factor",
+                format!("{f}: only full rotary embeddings are supported"),
+            ));
+        }
+        if self.attn_logit_softcapping.is_some() {
+            return Err(err(
+                "attn_logit_softcapping",
+                "attention logit soft-capping is not supported".into(),
+            ));
+        }
+        let activation = match self
+            .hidden_activation
+            .as_deref()
+            .or(self.hidden_act.as_deref())
+            .unwrap_or(if gemma { "gelu_pytorch_tanh" } else { "silu" })
+        {
+            "silu" | "swish" => Activation::Silu,
+            "gelu_pytorch_tanh" | "gelu_tanh" | "gelu_new" => Activation::GeluTanh,
+            "gelu" => Activation::Gelu,
+            other => {
+                return Err(err(
+                    if self.hidden_activation.is_some() {
+                        "hidden_activation"
+                    } else {
+                        "hidden_act"
+                    },
+                    format!("unsupported activation `{other}`"),
+                ));
+            }
+        };
+        if let Some(s) = &self.rope_scaling {
+            match s.rope_type.as_str() {
+                "default" => {}
+                "linear" | "llama3" if s.factor.is_some_and(|f| f > 0.0) => {}
+                "linear" | "llama3" => {
+                    return Err(err("rope_scaling.factor", "must be positive".into()));
+                }
+                other => {
+                    return Err(err(
+                        "rope_scaling.rope_type",
+                        format!("unsupported `{other}`"),
+                    ));
+                }
+            }
+        }
+
+        let native = self.native_layer_types(origin)?;
+        let attention = self.attention_kinds(origin, &native, num_kv_heads)?;
+        let rope_theta = self
+            .rope_theta
+            .unwrap_or(if gemma { 1_000_000.0 } else { 10_000.0 });
+        let rope = native
+            .iter()
+            .map(|&sliding| {
+                if gemma && sliding {
+                    Rope {
+                        base: self.rope_local_base_freq.unwrap_or(10_000.0),
+                        scaling: None,
+                    }
+                } else {
+                    Rope {
+                        base: rope_theta,
+                        scaling: self
+                            .rope_scaling
+                            .clone()
+                            .filter(|s| s.rope_type != "default"),
+                    }
+                }
+            })
+            .collect();
+        let bias = self.attention_bias.unwrap_or(false);
+        Ok(Arch {
+            family,
+            vocab_size: self.vocab_size,
+            hidden_size: self.hidden_size,
+            intermediate_size: self.intermediate_size,
+            num_heads,
+            num_kv_heads,
+            head_dim,
+            rms_norm_eps: self.rms_norm_eps.unwrap_or(1e-6),
+            activation,
+            tie_word_embeddings: self.tie_word_embeddings.unwrap_or(gemma),
+            qkv_bias: bias || family == Family::Qwen2,
+            o_bias: bias,
+            attn_scale: match (gemma, self.query_pre_attn_scalar) {
+                (true, Some(s)) => s.powf(-0.5),
+                _ => (head_dim as f64).powf(-0.5),
+            },
+            embed_scale: gemma.then(|| (self.hidden_size as f64).sqrt()),
+            final_logit_softcapping: self.final_logit_softcapping,
+            layers: attention,
+            rope,
+        })
+    }
+
+    /// The checkpoint's native layout: `true` for each sliding layer.
+    fn native_layer_types(&self, origin: &str) -> Result<Vec<bool>> {
+        let n = self.num_hidden_layers;
+        if let Some(types) = &self.layer_types {
+            if types.len() != n {
+                return Err(Error::config(
+                    origin,
+                    "layer_types",
+                    format!("has {} entries for {n} layers", types.len()),
+                ));
+            }
+            return types
+                .iter()
+                .enumerate()
+                .map(|(i, t)| match t.as_str() {
+                    "full_attention" => Ok(false),
+                    "sliding_attention" => Ok(true),
+                    other => Err(Error::config(
+                        origin,
+                        format!("layer_types[{i}]"),
+                        format!("unknown layer type `{other}` (expected full_attention or sliding_attention)"),
+                    )),
+                })
+                .collect();
+        }
+        Ok(match self.model_type.as_str() {
+            "gemma3" | "gemma3_text" => {
+                let p = self.sliding_window_pattern.unwrap_or(6).max(1);
+                (0..n).map(|i| (i + 1) % p != 0).collect()
+            }
+            "qwen2" | "qwen3" if self.use_sliding_window == Some(true) => {
+                let first = self.max_window_layers.unwrap_or(n);
+                (0..n).map(|i| i >= first).collect()
+            }
+            _ => vec![self.sliding_window.is_some() && self.model_type == "mistral"; n],
+        })
+    }
+
+    /// Each layer's attention: the overrides if given, else the native layout.
+    fn attention_kinds(
+        &self,
+        origin: &str,
+        native: &[bool],
+        num_kv_heads: usize,
+    ) -> Result<Vec<LayerAttention>> {
+        let n = self.num_hidden_layers;
+        let names: Vec<String> = match (&self.attention_pattern, &self.attention_types) {
+            (Some(_), Some(_)) => {
+                return Err(Error::config(
+                    origin,
+                    "attention_pattern",
+                    "give either attention_pattern or attention_types, not both",
+                ));
+            }
+            (Some(pattern), None) => parse_pattern(pattern)
+                .map_err(|m| Error::config(origin, "attention_pattern", m))?
+                .into_iter()
+                .cycle()
+                .take(n)
+                .map(str::to_string)
+                .collect(),
+            (None, Some(types)) => {
+                if types.len() != n {
+                    return Err(Error::config(
+                        origin,
+                        "attention_types",
+                        format!("has {} entries for {n} layers", types.len()),
+                    ));
+                }
+                types.clone()
+            }
+            (None, None) => native
+                .iter()
+                .map(|&s| {
+                    if s {
+                        "sliding_attention"
+                    } else {
+                        "full_attention"
+                    }
+                    .to_string()
+                })
+                .collect(),
+        };
+        let field = if self.attention_pattern.is_some() {
+            "attention_pattern".to_string()
+        } else if self.attention_types.is_some() {
+            "attention_types".to_string()
+        } else {
+            "layer_types".to_string()
+        };
+        let window = || -> Result<Window> {
+            let w = self.sliding_window.ok_or_else(|| {
+                Error::config(
+                    origin,
+                    "sliding_window",
+                    format!("missing, but {field} asks for windowed layers"),
+                )
+            })?;
+            Window::new(w).map_err(|e| Error::config(origin, "sliding_window", e.to_string()))
+        };
+        names
+            .iter()
+            .enumerate()
+            .map(|(i, name)| match name.as_str() {
+                "full_attention" => Ok(LayerAttention::Full),
+                "sliding_attention" => Ok(LayerAttention::Sliding(window()?)),
+                "routed_attention" => Ok(LayerAttention::Routed(window()?)),
+                "head_mixed_attention" => {
+                    let key = format!("kv_head_types.{i}");
+                    let types = self
+                        .kv_head_types
+                        .as_ref()
+                        .and_then(|m| m.get(&i.to_string()))
+                        .ok_or_else(|| {
+                            Error::config(origin, &key, "missing for a head-mixed layer")
+                        })?;
+                    if types.len() != num_kv_heads {
+                        return Err(Error::config(
+                            origin,
+                            &key,
+                            format!("has {} entries for {num_kv_heads} KV heads", types.len()),
+                        ));
+                    }
+                    let full_kv_heads = types
+                        .iter()
+                        .map(|t| match t.as_str() {
+                            "full_attention" => Ok(true),
+                            "sliding_attention" => Ok(false),
+                            other => Err(Error::config(
+                                origin,
+                                &key,
+                                format!("unknown head type `{other}`"),
+                            )),
+                        })
+                        .collect::<Result<_>>()?;
+                    Ok(LayerAttention::HeadMixed {
+                        window: window()?,
+                        full_kv_heads,
+                    })
+                }
+                other => Err(Error::config(
+                    origin,
+                    format!("{field}[{i}]"),
+                    format!(
+                        "unknown layer type `{other}` (expected full_attention, sliding_attention, \
+                         routed_attention or head_mixed_attention)"
+                    ),
+                )),
+            })
+            .collect()
+    }
+
+    /// Replace the attention of every layer (keeping the native layout for RoPE).
+    pub fn with_attention(mut self, layers: &[LayerAttention]) -> Self {
+        self.attention_pattern = None;
+        self.attention_types = Some(layers.iter().map(|l| l.type_name().to_string()).collect());
+        let mixed: BTreeMap<String, Vec<String>> = layers
+            .iter()
+            .enumerate()
+            .filter_map(|(i, l)| match l {
+                LayerAttention::HeadMixed { full_kv_heads, .. } => Some((
+                    i.to_string(),
+                    full_kv_heads
+                        .iter()
+                        .map(|&f| {
+                            if f {
+                                "full_attention"
+                            } else {
+                                "sliding_attention"
+                            }
+                            .to_string()
+                        })
+                        .collect(),
+                )),
+                _ => None,
+            })
+            .collect();
+        self.kv_head_types = (!mixed.is_empty()).then_some(mixed);
+        if let Some(w) = layers.iter().find_map(LayerAttention::window) {
+            self.sliding_window = Some(w.size());
+        }
+        self
+    }
+}
+
+/// `"SSSSSF"` → layer type names, one per letter.
+pub fn parse_pattern(pattern: &str) -> std::result::Result<Vec<&'static str>, String> {
+    if pattern.is_empty() {
+        return Err("empty pattern".into());
+    }
+    pattern
+        .chars()
+        .map(|c| match c.to_ascii_uppercase() {
+            'F' | 'L' => Ok("full_attention"),
+            'S' => Ok("sliding_attention"),
+            'R' => Ok("routed_attention"),
+            'H' => Ok("head_mixed_attention"),
+            other => Err(format!(
+                "unknown letter `{other}` in `{pattern}` (F full, S sliding, R routed, H head-mixed)"
+            )),
+        })
+        .collect()
+}
+
+/// The field a serde error is about, for the error message (`missing field `x``, `unknown variant`).
+fn field_of(message: &str) -> String {
+    message
+        .split('`')
+        .nth(1)
+        .map(str::to_string)
+        .unwrap_or_else(|| "(document)".to_string())
+}

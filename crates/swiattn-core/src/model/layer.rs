@@ -1,0 +1,75 @@
+//! One decoder layer: attention and MLP with residuals, pre-norm (Llama, Qwen) or sandwich-norm
+//! (Gemma 3: norms before *and* after each sub-block).
+
+use burn::module::Module;
+use burn::tensor::{Device, Tensor};
+
+use super::attention::SelfAttention;
+use super::config::{Arch, Family};
+use super::mlp::Mlp;
+use super::norm::RmsNorm;
+use crate::attention::RouteMask;
+use crate::cache::LayerCache;
+
+/// A decoder layer. Field names are the checkpoint keys; note that in Llama/Qwen
+/// `post_attention_layernorm` is the norm *before* the MLP, while in Gemma 3 it normalizes the
+/// attention output and `pre_feedforward_layernorm` precedes the MLP.
+#[derive(Module, Debug)]
+pub struct DecoderLayer {
+    pub self_attn: SelfAttention,
+    pub mlp: Mlp,
+    pub input_layernorm: RmsNorm,
+    pub post_attention_layernorm: RmsNorm,
+    pub pre_feedforward_layernorm: Option<RmsNorm>,
+    pub post_feedforward_layernorm: Option<RmsNorm>,
+}
+
+impl DecoderLayer {
+    pub fn new(arch: &Arch, layer: usize, device: &Device) -> Self {
+        let gemma = arch.family == Family::Gemma3;
+        let norm = || RmsNorm::new(arch.hidden_size, arch.rms_norm_eps, gemma, device);
+        Self {
+            self_attn: SelfAttention::new(arch, layer, device),
+            mlp: Mlp::new(
+                arch.hidden_size,
+                arch.intermediate_size,
+                arch.activation,
+                device,
+            ),
+            input_layernorm: norm(),
+            post_attention_layernorm: norm(),
+            pre_feedforward_layernorm: gemma.then(norm),
+            post_feedforward_layernorm: gemma.then(norm),
+        }
+    }
+
+    /// `x`: `[batch, len, hidden]` at positions `start..start + len` → same shape.
+    pub fn forward(
+        &self,
+        x: Tensor<3>,
+        start: usize,
+        cache: Option<&mut LayerCache>,
+        route: Option<&RouteMask>,
+    ) -> Tensor<3> {
+        let attn =
+            self.self_attn
+                .forward(self.input_layernorm.forward(x.clone()), start, cache, route);
+        match (
+            &self.pre_feedforward_layernorm,
+            &self.post_feedforward_layernorm,
+        ) {
+            (Some(pre_ff), Some(post_ff)) => {
+                let h = x + self.post_attention_layernorm.forward(attn);
+                let ff = post_ff.forward(self.mlp.forward(pre_ff.forward(h.clone())));
+                h + ff
+            }
+            _ => {
+                let h = x + attn;
+                let ff = self
+                    .mlp
+                    .forward(self.post_attention_layernorm.forward(h.clone()));
+                h + ff
+            }
+        }
+    }
+}

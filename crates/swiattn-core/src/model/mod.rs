@@ -1,0 +1,15 @@
+//! The decoder-only model family: Llama/SmolLM2, Qwen2/Qwen3 and Gemma 3, with per-layer
+//! attention kinds (full, sliding, routed, head-mixed). Module and field names follow the
+//! Hugging Face checkpoint keys, so `model.layers.3.self_attn.q_proj.weight` is
+//! `transformer.model.layers[3].self_attn.q_proj.weight`.
+
+pub mod attention;
+pub mod config;
+pub mod layer;
+pub mod mlp;
+pub mod norm;
+pub mod rope;
+pub mod transformer;
+
+pub use config::{Activation, Arch, Family, LayerAttention, ModelConfig, Rope, RopeScaling};
+pub use transformer::{Routes, TextModel, Transformer};

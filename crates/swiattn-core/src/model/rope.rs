@@ -1,0 +1,87 @@
+//! Rotary position embeddings in Hugging Face's rotate-half layout (burn's `RotaryEncoding`
+//! rotates adjacent pairs instead, which does not match HF checkpoints).
+//!
+//! For head dim `d`, frequency `i < d/2` is `base^(-2i/d)` (optionally rescaled), and dimension
+//! `i` is rotated with dimension `i + d/2`. Tables are computed on the host in fp32 exactly as
+//! `transformers` does, for any absolute start position, so chunked prefill and decode rotate
+//! the same way as a full forward.
+
+use burn::tensor::{Device, Tensor, TensorData};
+
+use super::config::{Rope, RopeScaling};
+
+/// `inv_freq[i]` for `i < head_dim / 2`, with the layer's scaling applied.
+pub fn inv_freq(rope: &Rope, head_dim: usize) -> Vec<f32> {
+    let half = head_dim / 2;
+    let base = rope.base as f32;
+    let mut freqs: Vec<f32> = (0..half)
+        .map(|i| 1.0 / base.powf((2 * i) as f32 / head_dim as f32))
+        .collect();
+    match &rope.scaling {
+        Some(RopeScaling {
+            rope_type,
+            factor: Some(factor),
+            ..
+        }) if rope_type == "linear" => {
+            freqs.iter_mut().for_each(|f| *f /= *factor as f32);
+        }
+        Some(s) if s.rope_type == "llama3" => llama3_scale(&mut freqs, s),
+        _ => {}
+    }
+    freqs
+}
+
+/// Llama 3's frequency-dependent scaling: long wavelengths divided by `factor`, short ones kept,
+/// a smooth blend between.
+fn llama3_scale(freqs: &mut [f32], s: &RopeScaling) {
+    let factor = s.factor.unwrap_or(8.0) as f32;
+    let low = s.low_freq_factor.unwrap_or(1.0) as f32;
+    let high = s.high_freq_factor.unwrap_or(4.0) as f32;
+    let old_ctx = s.original_max_position_embeddings.unwrap_or(8192) as f32;
+    let (low_wavelen, high_wavelen) = (old_ctx / low, old_ctx / high);
+    for f in freqs.iter_mut() {
+        let wavelen = 2.0 * std::f32::consts::PI / *f;
+        if wavelen > low_wavelen {
+            *f /= factor;
+        } else if wavelen >= high_wavelen {
+            let smooth = (old_ctx / wavelen - low) / (high - low);
+            *f = (1.0 - smooth) * *f / factor + smooth * *f;
+        }
+    }
+}
+
+/// `cos` and `sin` tables `[len, head_dim]` for positions `start..start + len`.
+pub fn tables(
+    rope: &Rope,
+    head_dim: usize,
+    start: usize,
+    len: usize,
+    device: &Device,
+) -> (Tensor<2>, Tensor<2>) {
+    let freqs = inv_freq(rope, head_dim);
+    let mut cos = Vec::with_capacity(len * head_dim);
+    let mut sin = Vec::with_capacity(len * head_dim);
+    for p in start..start + len {
+        let angles: Vec<f32> = freqs.iter().map(|&f| p as f32 * f).collect();
+        for _ in 0..2 {
+            cos.extend(angles.iter().map(|a| a.cos()));
+            sin.extend(angles.iter().map(|a| a.sin()));
+        }
+    }
+    (
+        Tensor::from_data(TensorData::new(cos, [len, head_dim]), device),
+        Tensor::from_data(TensorData::new(sin, [len, head_dim]), device),
+    )
+}
+
+/// Rotate `x`: `[batch, heads, len, head_dim]` with tables from [`tables`] for the same `len`.
+pub fn apply(x: Tensor<4>, cos: &Tensor<2>, sin: &Tensor<2>) -> Tensor<4> {
+    let [b, h, t, d] = x.dims();
+    let dtype = x.dtype();
+    let cos = cos.clone().cast(dtype).unsqueeze::<4>();
+    let sin = sin.clone().cast(dtype).unsqueeze::<4>();
+    let x1 = x.clone().slice([0..b, 0..h, 0..t, 0..d / 2]);
+    let x2 = x.clone().slice([0..b, 0..h, 0..t, d / 2..d]);
+    let rotated = Tensor::cat(vec![x2.neg(), x1], 3);
+    x * cos + rotated * sin
+}

@@ -1,0 +1,215 @@
+//! The decoder-only transformer: embeddings, decoder layers, final norm, LM head.
+
+use std::collections::BTreeMap;
+
+use burn::module::{Initializer, Module};
+use burn::nn::{Embedding, EmbeddingConfig, Linear};
+use burn::tensor::{Bool, Device, Int, Tensor};
+
+use super::attention::linear;
+use super::config::{Arch, Family, LayerAttention, ModelConfig};
+use super::layer::DecoderLayer;
+use super::norm::RmsNorm;
+use crate::attention::RouteMask;
+use crate::cache::ModelCache;
+use crate::{Error, Result};
+
+/// Embeddings, layers and final norm: the `model.*` keys of a checkpoint.
+#[derive(Module, Debug)]
+pub struct TextModel {
+    pub embed_tokens: Embedding,
+    pub layers: Vec<DecoderLayer>,
+    pub norm: RmsNorm,
+}
+
+/// A causal language model; `lm_head` is absent when tied to the embeddings.
+#[derive(Module, Debug)]
+pub struct Transformer {
+    pub model: TextModel,
+    pub lm_head: Option<Linear>,
+    #[module(skip)]
+    pub config: ModelConfig,
+    #[module(skip)]
+    pub arch: Arch,
+}
+
+/// Per-token routes of the routed layers for one call, keyed by layer index: `[batch, len]` for
+/// the tokens of that call, `true` = full attention.
+#[derive(Clone, Debug, Default)]
+pub struct Routes(pub BTreeMap<usize, RouteMask>);
+
+impl Routes {
+    /// No routes (a model without routed layers).
+    pub fn none() -> Self {
+        Self::default()
+    }
+
+    /// Set the route of one layer.
+    pub fn with(mut self, layer: usize, route: RouteMask) -> Self {
+        self.0.insert(layer, route);
+        self
+    }
+
+    /// Set the route of one layer from a `[batch, len]` bool tensor (read back to the host).
+    pub fn with_tensor(self, layer: usize, route: &Tensor<2, Bool>) -> Result<Self> {
+        Ok(self.with(layer, RouteMask::from_tensor(route)?))
+    }
+
+    /// The routes of tokens `start..start + len` (for chunked prefill).
+    pub fn narrow(&self, start: usize, len: usize) -> Self {
+        Self(
+            self.0
+                .iter()
+                .map(|(&l, r)| (l, r.narrow(start, len)))
+                .collect(),
+        )
+    }
+}
+
+impl Transformer {
+    /// A randomly initialized model (`N(0, 0.02)` weights, identity norms).
+    pub fn new(config: ModelConfig, device: &Device) -> Result<Self> {
+        let arch = config.resolve("model config")?;
+        let embed_tokens = EmbeddingConfig::new(arch.vocab_size, arch.hidden_size)
+            .with_initializer(Initializer::Normal {
+                mean: 0.0,
+                std: 0.02,
+            })
+            .init(device);
+        let layers = (0..arch.layers.len())
+            .map(|i| DecoderLayer::new(&arch, i, device))
+            .collect();
+        let norm = RmsNorm::new(
+            arch.hidden_size,
+            arch.rms_norm_eps,
+            arch.family == Family::Gemma3,
+            device,
+        );
+        let lm_head = (!arch.tie_word_embeddings)
+            .then(|| linear(arch.hidden_size, arch.vocab_size, false, device));
+        Ok(Self {
+            model: TextModel {
+                embed_tokens,
+                layers,
+                norm,
+            },
+            lm_head,
+            config,
+            arch,
+        })
+    }
+
+    /// Attention kind of each layer.
+    pub fn layer_attention(&self) -> &[LayerAttention] {
+        &self.arch.layers
+    }
+
+    /// Empty KV caches for this model.
+    pub fn new_cache(&self) -> ModelCache {
+        ModelCache::new(&self.arch.layers)
+    }
+
+    /// Logits `[batch, len, vocab]` of a whole sequence `tokens: [batch, len]`.
+    pub fn forward(&self, tokens: Tensor<2, Int>, routes: &Routes) -> Result<Tensor<3>> {
+        let hidden = self.hidden_states(tokens, routes, None)?;
+        Ok(self.logits(hidden))
+    }
+
+    /// Logits of the next chunk of tokens, continuing from (and extending) `cache`: chunked
+    /// prefill when `len > 1`, decoding when `len == 1`. Routes cover this chunk only.
+    pub fn forward_cached(
+        &self,
+        tokens: Tensor<2, Int>,
+        routes: &Routes,
+        cache: &mut ModelCache,
+    ) -> Result<Tensor<3>> {
+        let hidden = self.hidden_states(tokens, routes, Some(cache))?;
+        Ok(self.logits(hidden))
+    }
+
+    /// Final hidden states `[batch, len, hidden]` (after the last norm).
+    pub fn hidden_states(
+        &self,
+        tokens: Tensor<2, Int>,
+        routes: &Routes,
+        mut cache: Option<&mut ModelCache>,
+    ) -> Result<Tensor<3>> {
+        let [batch, len] = tokens.dims();
+        self.check_tokens(&tokens)?;
+        self.check_routes(routes, batch, len)?;
+        let start = cache.as_ref().map_or(0, |c| c.len());
+        let mut x = self.model.embed_tokens.forward(tokens);
+        if let Some(scale) = self.arch.embed_scale {
+            // As in transformers: the scale is rounded to the embedding dtype first.
+            let dtype = x.dtype();
+            let scale = Tensor::<1>::from_floats([scale as f32], &x.device()).cast(dtype);
+            x = x * scale.unsqueeze();
+        }
+        for (i, layer) in self.model.layers.iter().enumerate() {
+            let layer_cache = cache.as_mut().map(|c| &mut c.layers[i]);
+            x = layer.forward(x, start, layer_cache, routes.0.get(&i));
+        }
+        if let Some(cache) = cache {
+            cache.advance(len);
+        }
+        Ok(self.model.norm.forward(x))
+    }
+
+    /// LM head (tied or not) and optional final soft-capping: `[batch, len, hidden]` →
+    /// `[batch, len, vocab]`.
+    pub fn logits(&self, hidden: Tensor<3>) -> Tensor<3> {
+        let [b, t, h] = hidden.dims();
+        let logits = match &self.lm_head {
+            Some(head) => head.forward(hidden),
+            None => {
+                let w = self.model.embed_tokens.weight.val();
+                let v = w.dims()[0];
+                hidden
+                    .reshape([b * t, h])
+                    .matmul(w.transpose())
+                    .reshape([b, t, v])
+            }
+        };
+        match self.arch.final_logit_softcapping {
+            Some(cap) => (logits / cap).tanh() * cap,
+            None => logits,
+        }
+    }
+
+    fn check_tokens(&self, tokens: &Tensor<2, Int>) -> Result<()> {
+        let [b, t] = tokens.dims();
+        if b == 0 || t == 0 {
+            return Err(Error::shape("tokens", "[batch >= 1, len >= 1]", &[b, t]));
+        }
+        let ids: Vec<i64> = tokens
+            .to_data()
+            .convert::<i64>()
+            .try_into_vec()
+            .map_err(|e| Error::Invalid(format!("tokens could not be read: {e:?}")))?;
+        if let Some(bad) = ids
+            .iter()
+            .find(|&&id| id < 0 || id as usize >= self.arch.vocab_size)
+        {
+            return Err(Error::Invalid(format!(
+                "token id {bad} is outside the vocabulary (vocab_size = {})",
+                self.arch.vocab_size
+            )));
+        }
+        Ok(())
+    }
+
+    fn check_routes(&self, routes: &Routes, batch: usize, len: usize) -> Result<()> {
+        for (i, attention) in self.arch.layers.iter().enumerate() {
+            match (attention, routes.0.get(&i)) {
+                (LayerAttention::Routed(_), None) => {
+                    return Err(Error::Invalid(format!(
+                        "layer {i} is routed but no route was given for it"
+                    )));
+                }
+                (LayerAttention::Routed(_), Some(route)) => route.check(batch, len)?,
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,95 @@
+//! Helpers shared by the tests of every swiattn crate: the backend under test and seeded random
+//! inputs generated on the host (so every backend sees the same numbers).
+
+use burn::tensor::{Device, Tensor, TensorData};
+use rand::{Rng, SeedableRng, rngs::StdRng};
+
+use crate::backend::BackendKind;
+
+/// The backend tests run on: `SWIATTN_TEST_BACKEND` (`cpu`, `wgpu`, `cuda`), default `cpu`.
+pub fn test_backend() -> BackendKind {
+    std::env::var("SWIATTN_TEST_BACKEND")
+        .ok()
+        .map(|s| s.parse().expect("SWIATTN_TEST_BACKEND"))
+        .unwrap_or(BackendKind::Cpu)
+}
+
+/// The device of [`test_backend`]; panics with the build hint when it is not compiled in.
+pub fn test_device() -> Device {
+    test_backend().device().unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// Whether the backend under test is a GPU backend (slower to JIT on a software Vulkan, so some
+/// tests sweep fewer shapes there).
+pub fn on_gpu_backend() -> bool {
+    test_backend() != BackendKind::Cpu
+}
+
+/// Standard-normal host data from a seed.
+pub fn randn_vec(len: usize, seed: u64) -> Vec<f32> {
+    let mut rng = StdRng::seed_from_u64(seed);
+    (0..len)
+        .map(|_| {
+            // Box–Muller: two uniforms to one normal.
+            let u: f32 = rng.random::<f32>().max(f32::MIN_POSITIVE);
+            let v: f32 = rng.random();
+            (-2.0f32 * u.ln()).sqrt() * (2.0 * std::f32::consts::PI * v).cos()
+        })
+        .collect()
+}
+
+/// A standard-normal tensor from a seed.
+pub fn randn<const D: usize>(dims: [usize; D], seed: u64, device: &Device) -> Tensor<D> {
+    let len = dims.iter().product();
+    Tensor::from_data(TensorData::new(randn_vec(len, seed), dims), device)
+}
+
+/// Random booleans with `P(true) = p`, from a seed.
+pub fn random_bools(len: usize, p: f64, seed: u64) -> Vec<bool> {
+    let mut rng = StdRng::seed_from_u64(seed);
+    (0..len).map(|_| rng.random_bool(p)).collect()
+}
+
+/// Largest absolute difference between two tensors (read back to the host).
+pub fn max_abs_diff<const D: usize>(a: &Tensor<D>, b: &Tensor<D>) -> f32 {
+    assert_eq!(a.dims(), b.dims(), "shapes differ");
+    let a = a.to_data().convert::<f32>().try_into_vec::<f32>().unwrap();
+    let b = b.to_data().convert::<f32>().try_into_vec::<f32>().unwrap();
+    a.iter()
+        .zip(&b)
+        .map(|(x, y)| {
+            if x.is_nan() || y.is_nan() {
+                f32::INFINITY
+            } else {
+                (x - y).abs()
+            }
+        })
+        .fold(0.0, f32::max)
+}
+
+/// Replace every float parameter of a module with seeded `N(mean, std)` values (norm weights
+/// included), so that tests exercise every weight rather than identity initializations.
+pub fn randomize<M: burn::module::Module>(module: M, seed: u64, std: f32) -> M {
+    struct Randomizer {
+        seed: u64,
+        std: f32,
+    }
+    impl burn::module::ModuleMapper for Randomizer {
+        fn map_float<const D: usize>(
+            &mut self,
+            param: burn::module::Param<Tensor<D>>,
+        ) -> burn::module::Param<Tensor<D>> {
+            self.seed += 1;
+            let (seed, std) = (self.seed, self.std);
+            param.map(|t| {
+                let dims = t.dims();
+                let values: Vec<f32> = randn_vec(dims.iter().product(), seed)
+                    .into_iter()
+                    .map(|x| x * std)
+                    .collect();
+                Tensor::from_data(TensorData::new(values, dims), &t.device())
+            })
+        }
+    }
+    module.map(&mut Randomizer { seed, std })
+}
