@@ -8,9 +8,11 @@
 pub mod attention;
 pub mod backend;
 pub mod cache;
+pub mod checkpoint;
 mod error;
 pub mod model;
 pub mod testing;
+pub mod tokenizer;
 
 pub use backend::BackendKind;
 pub use error::{Error, Result};

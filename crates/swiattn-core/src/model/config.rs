@@ -46,6 +46,11 @@ pub struct ModelConfig {
     pub rope_local_base_freq: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rope_scaling: Option<RopeScaling>,
+    /// `transformers` v5 form of the RoPE settings: one set, or one per layer type
+    /// (`{"full_attention": {..}, "sliding_attention": {..}}`); takes precedence over
+    /// `rope_theta` / `rope_scaling` / `rope_local_base_freq`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rope_parameters: Option<RopeParameters>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub partial_rotary_factor: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -54,6 +59,8 @@ pub struct ModelConfig {
     pub tie_word_embeddings: Option<bool>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub attention_bias: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mlp_bias: Option<bool>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hidden_act: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -64,6 +71,13 @@ pub struct ModelConfig {
     pub layer_types: Option<Vec<String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sliding_window_pattern: Option<usize>,
+    /// `transformers` v5 writes Gemma's pattern under this name.
+    #[serde(
+        default,
+        rename = "_sliding_window_pattern",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub legacy_sliding_window_pattern: Option<usize>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub use_sliding_window: Option<bool>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -89,11 +103,14 @@ pub struct ModelConfig {
     pub kv_head_types: Option<BTreeMap<String, Vec<String>>>,
 }
 
-/// `rope_scaling` of `config.json`.
+/// `rope_scaling` of `config.json`, or one entry of `rope_parameters`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct RopeScaling {
-    #[serde(alias = "type")]
+    #[serde(alias = "type", default = "default_rope_type")]
     pub rope_type: String,
+    /// Only in `rope_parameters`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rope_theta: Option<f64>,
     #[serde(default)]
     pub factor: Option<f64>,
     #[serde(default)]
@@ -102,6 +119,20 @@ pub struct RopeScaling {
     pub high_freq_factor: Option<f64>,
     #[serde(default)]
     pub original_max_position_embeddings: Option<usize>,
+}
+
+fn default_rope_type() -> String {
+    "default".into()
+}
+
+/// `rope_parameters` of a `transformers` v5 `config.json`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum RopeParameters {
+    /// Keyed by layer type (`full_attention`, `sliding_attention`), as Gemma 3 writes it.
+    PerLayerType(BTreeMap<String, RopeScaling>),
+    /// One set for every layer.
+    Shared(RopeScaling),
 }
 
 /// The architecture families swiattn implements.
@@ -321,16 +352,30 @@ impl ModelConfig {
                 ));
             }
         };
-        if let Some(s) = &self.rope_scaling {
+        if self.mlp_bias == Some(true) {
+            return Err(err("mlp_bias", "MLP biases are not supported".into()));
+        }
+        let specs: Vec<(&str, &RopeScaling)> = match &self.rope_parameters {
+            Some(RopeParameters::Shared(s)) => vec![("rope_parameters", s)],
+            Some(RopeParameters::PerLayerType(m)) => {
+                m.values().map(|s| ("rope_parameters", s)).collect()
+            }
+            None => self
+                .rope_scaling
+                .iter()
+                .map(|s| ("rope_scaling", s))
+                .collect(),
+        };
+        for (field, s) in specs {
             match s.rope_type.as_str() {
                 "default" => {}
                 "linear" | "llama3" if s.factor.is_some_and(|f| f > 0.0) => {}
                 "linear" | "llama3" => {
-                    return Err(err("rope_scaling.factor", "must be positive".into()));
+                    return Err(err(&format!("{field}.factor"), "must be positive".into()));
                 }
                 other => {
                     return Err(err(
-                        "rope_scaling.rope_type",
+                        &format!("{field}.rope_type"),
                         format!("unsupported `{other}`"),
                     ));
                 }
@@ -339,27 +384,9 @@ impl ModelConfig {
 
         let native = self.native_layer_types(origin)?;
         let attention = self.attention_kinds(origin, &native, num_kv_heads)?;
-        let rope_theta = self
-            .rope_theta
-            .unwrap_or(if gemma { 1_000_000.0 } else { 10_000.0 });
         let rope = native
             .iter()
-            .map(|&sliding| {
-                if gemma && sliding {
-                    Rope {
-                        base: self.rope_local_base_freq.unwrap_or(10_000.0),
-                        scaling: None,
-                    }
-                } else {
-                    Rope {
-                        base: rope_theta,
-                        scaling: self
-                            .rope_scaling
-                            .clone()
-                            .filter(|s| s.rope_type != "default"),
-                    }
-                }
-            })
+            .map(|&sliding| self.rope_for(sliding, gemma))
             .collect();
         let bias = self.attention_bias.unwrap_or(false);
         Ok(Arch {
@@ -384,6 +411,42 @@ impl ModelConfig {
             layers: attention,
             rope,
         })
+    }
+
+    /// RoPE of a layer whose native type is sliding (`true`) or full.
+    fn rope_for(&self, sliding: bool, gemma: bool) -> Rope {
+        let default_theta = if gemma { 1_000_000.0 } else { 10_000.0 };
+        let rope = |spec: Option<&RopeScaling>, fallback: f64| Rope {
+            base: spec.and_then(|s| s.rope_theta).unwrap_or(fallback),
+            scaling: spec.filter(|s| s.rope_type != "default").cloned(),
+        };
+        match &self.rope_parameters {
+            Some(RopeParameters::Shared(s)) => rope(Some(s), default_theta),
+            Some(RopeParameters::PerLayerType(m)) => {
+                let key = if sliding {
+                    "sliding_attention"
+                } else {
+                    "full_attention"
+                };
+                let local = if gemma && sliding {
+                    10_000.0
+                } else {
+                    default_theta
+                };
+                rope(m.get(key).or_else(|| m.get("full_attention")), local)
+            }
+            None if gemma && sliding => Rope {
+                base: self.rope_local_base_freq.unwrap_or(10_000.0),
+                scaling: None,
+            },
+            None => Rope {
+                base: self.rope_theta.unwrap_or(default_theta),
+                scaling: self
+                    .rope_scaling
+                    .clone()
+                    .filter(|s| s.rope_type != "default"),
+            },
+        }
     }
 
     /// The checkpoint's native layout: `true` for each sliding layer.
@@ -413,7 +476,11 @@ impl ModelConfig {
         }
         Ok(match self.model_type.as_str() {
             "gemma3" | "gemma3_text" => {
-                let p = self.sliding_window_pattern.unwrap_or(6).max(1);
+                let p = self
+                    .sliding_window_pattern
+                    .or(self.legacy_sliding_window_pattern)
+                    .unwrap_or(6)
+                    .max(1);
                 (0..n).map(|i| (i + 1) % p != 0).collect()
             }
             "qwen2" | "qwen3" if self.use_sliding_window == Some(true) => {
@@ -597,4 +664,130 @@ fn field_of(message: &str) -> String {
         .nth(1)
         .map(str::to_string)
         .unwrap_or_else(|| "(document)".to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(json: &str) -> Result<Arch> {
+        ModelConfig::from_json_str(json, "config.json")?.resolve("config.json")
+    }
+
+    const GEMMA_V4: &str = r#"{"model_type": "gemma3_text", "vocab_size": 10, "hidden_size": 8,
+        "intermediate_size": 16, "num_hidden_layers": 12, "num_attention_heads": 2, "num_key_value_heads": 1,
+        "head_dim": 4, "sliding_window": 512, "sliding_window_pattern": 6, "rope_theta": 1000000.0,
+        "rope_local_base_freq": 10000.0, "query_pre_attn_scalar": 256}"#;
+
+    #[test]
+    fn gemma_v4_config_is_five_local_to_one_global() {
+        let arch = parse(GEMMA_V4).unwrap();
+        let full: Vec<usize> = (0..12)
+            .filter(|&i| arch.layers[i] == LayerAttention::Full)
+            .collect();
+        assert_eq!(full, vec![5, 11]);
+        assert_eq!(
+            arch.layers[0],
+            LayerAttention::Sliding(Window::new(512).unwrap())
+        );
+        assert_eq!(
+            (arch.rope[0].base, arch.rope[5].base),
+            (10_000.0, 1_000_000.0)
+        );
+        assert_eq!(arch.attn_scale, 1.0 / 16.0);
+        assert_eq!(arch.embed_scale, Some(8f64.sqrt()));
+        assert!(arch.tie_word_embeddings);
+    }
+
+    #[test]
+    fn attention_override_keeps_the_native_rope() {
+        let json = GEMMA_V4.replace(
+            r#""query_pre_attn_scalar": 256"#,
+            r#""query_pre_attn_scalar": 256, "attention_pattern": "F""#,
+        );
+        let arch = parse(&json).unwrap();
+        assert!(arch.layers.iter().all(|l| *l == LayerAttention::Full));
+        assert_eq!(
+            (arch.rope[0].base, arch.rope[5].base),
+            (10_000.0, 1_000_000.0)
+        );
+    }
+
+    #[test]
+    fn patterns_tile_over_layers() {
+        let json = GEMMA_V4.replace(
+            r#""query_pre_attn_scalar": 256"#,
+            r#""attention_pattern": "SSR""#,
+        );
+        let kinds: Vec<&str> = parse(&json)
+            .unwrap()
+            .layers
+            .iter()
+            .map(LayerAttention::type_name)
+            .collect();
+        assert_eq!(
+            kinds[..6],
+            [
+                "sliding_attention",
+                "sliding_attention",
+                "routed_attention",
+                "sliding_attention",
+                "sliding_attention",
+                "routed_attention"
+            ]
+        );
+    }
+
+    #[test]
+    fn v5_rope_parameters_per_layer_type() {
+        let json = r#"{"model_type": "gemma3_text", "vocab_size": 10, "hidden_size": 8, "intermediate_size": 16,
+            "num_hidden_layers": 2, "num_attention_heads": 2, "head_dim": 4, "sliding_window": 4,
+            "layer_types": ["sliding_attention", "full_attention"],
+            "rope_parameters": {"full_attention": {"rope_type": "linear", "factor": 8.0, "rope_theta": 1000000.0},
+                                "sliding_attention": {"rope_type": "default", "rope_theta": 10000.0}}}"#;
+        let arch = parse(json).unwrap();
+        assert_eq!(
+            arch.rope[0],
+            Rope {
+                base: 10_000.0,
+                scaling: None
+            }
+        );
+        assert_eq!(arch.rope[1].base, 1_000_000.0);
+        assert_eq!(
+            arch.rope[1].scaling.as_ref().and_then(|s| s.factor),
+            Some(8.0)
+        );
+    }
+
+    #[test]
+    fn errors_name_the_field() {
+        let bad_kv = GEMMA_V4.replace(r#""num_key_value_heads": 1"#, r#""num_key_value_heads": 3"#);
+        assert!(
+            parse(&bad_kv)
+                .unwrap_err()
+                .to_string()
+                .contains("num_key_value_heads")
+        );
+        let missing = GEMMA_V4.replace(r#""vocab_size": 10,"#, "");
+        let e = parse(&missing).unwrap_err().to_string();
+        assert!(e.contains("config.json") && e.contains("vocab_size"), "{e}");
+        let family = GEMMA_V4.replace("gemma3_text", "gpt_neox");
+        assert!(
+            parse(&family)
+                .unwrap_err()
+                .to_string()
+                .contains("model_type")
+        );
+        let mixed = GEMMA_V4.replace(
+            r#""query_pre_attn_scalar": 256"#,
+            r#""attention_pattern": "H""#,
+        );
+        assert!(
+            parse(&mixed)
+                .unwrap_err()
+                .to_string()
+                .contains("kv_head_types.0")
+        );
+    }
 }

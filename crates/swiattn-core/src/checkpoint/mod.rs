@@ -1,0 +1,274 @@
+//! Checkpoints: reading weights from Hugging Face safetensors (single or sharded) and GGUF,
+//! writing safetensors, and the one mapping between checkpoint keys and module parameters.
+//!
+//! Module field names *are* the Hugging Face keys (`model.layers.3.mlp.up_proj.weight`), so
+//! loading walks the module tree with a [`burn::module::ModuleMapper`], asks a [`WeightSource`]
+//! for each parameter by its path, checks the shape, and transposes the weights of `Linear`
+//! layers (burn stores `[in, out]`, checkpoints `[out, in]`). Saving walks the same tree the other
+//! way.
+
+pub mod gguf;
+pub mod safetensors;
+
+use std::path::{Path, PathBuf};
+
+use burn::module::{Module, ModuleMapper, ModuleVisitor, Param};
+use burn::tensor::{DType, Tensor, TensorData};
+
+use crate::model::{ModelConfig, Transformer};
+use crate::{Error, Result};
+
+/// A dense fp32 tensor on the host, in checkpoint (PyTorch) layout.
+#[derive(Clone, Debug, PartialEq)]
+pub struct HostTensor {
+    pub shape: Vec<usize>,
+    pub data: Vec<f32>,
+}
+
+/// Somewhere named tensors can be read from, in Hugging Face naming and layout.
+pub trait WeightSource {
+    /// The file (or directory) the tensors come from, for error messages.
+    fn origin(&self) -> String;
+    /// Read a tensor, `None` if the checkpoint has no tensor of that name.
+    fn read(&self, name: &str) -> Result<Option<HostTensor>>;
+}
+
+/// Options for loading a model.
+#[derive(Clone, Debug)]
+pub struct LoadOptions {
+    /// Dtype of the parameters on the device (checkpoints are converted on load).
+    pub dtype: DType,
+}
+
+impl Default for LoadOptions {
+    fn default() -> Self {
+        Self { dtype: DType::F32 }
+    }
+}
+
+/// A loaded model and where it came from.
+#[derive(Debug)]
+pub struct LoadedModel {
+    pub model: Transformer,
+    /// The tokenizer shipped with the checkpoint (`tokenizer.json` beside safetensors, or the
+    /// vocabulary inside a GGUF file), when there is one.
+    pub tokenizer: Option<tokenizers::Tokenizer>,
+    pub path: PathBuf,
+}
+
+/// Load a model from a GGUF file or a Hugging Face directory (`config.json` + safetensors).
+pub fn load_model(
+    path: &Path,
+    device: &burn::tensor::Device,
+    options: &LoadOptions,
+) -> Result<LoadedModel> {
+    if !path.exists() {
+        return Err(Error::io(
+            path,
+            std::io::Error::new(std::io::ErrorKind::NotFound, "no such file or directory"),
+        ));
+    }
+    if path.is_file() && path.extension().is_some_and(|e| e == "gguf") {
+        let file = gguf::GgufFile::open(path)?;
+        let config = gguf::config_from_gguf(&file)?;
+        let tokenizer = gguf::tokenizer_from_gguf(&file).ok();
+        let source = gguf::GgufSource::new(file, &config)?;
+        let model = load_weights(Transformer::new(config, device)?, &source, options)?;
+        return Ok(LoadedModel {
+            model,
+            tokenizer,
+            path: path.to_path_buf(),
+        });
+    }
+    let dir = if path.is_dir() {
+        path
+    } else {
+        path.parent().unwrap_or(Path::new("."))
+    };
+    let config = ModelConfig::from_file(&dir.join("config.json"))?;
+    let source = safetensors::SafetensorsSource::open(path)?;
+    let model = load_weights(Transformer::new(config, device)?, &source, options)?;
+    let tokenizer_path = dir.join("tokenizer.json");
+    let tokenizer = if tokenizer_path.exists() {
+        Some(crate::tokenizer::load_tokenizer(&tokenizer_path)?)
+    } else {
+        None
+    };
+    Ok(LoadedModel {
+        model,
+        tokenizer,
+        path: path.to_path_buf(),
+    })
+}
+
+/// Replace every parameter of `model` with the tensor of the same name from `source`.
+///
+/// Errors name the file and tensor: a missing tensor, or one whose shape differs from what the
+/// model config implies.
+pub fn load_weights<M: Module>(
+    model: M,
+    source: &dyn WeightSource,
+    options: &LoadOptions,
+) -> Result<M> {
+    let mut loader = Loader {
+        source,
+        dtype: options.dtype,
+        path: Vec::new(),
+        error: None,
+    };
+    let model = model.map(&mut loader);
+    match loader.error {
+        Some(e) => Err(e),
+        None => Ok(model),
+    }
+}
+
+/// Every parameter of `model` by checkpoint name, in checkpoint layout, as raw tensor data in the
+/// parameter's dtype.
+pub fn named_tensors<M: Module>(model: &M) -> Vec<(String, TensorData)> {
+    let mut exporter = Exporter {
+        path: Vec::new(),
+        out: Vec::new(),
+    };
+    model.visit(&mut exporter);
+    exporter.out
+}
+
+/// Path of module names from the root, with the type of the struct each name is a field of.
+type ModulePath = Vec<(String, String)>;
+
+fn param_name(path: &ModulePath) -> String {
+    path.iter()
+        .map(|(n, _)| n.as_str())
+        .collect::<Vec<_>>()
+        .join(".")
+}
+
+/// `Linear.weight` is stored transposed (`[in, out]`) in burn.
+fn is_linear_weight(path: &ModulePath) -> bool {
+    path.last()
+        .is_some_and(|(n, ty)| n == "weight" && ty == "Struct:Linear")
+}
+
+struct Loader<'a> {
+    source: &'a dyn WeightSource,
+    dtype: DType,
+    path: ModulePath,
+    error: Option<Error>,
+}
+
+impl Loader<'_> {
+    fn tensor<const D: usize>(
+        &self,
+        name: &str,
+        dims: [usize; D],
+        device: &burn::tensor::Device,
+    ) -> Result<Tensor<D>> {
+        let linear = is_linear_weight(&self.path);
+        let mut want: Vec<usize> = dims.to_vec();
+        if linear {
+            want.reverse();
+        }
+        let origin = self.source.origin();
+        let t = self
+            .source
+            .read(name)?
+            .ok_or_else(|| Error::checkpoint(&origin, name, "missing from the checkpoint"))?;
+        if t.shape != want {
+            return Err(Error::checkpoint(
+                &origin,
+                name,
+                format!(
+                    "shape {:?} does not match the config, which implies {want:?}",
+                    t.shape
+                ),
+            ));
+        }
+        let data = if linear {
+            transpose(&t.data, want[0], want[1])
+        } else {
+            t.data
+        };
+        Ok(Tensor::from_data(
+            TensorData::new(data, dims),
+            (device, self.dtype),
+        ))
+    }
+}
+
+impl ModuleMapper for Loader<'_> {
+    fn enter_module(&mut self, name: &str, container_type: &str) {
+        self.path
+            .push((name.to_string(), container_type.to_string()));
+    }
+
+    fn exit_module(&mut self, _name: &str, _container_type: &str) {
+        self.path.pop();
+    }
+
+    fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+        if self.error.is_some() {
+            return param;
+        }
+        let name = param_name(&self.path);
+        let dims: [usize; D] = param.lazy_shape().dims();
+        match self.tensor(&name, dims, &param.lazy_device()) {
+            Ok(tensor) => {
+                let id = param.id;
+                param.transform_for_load(tensor, id)
+            }
+            Err(e) => {
+                self.error = Some(e);
+                param
+            }
+        }
+    }
+}
+
+struct Exporter {
+    path: ModulePath,
+    out: Vec<(String, TensorData)>,
+}
+
+impl ModuleVisitor for Exporter {
+    fn enter_module(&mut self, name: &str, container_type: &str) {
+        self.path
+            .push((name.to_string(), container_type.to_string()));
+    }
+
+    fn exit_module(&mut self, _name: &str, _container_type: &str) {
+        self.path.pop();
+    }
+
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+        let value = param.val();
+        let data = if is_linear_weight(&self.path) {
+            value.transpose().into_data()
+        } else {
+            value.into_data()
+        };
+        self.out.push((param_name(&self.path), data));
+    }
+}
+
+/// Row-major `[rows, cols]` → `[cols, rows]`.
+pub(crate) fn transpose(data: &[f32], rows: usize, cols: usize) -> Vec<f32> {
+    let mut out = vec![0.0; data.len()];
+    for r in 0..rows {
+        for c in 0..cols {
+            out[c * rows + r] = data[r * cols + c];
+        }
+    }
+    out
+}
+
+/// Save a model as a Hugging Face directory: `config.json` and `model.safetensors` (parameters in
+/// their own dtype), which [`load_model`] reloads exactly.
+pub fn save_model(model: &Transformer, dir: &Path) -> Result<()> {
+    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    let config = model.config.clone().with_attention(&model.arch.layers);
+    let json = serde_json::to_string_pretty(&config).expect("config serializes");
+    let config_path = dir.join("config.json");
+    std::fs::write(&config_path, json).map_err(|e| Error::io(&config_path, e))?;
+    safetensors::save(&named_tensors(model), &dir.join("model.safetensors"))
+}
