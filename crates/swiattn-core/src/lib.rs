@@ -9,8 +9,10 @@ pub mod attention;
 pub mod backend;
 pub mod cache;
 pub mod checkpoint;
+pub mod conformance;
 mod error;
 pub mod model;
+pub mod score;
 pub mod testing;
 pub mod tokenizer;
 

@@ -1,1 +1,43 @@
-fn main() {}
+//! `swiattn`: the command line of the swiattn framework.
+
+mod demo;
+mod info;
+mod ppl;
+mod selftest;
+
+use clap::{Parser, Subcommand};
+use swiattn_core::BackendKind;
+
+#[derive(Parser)]
+#[command(name = "swiattn", version, about = "Dynamic hybrid full/sliding-window attention on burn")]
+struct Cli {
+    /// Backend to run on: cpu, wgpu or cuda (among those compiled in).
+    #[arg(long, global = true, default_value = "cpu")]
+    backend: BackendKind,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Build the embedded default hybrid model and show what swiattn does with it: per-layer
+    /// attention and cost, the three-path agreement check, and blocked vs dense sliding attention.
+    Demo(demo::Args),
+    /// Perplexity of a text under a model (GGUF file or Hugging Face directory).
+    Ppl(ppl::Args),
+    /// Summarize a model's architecture and attention layout.
+    Info(info::Args),
+    /// Check every attention path and cached decoding against the reference on this backend.
+    Selftest(selftest::Args),
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let device = cli.backend.device()?;
+    match cli.command {
+        Command::Demo(args) => demo::run(args, cli.backend, &device),
+        Command::Ppl(args) => ppl::run(args, cli.backend, &device),
+        Command::Info(args) => info::run(args, &device),
+        Command::Selftest(args) => selftest::run(args, cli.backend, &device),
+    }
+}

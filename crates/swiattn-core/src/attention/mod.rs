@@ -16,6 +16,7 @@
 //! All of them are plain burn tensor ops, so they run and differentiate on every backend.
 
 pub mod blocked;
+pub mod cost;
 pub mod dense;
 pub mod head_mixed;
 pub mod mask;

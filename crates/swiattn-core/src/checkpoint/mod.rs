@@ -38,11 +38,30 @@ pub trait WeightSource {
 pub struct LoadOptions {
     /// Dtype of the parameters on the device (checkpoints are converted on load).
     pub dtype: DType,
+    /// Replace every layer's attention with this pattern (see [`ModelConfig::attention_pattern`]).
+    pub attention_pattern: Option<String>,
+    /// Replace the sliding window of every windowed layer.
+    pub sliding_window: Option<usize>,
 }
 
 impl Default for LoadOptions {
     fn default() -> Self {
-        Self { dtype: DType::F32 }
+        Self { dtype: DType::F32, attention_pattern: None, sliding_window: None }
+    }
+}
+
+impl LoadOptions {
+    /// `config` with this load's attention overrides applied and validated.
+    fn apply(&self, mut config: ModelConfig) -> Result<ModelConfig> {
+        if let Some(pattern) = &self.attention_pattern {
+            config.attention_pattern = Some(pattern.clone());
+            config.attention_types = None;
+        }
+        if let Some(w) = self.sliding_window {
+            config.sliding_window = Some(w);
+        }
+        config.resolve("model config with the requested attention")?;
+        Ok(config)
     }
 }
 
@@ -70,7 +89,7 @@ pub fn load_model(
     }
     if path.is_file() && path.extension().is_some_and(|e| e == "gguf") {
         let file = gguf::GgufFile::open(path)?;
-        let config = gguf::config_from_gguf(&file)?;
+        let config = options.apply(gguf::config_from_gguf(&file)?)?;
         let tokenizer = gguf::tokenizer_from_gguf(&file).ok();
         let source = gguf::GgufSource::new(file, &config)?;
         let model = load_weights(Transformer::new(config, device)?, &source, options)?;
@@ -85,7 +104,7 @@ pub fn load_model(
     } else {
         path.parent().unwrap_or(Path::new("."))
     };
-    let config = ModelConfig::from_file(&dir.join("config.json"))?;
+    let config = options.apply(ModelConfig::from_file(&dir.join("config.json"))?)?;
     let source = safetensors::SafetensorsSource::open(path)?;
     let model = load_weights(Transformer::new(config, device)?, &source, options)?;
     let tokenizer_path = dir.join("tokenizer.json");

@@ -1,0 +1,334 @@
+//! Conformance checks: every fast attention path against the reference (forward and input
+//! gradients), and the three-path golden check of whole models (masked forward == chunked
+//! prefill == token-by-token decode), on any backend. The test suite asserts them on the CPU and
+//! on wgpu; `swiattn selftest --backend …` runs them on whatever device a user has, e.g. CUDA.
+//!
+//! Inputs are fresh seeded random, ragged sizes: lengths 1, 63, 111, 257; windows 1, w-1, w,
+//! w+1 and >= T around w = 32; GQA ratios 1, 3 and 4; chunks after cached tokens.
+//! Tolerances (fp32): outputs 2e-5, gradients 1e-4, model logits 1e-4 (absolute, inputs ~ N(0, 1)).
+
+use burn::tensor::{Device, Int, Tensor, TensorData};
+
+use crate::attention::{
+    Positions, RouteMask, Span, Visibility, Window, attention_reference, causal_attention, default_block,
+    head_mixed_attention, routed_attention, sliding_attention,
+};
+use crate::model::{ModelConfig, Routes, Transformer};
+use crate::testing::{max_abs_diff, random_bools, randn, randomize};
+
+pub const FORWARD_TOL: f32 = 2e-5;
+pub const GRADIENT_TOL: f32 = 1e-4;
+pub const LOGIT_TOL: f32 = 1e-4;
+
+/// One comparison: what was compared and how far apart the two were.
+#[derive(Clone, Debug)]
+pub struct Check {
+    pub name: String,
+    pub diff: f32,
+    pub tol: f32,
+}
+
+impl Check {
+    pub fn passed(&self) -> bool {
+        self.diff <= self.tol
+    }
+}
+
+/// Panic with every failed check (for tests).
+pub fn assert_passed(checks: &[Check]) {
+    assert!(!checks.is_empty(), "no checks ran");
+    let failed: Vec<String> = checks
+        .iter()
+        .filter(|c| !c.passed())
+        .map(|c| format!("{}: {:.3e} > {:.0e}", c.name, c.diff, c.tol))
+        .collect();
+    assert!(failed.is_empty(), "{} of {} checks failed:\n{}", failed.len(), checks.len(), failed.join("\n"));
+}
+
+/// How many shapes to sweep: all of them, or a subset for slow backends (software Vulkan JITs
+/// every new shape).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Sweep {
+    Full,
+    Quick,
+}
+
+/// Shapes of one attention comparison.
+#[derive(Clone, Copy, Debug)]
+pub struct Case {
+    pub batch: usize,
+    pub q_heads: usize,
+    pub kv_heads: usize,
+    pub q_len: usize,
+    pub head_dim: usize,
+    /// Cached tokens before the queries; keys cover positions `0..q_start + q_len`.
+    pub q_start: usize,
+    pub window: Window,
+}
+
+impl Case {
+    fn k_len(&self) -> usize {
+        self.q_start + self.q_len
+    }
+    fn pos(&self) -> Positions {
+        Positions::new(self.q_start, 0)
+    }
+    fn scale(&self) -> f64 {
+        (self.head_dim as f64).powf(-0.5)
+    }
+    fn label(&self) -> String {
+        format!(
+            "T={} w={} heads={}/{} start={}",
+            self.q_len,
+            self.window.size(),
+            self.q_heads,
+            self.kv_heads,
+            self.q_start
+        )
+    }
+}
+
+/// The swept shapes.
+pub fn cases(sweep: Sweep) -> Vec<Case> {
+    let quick = sweep == Sweep::Quick;
+    let lengths: &[usize] = if quick { &[1, 63, 257] } else { &[1, 63, 111, 257] };
+    let heads: &[(usize, usize)] = if quick { &[(6, 2)] } else { &[(2, 2), (6, 2), (4, 1)] };
+    let mut out = Vec::new();
+    for &q_len in lengths {
+        for &(q_heads, kv_heads) in heads {
+            let mut windows = if quick { vec![1, 32, q_len + 9] } else { vec![1, 31, 32, 33, q_len.max(1), q_len + 9] };
+            windows.dedup();
+            for w in windows {
+                let window = Window::new(w).expect("w >= 1");
+                out.push(Case { batch: 2, q_heads, kv_heads, q_len, head_dim: 8, q_start: 0, window });
+            }
+        }
+    }
+    // New queries after cached tokens (decode is q_len = 1).
+    for (q_start, q_len) in [(40, 1), (70, 17)] {
+        let window = Window::new(32).expect("w >= 1");
+        out.push(Case { batch: 2, q_heads: 6, kv_heads: 2, q_len, head_dim: 8, q_start, window });
+    }
+    out
+}
+
+type Attention<'a> = dyn Fn(Tensor<4>, Tensor<4>, Tensor<4>) -> Tensor<4> + 'a;
+
+/// Compare `fast` with the reference under `visibility`: the outputs, and the gradients of
+/// `sum(out · r)` for a random `r` with respect to q, k and v.
+pub fn compare(name: &str, case: &Case, seed: u64, visibility: &Visibility, fast: &Attention, device: &Device) -> Vec<Check> {
+    let device = device.clone().autodiff();
+    let Case { batch: b, q_heads: hq, kv_heads: hkv, q_len: tq, head_dim: d, .. } = *case;
+    let tk = case.k_len();
+    let leaf = |dims: [usize; 4], s: u64| randn(dims, seed * 31 + s, &device).require_grad();
+    let run = |f: &Attention| {
+        let (q, k, v) = (leaf([b, hq, tq, d], 1), leaf([b, hkv, tk, d], 2), leaf([b, hkv, tk, d], 3));
+        let out = f(q.clone(), k.clone(), v.clone());
+        let r = randn([b, hq, tq, d], seed * 31 + 4, &device);
+        let grads = (out.clone() * r).sum().backward();
+        let g = |x: &Tensor<4>| x.grad(&grads).expect("a gradient for every input");
+        (out.inner(), [g(&q), g(&k), g(&v)])
+    };
+    let scale = case.scale();
+    let (want, want_grads) = run(&|q, k, v| attention_reference(q, k, v, visibility, scale));
+    let (got, got_grads) = run(fast);
+    let label = format!("{name} {}", case.label());
+    let mut checks = vec![Check { name: format!("{label} out"), diff: max_abs_diff(&got, &want), tol: FORWARD_TOL }];
+    for (grad, (g, w)) in ["dq", "dk", "dv"].iter().zip(got_grads.iter().zip(&want_grads)) {
+        checks.push(Check { name: format!("{label} {grad}"), diff: max_abs_diff(g, w), tol: GRADIENT_TOL });
+    }
+    checks
+}
+
+/// Blocked sliding-window attention vs the reference (default and odd block sizes).
+pub fn sliding(device: &Device, sweep: Sweep) -> Vec<Check> {
+    let mut checks = Vec::new();
+    for (i, case) in cases(sweep).iter().enumerate() {
+        let w = case.window;
+        let vis = Visibility::span(Span::Sliding(w), case.pos(), case.q_len, case.k_len());
+        for block in [default_block(w), 7] {
+            let fast = |q, k, v| sliding_attention(q, k, v, w, case.pos(), case.scale(), block);
+            checks.extend(compare(&format!("sliding block={block}"), case, i as u64, &vis, &fast, device));
+        }
+    }
+    checks
+}
+
+/// Dense causal (full) attention vs the reference.
+pub fn causal(device: &Device, sweep: Sweep) -> Vec<Check> {
+    let mut checks = Vec::new();
+    for (i, case) in cases(sweep).iter().enumerate() {
+        let vis = Visibility::span(Span::Full, case.pos(), case.q_len, case.k_len());
+        let fast = |q, k, v| causal_attention(q, k, v, Span::Full, case.pos(), case.scale());
+        checks.extend(compare("causal", case, 100 + i as u64, &vis, &fast, device));
+    }
+    checks
+}
+
+/// Routed attention vs the reference, for sparse, dense, all-FA and all-SWA routes.
+pub fn routed(device: &Device, sweep: Sweep) -> Vec<Check> {
+    let mut checks = Vec::new();
+    for (i, case) in cases(sweep).iter().enumerate() {
+        let (b, t, w) = (case.batch, case.q_len, case.window);
+        let routes = [
+            ("p=0.3", RouteMask { batch: b, len: t, fa: random_bools(b * t, 0.3, i as u64) }),
+            ("p=0.8", RouteMask { batch: b, len: t, fa: random_bools(b * t, 0.8, 7 + i as u64) }),
+            ("all-FA", RouteMask::uniform(b, t, true)),
+            ("all-SWA", RouteMask::uniform(b, t, false)),
+        ];
+        for (label, route) in &routes {
+            let vis = Visibility::routed(&route.fa, b, w, case.pos(), t, case.k_len());
+            for block in [default_block(w), 5] {
+                let fast = |q, k, v| routed_attention(q, k, v, route, w, case.pos(), case.scale(), block);
+                checks.extend(compare(&format!("routed {label} block={block}"), case, 200 + i as u64, &vis, &fast, device));
+            }
+        }
+    }
+    checks
+}
+
+/// Head-mixed attention vs the reference, for each split of the KV heads.
+pub fn head_mixed(device: &Device, sweep: Sweep) -> Vec<Check> {
+    let mut checks = Vec::new();
+    for (i, case) in cases(sweep).iter().enumerate() {
+        let layouts: Vec<Vec<bool>> = match case.kv_heads {
+            1 => vec![vec![true], vec![false]],
+            _ => vec![vec![true, false], vec![false, true]],
+        };
+        for full in &layouts {
+            let w = case.window;
+            let vis = Visibility::head_mixed(full, w, case.pos(), case.q_len, case.k_len());
+            let fast = |q, k, v| head_mixed_attention(q, k, v, full, w, case.pos(), case.scale(), default_block(w));
+            checks.extend(compare(&format!("head_mixed {full:?}"), case, 300 + i as u64, &vis, &fast, device));
+        }
+    }
+    checks
+}
+
+/// Routing every token to one branch sees exactly the keys of that branch's own path (checked
+/// on the visibility grids) and gives its outputs to fp32 rounding (1e-6).
+pub fn uniform_routes(device: &Device) -> Vec<Check> {
+    let window = Window::new(16).expect("16 >= 1");
+    let (b, hq, hkv, t, d) = (2, 4, 2, 75, 8);
+    let pos = Positions::default();
+    let (q, k, v) = (randn([b, hq, t, d], 1, device), randn([b, hkv, t, d], 2, device), randn([b, hkv, t, d], 3, device));
+    let scale = 0.25;
+    let mut checks = Vec::new();
+    for (fa, span) in [(true, Span::Full), (false, Span::Sliding(window))] {
+        let route = RouteMask::uniform(b, t, fa);
+        let by_route = Visibility::routed(&route.fa, b, window, pos, t, t);
+        let by_span = Visibility::span(span, pos, t, t);
+        let mismatched = (0..b * t * t)
+            .filter(|&n| by_route.get(n / (t * t), 0, n / t % t, n % t) != by_span.get(0, 0, n / t % t, n % t))
+            .count();
+        checks.push(Check { name: format!("uniform route fa={fa}: visibility mismatches"), diff: mismatched as f32, tol: 0.0 });
+        let routed = routed_attention(q.clone(), k.clone(), v.clone(), &route, window, pos, scale, 16);
+        let direct = match span {
+            Span::Full => causal_attention(q.clone(), k.clone(), v.clone(), span, pos, scale),
+            Span::Sliding(w) => sliding_attention(q.clone(), k.clone(), v.clone(), w, pos, scale, 16),
+        };
+        checks.push(Check { name: format!("uniform route fa={fa}: outputs"), diff: max_abs_diff(&routed, &direct), tol: 1e-6 });
+    }
+    checks
+}
+
+/// The window of the golden models.
+pub const GOLDEN_WINDOW: usize = 5;
+
+fn golden_config(model_type: &str, pattern: &str) -> ModelConfig {
+    let json = format!(
+        r#"{{
+            "model_type": "{model_type}", "vocab_size": 61, "hidden_size": 32, "intermediate_size": 48,
+            "num_hidden_layers": 4, "num_attention_heads": 4, "num_key_value_heads": 2, "head_dim": 8,
+            "sliding_window": {GOLDEN_WINDOW}, "attention_pattern": "{pattern}", "query_pre_attn_scalar": 8,
+            "kv_head_types": {{"0": ["full_attention", "sliding_attention"], "1": ["sliding_attention", "full_attention"],
+                              "2": ["sliding_attention", "full_attention"], "3": ["full_attention", "sliding_attention"]}}
+        }}"#
+    );
+    ModelConfig::from_json_str(&json, "golden config").expect("valid golden config")
+}
+
+/// Three paths through a small random model (weights ~ N(0, 0.2)): masked full forward, chunked
+/// prefill in chunks of `chunk`, and token-by-token decode. Also checks that sliding layers hold
+/// at most `w` positions.
+pub fn three_paths(device: &Device, model_type: &str, pattern: &str, len: usize, chunk: usize) -> Vec<Check> {
+    let model = randomize(Transformer::new(golden_config(model_type, pattern), device).expect("valid model"), 7, 0.2);
+    let batch = 2;
+    let ids: Vec<i64> = (0..batch * len).map(|i| ((i * 37 + 11) % 61) as i64).collect();
+    let tokens = Tensor::<2, Int>::from_data(TensorData::new(ids, [batch, len]), device);
+    let mut routes = Routes::none();
+    for (i, layer) in model.layer_attention().iter().enumerate() {
+        if layer.type_name() == "routed_attention" {
+            let fa = random_bools(batch * len, 0.35, 3 + i as u64);
+            routes = routes.with(i, RouteMask { batch, len, fa });
+        }
+    }
+    let label = format!("{model_type} {pattern} T={len}");
+    let full = model.forward(tokens.clone(), &routes).expect("forward");
+
+    let mut cache = model.new_cache();
+    let chunks: Vec<Tensor<3>> = (0..len)
+        .step_by(chunk)
+        .map(|start| {
+            let n = chunk.min(len - start);
+            let part = tokens.clone().slice([0..batch, start..start + n]);
+            model.forward_cached(part, &routes.narrow(start, n), &mut cache).expect("prefill")
+        })
+        .collect();
+    let chunked = Tensor::cat(chunks, 1);
+
+    let mut cache = model.new_cache();
+    let steps: Vec<Tensor<3>> = (0..len)
+        .map(|t| {
+            let step = tokens.clone().slice([0..batch, t..t + 1]);
+            model.forward_cached(step, &routes.narrow(t, 1), &mut cache).expect("decode")
+        })
+        .collect();
+    let decoded = Tensor::cat(steps, 1);
+
+    let ring_excess = model
+        .layer_attention()
+        .iter()
+        .zip(&cache.layers)
+        .filter(|(l, _)| l.type_name() == "sliding_attention")
+        .map(|(_, c)| c.capacity().saturating_sub(GOLDEN_WINDOW))
+        .max()
+        .unwrap_or(0);
+    vec![
+        Check { name: format!("{label} chunked prefill (chunk {chunk})"), diff: max_abs_diff(&chunked, &full), tol: LOGIT_TOL },
+        Check { name: format!("{label} decode"), diff: max_abs_diff(&decoded, &full), tol: LOGIT_TOL },
+        Check { name: format!("{label} ring positions beyond w"), diff: ring_excess as f32, tol: 0.0 },
+    ]
+}
+
+/// Three paths for every layer kind (lengths below, at and well past the window, so rings wrap
+/// several times), every family, and a prefill chunk longer than the window.
+pub fn models(device: &Device, sweep: Sweep) -> Vec<Check> {
+    let quick = sweep == Sweep::Quick;
+    let w = GOLDEN_WINDOW;
+    let mut checks = Vec::new();
+    let patterns: &[&str] = if quick { &["SFRH"] } else { &["F", "S", "R", "H", "SFRH"] };
+    for pattern in patterns {
+        for len in [w - 1, w, 23] {
+            checks.extend(three_paths(device, "llama", pattern, len, 7));
+        }
+    }
+    let families: &[&str] = if quick { &["gemma3_text"] } else { &["llama", "qwen2", "qwen3", "gemma3_text"] };
+    for family in families {
+        checks.extend(three_paths(device, family, "SFRH", 23, 4));
+    }
+    checks.extend(three_paths(device, "llama", "S", 3 * w + 2, 2 * w + 1));
+    checks
+}
+
+/// Every check.
+pub fn all(device: &Device, sweep: Sweep) -> Vec<Check> {
+    let mut checks = Vec::new();
+    checks.extend(causal(device, sweep));
+    checks.extend(sliding(device, sweep));
+    checks.extend(routed(device, sweep));
+    checks.extend(head_mixed(device, sweep));
+    checks.extend(uniform_routes(device));
+    checks.extend(models(device, sweep));
+    checks
+}
