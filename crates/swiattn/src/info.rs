@@ -18,29 +18,60 @@ pub struct Args {
 }
 
 pub fn run(args: Args, device: &Device) -> anyhow::Result<()> {
-    let options = LoadOptions { attention_pattern: args.attention_pattern, ..Default::default() };
+    let options = LoadOptions {
+        attention_pattern: args.attention_pattern,
+        ..Default::default()
+    };
     let loaded = load_model(&args.model, device, &options)?;
     let arch = &loaded.model.arch;
     println!("{}", args.model.display());
     println!("  {}", describe(arch));
-    println!("  model_type {}, vocab {}, hidden {}, intermediate {}", loaded.model.config.model_type, arch.vocab_size, arch.hidden_size, arch.intermediate_size);
-    println!("  heads {} (kv {}), head_dim {}, tied embeddings {}", arch.num_heads, arch.num_kv_heads, arch.head_dim, arch.tie_word_embeddings);
+    println!(
+        "  model_type {}, vocab {}, hidden {}, intermediate {}",
+        loaded.model.config.model_type, arch.vocab_size, arch.hidden_size, arch.intermediate_size
+    );
+    println!(
+        "  heads {} (kv {}), head_dim {}, tied embeddings {}",
+        arch.num_heads, arch.num_kv_heads, arch.head_dim, arch.tie_word_embeddings
+    );
     println!("  layers: {}", layer_string(&arch.layers));
-    println!("  tokenizer: {}", if loaded.tokenizer.is_some() { "included" } else { "none (pass --tokenizer where one is needed)" });
+    println!(
+        "  tokenizer: {}",
+        if loaded.tokenizer.is_some() {
+            "included"
+        } else {
+            "none (pass --tokenizer where one is needed)"
+        }
+    );
     Ok(())
 }
 
 /// `"18 layers: 15 sliding (w=512), 3 full"`.
 pub fn describe(arch: &Arch) -> String {
     let [full, sliding, routed, mixed] = arch.layer_counts();
-    let window = arch.layers.iter().find_map(LayerAttention::window).map(|w| format!(" w={}", w.size())).unwrap_or_default();
+    let window = arch
+        .layers
+        .iter()
+        .find_map(LayerAttention::window)
+        .map(|w| format!(" w={}", w.size()))
+        .unwrap_or_default();
     let mut parts = Vec::new();
-    for (n, name) in [(sliding, "sliding"), (routed, "routed"), (mixed, "head-mixed"), (full, "full")] {
+    for (n, name) in [
+        (sliding, "sliding"),
+        (routed, "routed"),
+        (mixed, "head-mixed"),
+        (full, "full"),
+    ] {
         if n > 0 {
             parts.push(format!("{n} {name}"));
         }
     }
-    format!("{:?}, {} layers{window}: {}", arch.family, arch.layers.len(), parts.join(", "))
+    format!(
+        "{:?}, {} layers{window}: {}",
+        arch.family,
+        arch.layers.len(),
+        parts.join(", ")
+    )
 }
 
 /// One letter per layer: `SSSSSFSSSSSF…`.

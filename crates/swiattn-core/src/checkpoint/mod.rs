@@ -46,7 +46,11 @@ pub struct LoadOptions {
 
 impl Default for LoadOptions {
     fn default() -> Self {
-        Self { dtype: DType::F32, attention_pattern: None, sliding_window: None }
+        Self {
+            dtype: DType::F32,
+            attention_pattern: None,
+            sliding_window: None,
+        }
     }
 }
 
