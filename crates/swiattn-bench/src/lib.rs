@@ -25,9 +25,7 @@ pub fn bench_model(device: &Device) -> Transformer {
 
 /// Token ids `[batch, len]` (a fixed pattern).
 pub fn bench_tokens(batch: usize, len: usize, vocab: usize, device: &Device) -> Tensor<2, Int> {
-    let ids: Vec<i64> = (0..batch * len)
-        .map(|i| ((i * 7919 + 13) % vocab) as i64)
-        .collect();
+    let ids: Vec<i64> = (0..batch * len).map(|i| ((i * 7919 + 13) % vocab) as i64).collect();
     Tensor::from_data(TensorData::new(ids, [batch, len]), device)
 }
 

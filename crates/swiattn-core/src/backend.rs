@@ -61,11 +61,7 @@ impl BackendKind {
             other => Err(Error::Invalid(format!(
                 "backend `{other}` is not compiled into this build (compiled: {}); rebuild with \
                  `--features {}`",
-                Self::compiled()
-                    .iter()
-                    .map(|b| b.to_string())
-                    .collect::<Vec<_>>()
-                    .join(", "),
+                Self::compiled().iter().map(|b| b.to_string()).collect::<Vec<_>>().join(", "),
                 other.feature()
             ))),
         }
@@ -89,9 +85,7 @@ impl FromStr for BackendKind {
             "cpu" => Ok(BackendKind::Cpu),
             "wgpu" => Ok(BackendKind::Wgpu),
             "cuda" => Ok(BackendKind::Cuda),
-            _ => Err(Error::Invalid(format!(
-                "unknown backend `{s}` (expected cpu, wgpu or cuda)"
-            ))),
+            _ => Err(Error::Invalid(format!("unknown backend `{s}` (expected cpu, wgpu or cuda)"))),
         }
     }
 }

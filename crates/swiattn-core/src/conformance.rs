@@ -10,8 +10,8 @@
 use burn::tensor::{Device, Int, Tensor, TensorData};
 
 use crate::attention::{
-    Positions, RouteMask, Span, Visibility, Window, attention_reference, causal_attention,
-    default_block, head_mixed_attention, routed_attention, sliding_attention,
+    Positions, RouteMask, Span, Visibility, Window, attention_reference, default_block, dense_attention,
+    head_mixed_attention, routed_attention, sliding_attention,
 };
 use crate::model::{ModelConfig, Routes, Transformer};
 use crate::testing::{max_abs_diff, randn, random_bools, randomize};
@@ -37,18 +37,9 @@ impl Check {
 /// Panic with every failed check (for tests).
 pub fn assert_passed(checks: &[Check]) {
     assert!(!checks.is_empty(), "no checks ran");
-    let failed: Vec<String> = checks
-        .iter()
-        .filter(|c| !c.passed())
-        .map(|c| format!("{}: {:.3e} > {:.0e}", c.name, c.diff, c.tol))
-        .collect();
-    assert!(
-        failed.is_empty(),
-        "{} of {} checks failed:\n{}",
-        failed.len(),
-        checks.len(),
-        failed.join("\n")
-    );
+    let failed: Vec<String> =
+        checks.iter().filter(|c| !c.passed()).map(|c| format!("{}: {:.3e} > {:.0e}", c.name, c.diff, c.tol)).collect();
+    assert!(failed.is_empty(), "{} of {} checks failed:\n{}", failed.len(), checks.len(), failed.join("\n"));
 }
 
 /// How many shapes to sweep: all of them, or a subset for slow backends (software Vulkan JITs
@@ -97,51 +88,23 @@ impl Case {
 /// The swept shapes.
 pub fn cases(sweep: Sweep) -> Vec<Case> {
     let quick = sweep == Sweep::Quick;
-    let lengths: &[usize] = if quick {
-        &[1, 63, 257]
-    } else {
-        &[1, 63, 111, 257]
-    };
-    let heads: &[(usize, usize)] = if quick {
-        &[(6, 2)]
-    } else {
-        &[(2, 2), (6, 2), (4, 1)]
-    };
+    let lengths: &[usize] = if quick { &[1, 63, 257] } else { &[1, 63, 111, 257] };
+    let heads: &[(usize, usize)] = if quick { &[(6, 2)] } else { &[(2, 2), (6, 2), (4, 1)] };
     let mut out = Vec::new();
     for &q_len in lengths {
         for &(q_heads, kv_heads) in heads {
-            let mut windows = if quick {
-                vec![1, 32, q_len + 9]
-            } else {
-                vec![1, 31, 32, 33, q_len.max(1), q_len + 9]
-            };
+            let mut windows = if quick { vec![1, 32, q_len + 9] } else { vec![1, 31, 32, 33, q_len.max(1), q_len + 9] };
             windows.dedup();
             for w in windows {
                 let window = Window::new(w).expect("w >= 1");
-                out.push(Case {
-                    batch: 2,
-                    q_heads,
-                    kv_heads,
-                    q_len,
-                    head_dim: 8,
-                    q_start: 0,
-                    window,
-                });
+                out.push(Case { batch: 2, q_heads, kv_heads, q_len, head_dim: 8, q_start: 0, window });
             }
         }
     }
     // New queries after cached tokens (decode is q_len = 1).
     for (q_start, q_len) in [(40, 1), (70, 17)] {
         let window = Window::new(32).expect("w >= 1");
-        out.push(Case {
-            batch: 2,
-            q_heads: 6,
-            kv_heads: 2,
-            q_len,
-            head_dim: 8,
-            q_start,
-            window,
-        });
+        out.push(Case { batch: 2, q_heads: 6, kv_heads: 2, q_len, head_dim: 8, q_start, window });
     }
     out
 }
@@ -159,22 +122,11 @@ pub fn compare(
     device: &Device,
 ) -> Vec<Check> {
     let device = device.clone().autodiff();
-    let Case {
-        batch: b,
-        q_heads: hq,
-        kv_heads: hkv,
-        q_len: tq,
-        head_dim: d,
-        ..
-    } = *case;
+    let Case { batch: b, q_heads: hq, kv_heads: hkv, q_len: tq, head_dim: d, .. } = *case;
     let tk = case.k_len();
     let leaf = |dims: [usize; 4], s: u64| randn(dims, seed * 31 + s, &device).require_grad();
     let run = |f: &Attention| {
-        let (q, k, v) = (
-            leaf([b, hq, tq, d], 1),
-            leaf([b, hkv, tk, d], 2),
-            leaf([b, hkv, tk, d], 3),
-        );
+        let (q, k, v) = (leaf([b, hq, tq, d], 1), leaf([b, hkv, tk, d], 2), leaf([b, hkv, tk, d], 3));
         let out = f(q.clone(), k.clone(), v.clone());
         let r = randn([b, hq, tq, d], seed * 31 + 4, &device);
         let grads = (out.clone() * r).sum().backward();
@@ -185,20 +137,9 @@ pub fn compare(
     let (want, want_grads) = run(&|q, k, v| attention_reference(q, k, v, visibility, scale));
     let (got, got_grads) = run(fast);
     let label = format!("{name} {}", case.label());
-    let mut checks = vec![Check {
-        name: format!("{label} out"),
-        diff: max_abs_diff(&got, &want),
-        tol: FORWARD_TOL,
-    }];
-    for (grad, (g, w)) in ["dq", "dk", "dv"]
-        .iter()
-        .zip(got_grads.iter().zip(&want_grads))
-    {
-        checks.push(Check {
-            name: format!("{label} {grad}"),
-            diff: max_abs_diff(g, w),
-            tol: GRADIENT_TOL,
-        });
+    let mut checks = vec![Check { name: format!("{label} out"), diff: max_abs_diff(&got, &want), tol: FORWARD_TOL }];
+    for (grad, (g, w)) in ["dq", "dk", "dv"].iter().zip(got_grads.iter().zip(&want_grads)) {
+        checks.push(Check { name: format!("{label} {grad}"), diff: max_abs_diff(g, w), tol: GRADIENT_TOL });
     }
     checks
 }
@@ -211,14 +152,7 @@ pub fn sliding(device: &Device, sweep: Sweep) -> Vec<Check> {
         let vis = Visibility::span(Span::Sliding(w), case.pos(), case.q_len, case.k_len());
         for block in [default_block(w), 7] {
             let fast = |q, k, v| sliding_attention(q, k, v, w, case.pos(), case.scale(), block);
-            checks.extend(compare(
-                &format!("sliding block={block}"),
-                case,
-                i as u64,
-                &vis,
-                &fast,
-                device,
-            ));
+            checks.extend(compare(&format!("sliding block={block}"), case, i as u64, &vis, &fast, device));
         }
     }
     checks
@@ -229,7 +163,7 @@ pub fn causal(device: &Device, sweep: Sweep) -> Vec<Check> {
     let mut checks = Vec::new();
     for (i, case) in cases(sweep).iter().enumerate() {
         let vis = Visibility::span(Span::Full, case.pos(), case.q_len, case.k_len());
-        let fast = |q, k, v| causal_attention(q, k, v, Span::Full, case.pos(), case.scale());
+        let fast = |q, k, v| dense_attention(q, k, v, Span::Full, case.pos(), case.scale());
         checks.extend(compare("causal", case, 100 + i as u64, &vis, &fast, device));
     }
     checks
@@ -241,30 +175,15 @@ pub fn routed(device: &Device, sweep: Sweep) -> Vec<Check> {
     for (i, case) in cases(sweep).iter().enumerate() {
         let (b, t, w) = (case.batch, case.q_len, case.window);
         let routes = [
-            (
-                "p=0.3",
-                RouteMask {
-                    batch: b,
-                    len: t,
-                    fa: random_bools(b * t, 0.3, i as u64),
-                },
-            ),
-            (
-                "p=0.8",
-                RouteMask {
-                    batch: b,
-                    len: t,
-                    fa: random_bools(b * t, 0.8, 7 + i as u64),
-                },
-            ),
+            ("p=0.3", RouteMask { batch: b, len: t, fa: random_bools(b * t, 0.3, i as u64) }),
+            ("p=0.8", RouteMask { batch: b, len: t, fa: random_bools(b * t, 0.8, 7 + i as u64) }),
             ("all-FA", RouteMask::uniform(b, t, true)),
             ("all-SWA", RouteMask::uniform(b, t, false)),
         ];
         for (label, route) in &routes {
             let vis = Visibility::routed(&route.fa, b, w, case.pos(), t, case.k_len());
             for block in [default_block(w), 5] {
-                let fast =
-                    |q, k, v| routed_attention(q, k, v, route, w, case.pos(), case.scale(), block);
+                let fast = |q, k, v| routed_attention(q, k, v, route, w, case.pos(), case.scale(), block);
                 checks.extend(compare(
                     &format!("routed {label} block={block}"),
                     case,
@@ -290,17 +209,8 @@ pub fn head_mixed(device: &Device, sweep: Sweep) -> Vec<Check> {
         for full in &layouts {
             let w = case.window;
             let vis = Visibility::head_mixed(full, w, case.pos(), case.q_len, case.k_len());
-            let fast = |q, k, v| {
-                head_mixed_attention(q, k, v, full, w, case.pos(), case.scale(), default_block(w))
-            };
-            checks.extend(compare(
-                &format!("head_mixed {full:?}"),
-                case,
-                300 + i as u64,
-                &vis,
-                &fast,
-                device,
-            ));
+            let fast = |q, k, v| head_mixed_attention(q, k, v, full, w, case.pos(), case.scale(), default_block(w));
+            checks.extend(compare(&format!("head_mixed {full:?}"), case, 300 + i as u64, &vis, &fast, device));
         }
     }
     checks
@@ -312,11 +222,8 @@ pub fn uniform_routes(device: &Device) -> Vec<Check> {
     let window = Window::new(16).expect("16 >= 1");
     let (b, hq, hkv, t, d) = (2, 4, 2, 75, 8);
     let pos = Positions::default();
-    let (q, k, v) = (
-        randn([b, hq, t, d], 1, device),
-        randn([b, hkv, t, d], 2, device),
-        randn([b, hkv, t, d], 3, device),
-    );
+    let (q, k, v) =
+        (randn([b, hq, t, d], 1, device), randn([b, hkv, t, d], 2, device), randn([b, hkv, t, d], 3, device));
     let scale = 0.25;
     let mut checks = Vec::new();
     for (fa, span) in [(true, Span::Full), (false, Span::Sliding(window))] {
@@ -324,31 +231,17 @@ pub fn uniform_routes(device: &Device) -> Vec<Check> {
         let by_route = Visibility::routed(&route.fa, b, window, pos, t, t);
         let by_span = Visibility::span(span, pos, t, t);
         let mismatched = (0..b * t * t)
-            .filter(|&n| {
-                by_route.get(n / (t * t), 0, n / t % t, n % t)
-                    != by_span.get(0, 0, n / t % t, n % t)
-            })
+            .filter(|&n| by_route.get(n / (t * t), 0, n / t % t, n % t) != by_span.get(0, 0, n / t % t, n % t))
             .count();
         checks.push(Check {
             name: format!("uniform route fa={fa}: visibility mismatches"),
             diff: mismatched as f32,
             tol: 0.0,
         });
-        let routed = routed_attention(
-            q.clone(),
-            k.clone(),
-            v.clone(),
-            &route,
-            window,
-            pos,
-            scale,
-            16,
-        );
+        let routed = routed_attention(q.clone(), k.clone(), v.clone(), &route, window, pos, scale, 16);
         let direct = match span {
-            Span::Full => causal_attention(q.clone(), k.clone(), v.clone(), span, pos, scale),
-            Span::Sliding(w) => {
-                sliding_attention(q.clone(), k.clone(), v.clone(), w, pos, scale, 16)
-            }
+            Span::Full => dense_attention(q.clone(), k.clone(), v.clone(), span, pos, scale),
+            Span::Sliding(w) => sliding_attention(q.clone(), k.clone(), v.clone(), w, pos, scale, 16),
         };
         checks.push(Check {
             name: format!("uniform route fa={fa}: outputs"),
@@ -378,22 +271,10 @@ fn golden_config(model_type: &str, pattern: &str) -> ModelConfig {
 /// Three paths through a small random model (weights ~ N(0, 0.2)): masked full forward, chunked
 /// prefill in chunks of `chunk`, and token-by-token decode. Also checks that sliding layers hold
 /// at most `w` positions.
-pub fn three_paths(
-    device: &Device,
-    model_type: &str,
-    pattern: &str,
-    len: usize,
-    chunk: usize,
-) -> Vec<Check> {
-    let model = randomize(
-        Transformer::new(golden_config(model_type, pattern), device).expect("valid model"),
-        7,
-        0.2,
-    );
+pub fn three_paths(device: &Device, model_type: &str, pattern: &str, len: usize, chunk: usize) -> Vec<Check> {
+    let model = randomize(Transformer::new(golden_config(model_type, pattern), device).expect("valid model"), 7, 0.2);
     let batch = 2;
-    let ids: Vec<i64> = (0..batch * len)
-        .map(|i| ((i * 37 + 11) % 61) as i64)
-        .collect();
+    let ids: Vec<i64> = (0..batch * len).map(|i| ((i * 37 + 11) % 61) as i64).collect();
     let tokens = Tensor::<2, Int>::from_data(TensorData::new(ids, [batch, len]), device);
     let mut routes = Routes::none();
     for (i, layer) in model.layer_attention().iter().enumerate() {
@@ -411,9 +292,7 @@ pub fn three_paths(
         .map(|start| {
             let n = chunk.min(len - start);
             let part = tokens.clone().slice([0..batch, start..start + n]);
-            model
-                .forward_cached(part, &routes.narrow(start, n), &mut cache)
-                .expect("prefill")
+            model.forward_cached(part, &routes.narrow(start, n), &mut cache).expect("prefill")
         })
         .collect();
     let chunked = Tensor::cat(chunks, 1);
@@ -422,9 +301,7 @@ pub fn three_paths(
     let steps: Vec<Tensor<3>> = (0..len)
         .map(|t| {
             let step = tokens.clone().slice([0..batch, t..t + 1]);
-            model
-                .forward_cached(step, &routes.narrow(t, 1), &mut cache)
-                .expect("decode")
+            model.forward_cached(step, &routes.narrow(t, 1), &mut cache).expect("decode")
         })
         .collect();
     let decoded = Tensor::cat(steps, 1);
@@ -443,16 +320,8 @@ pub fn three_paths(
             diff: max_abs_diff(&chunked, &full),
             tol: LOGIT_TOL,
         },
-        Check {
-            name: format!("{label} decode"),
-            diff: max_abs_diff(&decoded, &full),
-            tol: LOGIT_TOL,
-        },
-        Check {
-            name: format!("{label} ring positions beyond w"),
-            diff: ring_excess as f32,
-            tol: 0.0,
-        },
+        Check { name: format!("{label} decode"), diff: max_abs_diff(&decoded, &full), tol: LOGIT_TOL },
+        Check { name: format!("{label} ring positions beyond w"), diff: ring_excess as f32, tol: 0.0 },
     ]
 }
 
@@ -462,21 +331,13 @@ pub fn models(device: &Device, sweep: Sweep) -> Vec<Check> {
     let quick = sweep == Sweep::Quick;
     let w = GOLDEN_WINDOW;
     let mut checks = Vec::new();
-    let patterns: &[&str] = if quick {
-        &["SFRH"]
-    } else {
-        &["F", "S", "R", "H", "SFRH"]
-    };
+    let patterns: &[&str] = if quick { &["SFRH"] } else { &["F", "S", "R", "H", "SFRH"] };
     for pattern in patterns {
         for len in [w - 1, w, 23] {
             checks.extend(three_paths(device, "llama", pattern, len, 7));
         }
     }
-    let families: &[&str] = if quick {
-        &["gemma3_text"]
-    } else {
-        &["llama", "qwen2", "qwen3", "gemma3_text"]
-    };
+    let families: &[&str] = if quick { &["gemma3_text"] } else { &["llama", "qwen2", "qwen3", "gemma3_text"] };
     for family in families {
         checks.extend(three_paths(device, family, "SFRH", 23, 4));
     }

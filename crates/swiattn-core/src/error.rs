@@ -25,21 +25,13 @@ pub enum Error {
     },
     /// A checkpoint tensor is missing, has the wrong shape or an unsupported type.
     #[error("{file}: tensor `{tensor}`: {message}")]
-    Checkpoint {
-        file: String,
-        tensor: String,
-        message: String,
-    },
+    Checkpoint { file: String, tensor: String, message: String },
     /// A checkpoint file is malformed as a whole (bad header, truncated, unknown format).
     #[error("{file}: {message}")]
     Format { file: String, message: String },
     /// A tensor passed to a public function has the wrong shape.
     #[error("{what}: expected shape {expected}, got {actual:?}")]
-    Shape {
-        what: String,
-        expected: String,
-        actual: Vec<usize>,
-    },
+    Shape { what: String, expected: String, actual: Vec<usize> },
     /// A request that is well formed but not valid for this model or backend.
     #[error("{0}")]
     Invalid(String),
@@ -47,53 +39,23 @@ pub enum Error {
 
 impl Error {
     pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        Error::Io {
-            path: path.into(),
-            source,
-        }
+        Error::Io { path: path.into(), source }
     }
 
-    pub(crate) fn config(
-        origin: impl Into<String>,
-        field: impl Into<String>,
-        message: impl Into<String>,
-    ) -> Self {
-        Error::Config {
-            origin: origin.into(),
-            field: field.into(),
-            message: message.into(),
-        }
+    pub(crate) fn config(origin: impl Into<String>, field: impl Into<String>, message: impl Into<String>) -> Self {
+        Error::Config { origin: origin.into(), field: field.into(), message: message.into() }
     }
 
-    pub(crate) fn checkpoint(
-        file: impl Into<String>,
-        tensor: impl Into<String>,
-        message: impl Into<String>,
-    ) -> Self {
-        Error::Checkpoint {
-            file: file.into(),
-            tensor: tensor.into(),
-            message: message.into(),
-        }
+    pub(crate) fn checkpoint(file: impl Into<String>, tensor: impl Into<String>, message: impl Into<String>) -> Self {
+        Error::Checkpoint { file: file.into(), tensor: tensor.into(), message: message.into() }
     }
 
     pub(crate) fn format(file: impl Into<String>, message: impl Into<String>) -> Self {
-        Error::Format {
-            file: file.into(),
-            message: message.into(),
-        }
+        Error::Format { file: file.into(), message: message.into() }
     }
 
-    pub(crate) fn shape(
-        what: impl Into<String>,
-        expected: impl Into<String>,
-        actual: &[usize],
-    ) -> Self {
-        Error::Shape {
-            what: what.into(),
-            expected: expected.into(),
-            actual: actual.to_vec(),
-        }
+    pub(crate) fn shape(what: impl Into<String>, expected: impl Into<String>, actual: &[usize]) -> Self {
+        Error::Shape { what: what.into(), expected: expected.into(), actual: actual.to_vec() }
     }
 }
 

@@ -10,23 +10,11 @@ use crate::{Error, Result};
 /// (chunked prefill). `progress` is called with the number of tokens done after each chunk.
 ///
 /// Models with routed layers need per-token routes from a router; they are rejected here.
-pub fn token_nll(
-    model: &Transformer,
-    ids: &[u32],
-    chunk: usize,
-    mut progress: impl FnMut(usize),
-) -> Result<Vec<f64>> {
+pub fn token_nll(model: &Transformer, ids: &[u32], chunk: usize, mut progress: impl FnMut(usize)) -> Result<Vec<f64>> {
     if ids.len() < 2 {
-        return Err(Error::Invalid(format!(
-            "need at least 2 tokens to score, got {}",
-            ids.len()
-        )));
+        return Err(Error::Invalid(format!("need at least 2 tokens to score, got {}", ids.len())));
     }
-    if model
-        .layer_attention()
-        .iter()
-        .any(|l| l.type_name() == "routed_attention")
-    {
+    if model.layer_attention().iter().any(|l| l.type_name() == "routed_attention") {
         return Err(Error::Invalid(
             "routed layers need routes from a router; score with another attention pattern".into(),
         ));

@@ -57,13 +57,7 @@ pub fn max_abs_diff<const D: usize>(a: &Tensor<D>, b: &Tensor<D>) -> f32 {
     let b = b.to_data().convert::<f32>().try_into_vec::<f32>().unwrap();
     a.iter()
         .zip(&b)
-        .map(|(x, y)| {
-            if x.is_nan() || y.is_nan() {
-                f32::INFINITY
-            } else {
-                (x - y).abs()
-            }
-        })
+        .map(|(x, y)| if x.is_nan() || y.is_nan() { f32::INFINITY } else { (x - y).abs() })
         .fold(0.0, f32::max)
 }
 
@@ -83,10 +77,7 @@ pub fn randomize<M: burn::module::Module>(module: M, seed: u64, std: f32) -> M {
             let (seed, std) = (self.seed, self.std);
             param.map(|t| {
                 let dims = t.dims();
-                let values: Vec<f32> = randn_vec(dims.iter().product(), seed)
-                    .into_iter()
-                    .map(|x| x * std)
-                    .collect();
+                let values: Vec<f32> = randn_vec(dims.iter().product(), seed).into_iter().map(|x| x * std).collect();
                 Tensor::from_data(TensorData::new(values, dims), &t.device())
             })
         }

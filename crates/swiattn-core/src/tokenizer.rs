@@ -10,17 +10,10 @@ use crate::{Error, Result};
 /// Load a `tokenizer.json`.
 pub fn load_tokenizer(path: &Path) -> Result<Tokenizer> {
     if !path.exists() {
-        return Err(Error::io(
-            path,
-            std::io::Error::new(std::io::ErrorKind::NotFound, "no such file"),
-        ));
+        return Err(Error::io(path, std::io::Error::new(std::io::ErrorKind::NotFound, "no such file")));
     }
-    Tokenizer::from_file(path).map_err(|e| {
-        Error::format(
-            path.display().to_string(),
-            format!("not a tokenizer.json: {e}"),
-        )
-    })
+    Tokenizer::from_file(path)
+        .map_err(|e| Error::format(path.display().to_string(), format!("not a tokenizer.json: {e}")))
 }
 
 /// Token ids of `text`, with the tokenizer's special tokens (e.g. a BOS) added as it is set up to.

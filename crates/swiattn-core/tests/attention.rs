@@ -7,11 +7,7 @@ use swiattn_core::conformance::{self, Sweep, assert_passed};
 use swiattn_core::testing::{on_gpu_backend, randn, test_device};
 
 fn sweep() -> Sweep {
-    if on_gpu_backend() {
-        Sweep::Quick
-    } else {
-        Sweep::Full
-    }
+    if on_gpu_backend() { Sweep::Quick } else { Sweep::Full }
 }
 
 #[test]
@@ -49,12 +45,7 @@ fn reference_is_nan_safe_for_empty_rows() {
     let mut vis = Visibility::span(Span::Full, Positions::default(), 3, 3);
     vis.seen[0] = false; // row 0 saw only key 0
     let out = attention_reference(q.clone(), k.clone(), v.clone(), &vis, 0.5);
-    let row0: Vec<f32> = out
-        .clone()
-        .slice([0..1, 0..2, 0..1, 0..4])
-        .into_data()
-        .try_into_vec()
-        .unwrap();
+    let row0: Vec<f32> = out.clone().slice([0..1, 0..2, 0..1, 0..4]).into_data().try_into_vec().unwrap();
     assert!(row0.iter().all(|&x| x == 0.0), "{row0:?}");
     let grads = out.sum().backward();
     for x in [&q, &k, &v] {

@@ -29,11 +29,7 @@ struct Reference {
 
 /// Reference ids and logits: `logits.json` in a model directory, or `<model>.gguf.json`.
 fn reference(path: &Path) -> Reference {
-    let file = if path.is_dir() {
-        path.join("logits.json")
-    } else {
-        PathBuf::from(format!("{}.json", path.display()))
-    };
+    let file = if path.is_dir() { path.join("logits.json") } else { PathBuf::from(format!("{}.json", path.display())) };
     let text = std::fs::read_to_string(file).unwrap();
     let json: serde_json::Value = serde_json::from_str(&text).unwrap();
     let rows: Vec<Vec<i64>> = serde_json::from_value(json["input_ids"].clone()).unwrap();
@@ -52,16 +48,10 @@ fn reference(path: &Path) -> Reference {
 fn relative_error(path: &Path) -> f32 {
     let device = test_device();
     let r = reference(path);
-    let model = load_model(path, &device, &LoadOptions::default())
-        .unwrap()
-        .model;
-    let tokens =
-        Tensor::<2, Int>::from_data(TensorData::new(r.ids.clone(), [r.batch, r.len]), &device);
+    let model = load_model(path, &device, &LoadOptions::default()).unwrap().model;
+    let tokens = Tensor::<2, Int>::from_data(TensorData::new(r.ids.clone(), [r.batch, r.len]), &device);
     let ours = model.forward(tokens, &Routes::none()).unwrap();
-    let theirs = Tensor::<3>::from_data(
-        TensorData::new(r.logits.clone(), [r.batch, r.len, r.vocab]),
-        &device,
-    );
+    let theirs = Tensor::<3>::from_data(TensorData::new(r.logits.clone(), [r.batch, r.len, r.vocab]), &device);
     let scale = r.logits.iter().fold(1.0f32, |m, x| m.max(x.abs()));
     max_abs_diff(&ours, &theirs) / scale
 }
@@ -70,21 +60,11 @@ const PARITY_TOL: f32 = 2e-5;
 
 #[test]
 fn safetensors_logits_match_transformers_for_every_family() {
-    for family in [
-        "llama",
-        "qwen2",
-        "qwen3",
-        "gemma3",
-        "llama_sharded",
-        "llama_bf16",
-    ] {
+    for family in ["llama", "qwen2", "qwen3", "gemma3", "llama_sharded", "llama_bf16"] {
         let dir = fixtures().join("hf").join(family);
         let err = relative_error(&dir);
         eprintln!("{family}: max relative logit error {err:.2e}");
-        assert!(
-            err <= PARITY_TOL,
-            "{family}: logits differ from transformers by {err} (relative)"
-        );
+        assert!(err <= PARITY_TOL, "{family}: logits differ from transformers by {err} (relative)");
     }
 }
 
@@ -93,10 +73,7 @@ fn gguf_conversions_match_transformers() {
     for family in ["llama", "gemma3"] {
         let err = relative_error(&fixtures().join("hf").join(format!("{family}.gguf")));
         eprintln!("{family}.gguf: max relative logit error {err:.2e}");
-        assert!(
-            err <= PARITY_TOL,
-            "{family}.gguf: logits differ from transformers by {err} (relative)"
-        );
+        assert!(err <= PARITY_TOL, "{family}.gguf: logits differ from transformers by {err} (relative)");
     }
 }
 
@@ -112,10 +89,7 @@ fn every_ggml_type_dequantizes_like_gguf_py() {
         let theirs = expected.read(&name).unwrap().unwrap();
         assert_eq!(shape, theirs.shape, "{name}");
         for (i, (a, b)) in ours.iter().zip(&theirs.data).enumerate() {
-            assert!(
-                (a - b).abs() <= 1e-6 * b.abs().max(1.0),
-                "{name}[{i}]: {a} vs {b}"
-            );
+            assert!((a - b).abs() <= 1e-6 * b.abs().max(1.0), "{name}[{i}]: {a} vs {b}");
         }
     }
 }
@@ -124,19 +98,11 @@ fn every_ggml_type_dequantizes_like_gguf_py() {
 fn saved_models_reload_exactly_with_their_attention() {
     let device = test_device();
     let dir = fixtures().join("hf/gemma3");
-    let mut model = load_model(&dir, &device, &LoadOptions::default())
-        .unwrap()
-        .model;
+    let mut model = load_model(&dir, &device, &LoadOptions::default()).unwrap().model;
     // Switch to a hybrid layout; the saved config must carry it.
     let mut config: ModelConfig = model.config.clone();
     config.attention_pattern = Some("SFHF".into());
-    config.kv_head_types = Some(
-        [(
-            "2".to_string(),
-            vec!["full_attention".into(), "sliding_attention".into()],
-        )]
-        .into(),
-    );
+    config.kv_head_types = Some([("2".to_string(), vec!["full_attention".into(), "sliding_attention".into()])].into());
     model = swiattn_core::checkpoint::load_weights(
         swiattn_core::model::Transformer::new(config, &device).unwrap(),
         &SafetensorsSource::open(&dir).unwrap(),
@@ -145,15 +111,10 @@ fn saved_models_reload_exactly_with_their_attention() {
     .unwrap();
     let out = tempfile::tempdir().unwrap();
     save_model(&model, out.path()).unwrap();
-    let reloaded = load_model(out.path(), &device, &LoadOptions::default())
-        .unwrap()
-        .model;
+    let reloaded = load_model(out.path(), &device, &LoadOptions::default()).unwrap().model;
     assert_eq!(reloaded.arch, model.arch);
     let tokens = Tensor::<2, Int>::from_data(
-        TensorData::new(
-            (0..26).map(|i| (i * 7 % 97) as i64).collect::<Vec<_>>(),
-            [2, 13],
-        ),
+        TensorData::new((0..26).map(|i| (i * 7 % 97) as i64).collect::<Vec<_>>(), [2, 13]),
         &device,
     );
     let a = model.forward(tokens.clone(), &Routes::none()).unwrap();
@@ -162,9 +123,7 @@ fn saved_models_reload_exactly_with_their_attention() {
 }
 
 fn load_error(path: &Path) -> String {
-    load_model(path, &test_device(), &LoadOptions::default())
-        .unwrap_err()
-        .to_string()
+    load_model(path, &test_device(), &LoadOptions::default()).unwrap_err().to_string()
 }
 
 /// A copy of a fixture with its config.json edited.
@@ -176,8 +135,7 @@ fn with_config(fixture: &str, edit: impl Fn(&mut serde_json::Value)) -> tempfile
         std::fs::copy(entry.path(), dir.path().join(entry.file_name())).unwrap();
     }
     let path = dir.path().join("config.json");
-    let mut config: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let mut config: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
     edit(&mut config);
     std::fs::write(&path, config.to_string()).unwrap();
     dir
@@ -190,26 +148,15 @@ fn bad_inputs_give_one_clear_error() {
 
     let shape = with_config("llama", |c| c["intermediate_size"] = 50.into());
     let e = load_error(shape.path());
-    assert!(
-        e.contains("model.safetensors") && e.contains("mlp.") && e.contains("[48, 32]"),
-        "{e}"
-    );
+    assert!(e.contains("model.safetensors") && e.contains("mlp.") && e.contains("[48, 32]"), "{e}");
 
-    let layer = with_config("gemma3", |c| {
-        c["layer_types"][1] = "global_attention".into()
-    });
+    let layer = with_config("gemma3", |c| c["layer_types"][1] = "global_attention".into());
     let e = load_error(layer.path());
-    assert!(
-        e.contains("config.json") && e.contains("layer_types[1]") && e.contains("global_attention"),
-        "{e}"
-    );
+    assert!(e.contains("config.json") && e.contains("layer_types[1]") && e.contains("global_attention"), "{e}");
 
     let window = with_config("gemma3", |c| c["sliding_window"] = 0.into());
     let e = load_error(window.path());
-    assert!(
-        e.contains("config.json") && e.contains("sliding_window") && e.contains("at least 1"),
-        "{e}"
-    );
+    assert!(e.contains("config.json") && e.contains("sliding_window") && e.contains("at least 1"), "{e}");
 
     let pattern = with_config("llama", |c| c["attention_pattern"] = "FSX".into());
     let e = load_error(pattern.path());
@@ -217,12 +164,7 @@ fn bad_inputs_give_one_clear_error() {
 
     let unsupported = GgufFile::open(&fixtures().join("gguf/unsupported.gguf")).unwrap();
     let e = unsupported.dequantize("Q2_K").unwrap_err().to_string();
-    assert!(
-        e.contains("unsupported.gguf")
-            && e.contains("Q2_K")
-            && e.contains("unsupported GGML tensor type"),
-        "{e}"
-    );
+    assert!(e.contains("unsupported.gguf") && e.contains("Q2_K") && e.contains("unsupported GGML tensor type"), "{e}");
 
     let not_gguf = tempfile::Builder::new().suffix(".gguf").tempfile().unwrap();
     std::fs::write(not_gguf.path(), b"GGML garbage").unwrap();

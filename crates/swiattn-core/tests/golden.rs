@@ -7,10 +7,6 @@ use swiattn_core::testing::{on_gpu_backend, test_device};
 
 #[test]
 fn every_layer_kind_and_family_agrees_across_three_paths() {
-    let sweep = if on_gpu_backend() {
-        Sweep::Quick
-    } else {
-        Sweep::Full
-    };
+    let sweep = if on_gpu_backend() { Sweep::Quick } else { Sweep::Full };
     assert_passed(&conformance::models(&test_device(), sweep));
 }

@@ -17,8 +17,7 @@ use burn::tensor::{Device, Int, Tensor, TensorData};
 use swiattn_core::BackendKind;
 use swiattn_core::attention::cost::total_keys;
 use swiattn_core::attention::{
-    Positions, RouteMask, Span, causal_attention, default_block, routed_attention,
-    sliding_attention,
+    Positions, RouteMask, Span, default_block, dense_attention, routed_attention, sliding_attention,
 };
 use swiattn_core::model::{LayerAttention, ModelConfig, Routes, Transformer};
 use swiattn_core::testing::{max_abs_diff, randn, random_bools, randomize};
@@ -47,19 +46,11 @@ pub struct Args {
 const DEFAULT_MODEL: &str = include_str!("default_model.json");
 
 pub fn run(args: Args, backend: BackendKind, device: &Device) -> anyhow::Result<()> {
-    anyhow::ensure!(
-        (0.0..=1.0).contains(&args.fa_ratio),
-        "--fa-ratio must be in [0, 1], got {}",
-        args.fa_ratio
-    );
+    anyhow::ensure!((0.0..=1.0).contains(&args.fa_ratio), "--fa-ratio must be in [0, 1], got {}", args.fa_ratio);
     let config = ModelConfig::from_json_str(DEFAULT_MODEL, "embedded default_model.json")?;
     let model = randomize(Transformer::new(config, device)?, args.seed, 0.2);
     let arch = &model.arch;
-    println!(
-        "swiattn demo on {backend}: a random {} ({})",
-        describe(arch),
-        layer_string(&arch.layers)
-    );
+    println!("swiattn demo on {backend}: a random {} ({})", describe(arch), layer_string(&arch.layers));
 
     let (batch, len) = (2, args.len);
     let mut routes = Routes::none();
@@ -73,15 +64,10 @@ pub fn run(args: Args, backend: BackendKind, device: &Device) -> anyhow::Result<
     println!(
         "\nper layer at {len} tokens (attention keys relative to full attention; KV positions held after the sequence):"
     );
-    println!(
-        "{:>5}  {:<22} {:>8} {:>10} {:>12}",
-        "layer", "attention", "FA ratio", "keys/full", "KV positions"
-    );
+    println!("{:>5}  {:<22} {:>8} {:>10} {:>12}", "layer", "attention", "FA ratio", "keys/full", "KV positions");
     let full_keys = total_keys(len, |_| Span::Full) as f64;
     let mut cache = model.new_cache();
-    let ids: Vec<i64> = (0..batch * len)
-        .map(|i| ((i * 131 + 7) % arch.vocab_size) as i64)
-        .collect();
+    let ids: Vec<i64> = (0..batch * len).map(|i| ((i * 131 + 7) % arch.vocab_size) as i64).collect();
     let tokens = Tensor::<2, Int>::from_data(TensorData::new(ids, [batch, len]), device);
     let prefilled = model.forward_cached(tokens.clone(), &routes, &mut cache)?;
     let (mut sum_keys, mut sum_kv) = (0.0, 0usize);
@@ -93,39 +79,20 @@ pub fn run(args: Args, backend: BackendKind, device: &Device) -> anyhow::Result<
                 // Averaged over the batch: each sequence's own routes.
                 let route = &routes.0[&i];
                 let keys: u64 = (0..batch)
-                    .map(|b| {
-                        total_keys(len, |t| {
-                            if route.fa[b * len + t] {
-                                Span::Full
-                            } else {
-                                Span::Sliding(*w)
-                            }
-                        })
-                    })
+                    .map(|b| total_keys(len, |t| if route.fa[b * len + t] { Span::Full } else { Span::Sliding(*w) }))
                     .sum();
                 (route.fa_ratio(), keys as f64 / batch as f64)
             }
-            LayerAttention::HeadMixed {
-                window,
-                full_kv_heads,
-            } => {
-                let f = full_kv_heads.iter().filter(|&&h| h).count() as f64
-                    / full_kv_heads.len() as f64;
-                (
-                    f,
-                    f * full_keys + (1.0 - f) * total_keys(len, |_| Span::Sliding(*window)) as f64,
-                )
+            LayerAttention::HeadMixed { window, full_kv_heads } => {
+                let f = full_kv_heads.iter().filter(|&&h| h).count() as f64 / full_kv_heads.len() as f64;
+                (f, f * full_keys + (1.0 - f) * total_keys(len, |_| Span::Sliding(*window)) as f64)
             }
         };
         let name = match layer.window() {
             Some(w) => format!("{} (w={})", layer.type_name(), w.size()),
             None => layer.type_name().to_string(),
         };
-        println!(
-            "{i:>5}  {name:<22} {ratio:>8.3} {:>10.3} {:>12}",
-            keys / full_keys,
-            layer_cache.capacity()
-        );
+        println!("{i:>5}  {name:<22} {ratio:>8.3} {:>10.3} {:>12}", keys / full_keys, layer_cache.capacity());
         sum_keys += keys;
         sum_kv += layer_cache.capacity();
     }
@@ -139,10 +106,7 @@ pub fn run(args: Args, backend: BackendKind, device: &Device) -> anyhow::Result<
 
     println!("\nthree paths over {len} tokens, batch {batch} (fp32 logits):");
     let full = model.forward(tokens.clone(), &routes)?;
-    println!(
-        "  masked forward vs chunked prefill (one chunk): max |diff| {:.2e}",
-        max_abs_diff(&full, &prefilled)
-    );
+    println!("  masked forward vs chunked prefill (one chunk): max |diff| {:.2e}", max_abs_diff(&full, &prefilled));
     let mut cache = model.new_cache();
     let mut chunks = Vec::new();
     for start in (0..len).step_by(48) {
@@ -194,73 +158,32 @@ fn time(f: impl Fn() -> Tensor<4>) -> (f64, Tensor<4>) {
 }
 
 fn bench(args: &Args, device: &Device) -> anyhow::Result<()> {
-    let (t, w) = (
-        args.bench_len,
-        swiattn_core::attention::Window::new(args.bench_window)?,
-    );
+    let (t, w) = (args.bench_len, swiattn_core::attention::Window::new(args.bench_window)?);
     let (b, hq, hkv, d) = (1, 8, 2, 64);
-    println!(
-        "\nattention forward, T={t}, window {}, heads {hq}/{hkv}, head_dim {d}, fp32 (median of 3):",
-        w.size()
-    );
+    println!("\nattention forward, T={t}, window {}, heads {hq}/{hkv}, head_dim {d}, fp32 (median of 3):", w.size());
     let q = randn([b, hq, t, d], 1, device);
     let k = randn([b, hkv, t, d], 2, device);
     let v = randn([b, hkv, t, d], 3, device);
     let (pos, scale) = (Positions::default(), (d as f64).powf(-0.5));
-    let route = RouteMask {
-        batch: b,
-        len: t,
-        fa: random_bools(b * t, args.fa_ratio, args.seed),
-    };
+    let route = RouteMask { batch: b, len: t, fa: random_bools(b * t, args.fa_ratio, args.seed) };
 
-    let (full_s, _) =
-        time(|| causal_attention(q.clone(), k.clone(), v.clone(), Span::Full, pos, scale));
-    let (dense_swa_s, dense_swa) = time(|| {
-        causal_attention(
-            q.clone(),
-            k.clone(),
-            v.clone(),
-            Span::Sliding(w),
-            pos,
-            scale,
-        )
-    });
-    let (blocked_s, blocked) = time(|| {
-        sliding_attention(
-            q.clone(),
-            k.clone(),
-            v.clone(),
-            w,
-            pos,
-            scale,
-            default_block(w),
-        )
-    });
-    let (routed_s, routed) = time(|| {
-        routed_attention(
-            q.clone(),
-            k.clone(),
-            v.clone(),
-            &route,
-            w,
-            pos,
-            scale,
-            default_block(w),
-        )
-    });
+    let (full_s, _) = time(|| dense_attention(q.clone(), k.clone(), v.clone(), Span::Full, pos, scale));
+    let (dense_swa_s, dense_swa) =
+        time(|| dense_attention(q.clone(), k.clone(), v.clone(), Span::Sliding(w), pos, scale));
+    let (blocked_s, blocked) =
+        time(|| sliding_attention(q.clone(), k.clone(), v.clone(), w, pos, scale, default_block(w)));
+    let (routed_s, routed) =
+        time(|| routed_attention(q.clone(), k.clone(), v.clone(), &route, w, pos, scale, default_block(w)));
     // The routed output must equal dense attention under the same per-token visibility.
     let by_route: Vec<Tensor<4>> = [true, false]
         .iter()
         .map(|&fa| {
             let span = if fa { Span::Full } else { Span::Sliding(w) };
-            causal_attention(q.clone(), k.clone(), v.clone(), span, pos, scale)
+            dense_attention(q.clone(), k.clone(), v.clone(), span, pos, scale)
         })
         .collect();
-    let fa_rows = Tensor::<4, burn::tensor::Bool>::from_data(
-        TensorData::new(route.fa.clone(), [1, 1, t, 1]),
-        device,
-    )
-    .expand([b, hq, t, d]);
+    let fa_rows = Tensor::<4, burn::tensor::Bool>::from_data(TensorData::new(route.fa.clone(), [1, 1, t, 1]), device)
+        .expand([b, hq, t, d]);
     let routed_dense = by_route[1].clone().mask_where(fa_rows, by_route[0].clone());
 
     let sliding_diff = max_abs_diff(&blocked, &dense_swa);
@@ -269,26 +192,10 @@ fn bench(args: &Args, device: &Device) -> anyhow::Result<()> {
         sliding_diff <= 1e-4 && routed_diff <= 1e-4,
         "fast paths disagree with dense attention (sliding {sliding_diff:.2e}, routed {routed_diff:.2e}); not reporting timings"
     );
-    let swa_keys =
-        total_keys(t, |_| Span::Sliding(w)) as f64 / total_keys(t, |_| Span::Full) as f64;
-    println!(
-        "{:<36} {:>10} {:>9} {:>11}",
-        "path", "ms", "vs full", "max |diff|"
-    );
-    println!(
-        "{:<36} {:>10.2} {:>9.3} {:>11}",
-        "full causal (dense)",
-        full_s * 1e3,
-        1.0,
-        "-"
-    );
-    println!(
-        "{:<36} {:>10.2} {:>9.3} {:>11}",
-        "sliding, dense masked",
-        dense_swa_s * 1e3,
-        dense_swa_s / full_s,
-        "-"
-    );
+    let swa_keys = total_keys(t, |_| Span::Sliding(w)) as f64 / total_keys(t, |_| Span::Full) as f64;
+    println!("{:<36} {:>10} {:>9} {:>11}", "path", "ms", "vs full", "max |diff|");
+    println!("{:<36} {:>10.2} {:>9.3} {:>11}", "full causal (dense)", full_s * 1e3, 1.0, "-");
+    println!("{:<36} {:>10.2} {:>9.3} {:>11}", "sliding, dense masked", dense_swa_s * 1e3, dense_swa_s / full_s, "-");
     println!(
         "{:<36} {:>10.2} {:>9.3} {:>11.2e}",
         "sliding, blocked O(n·w)",

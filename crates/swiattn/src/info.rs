@@ -18,10 +18,7 @@ pub struct Args {
 }
 
 pub fn run(args: Args, device: &Device) -> anyhow::Result<()> {
-    let options = LoadOptions {
-        attention_pattern: args.attention_pattern,
-        ..Default::default()
-    };
+    let options = LoadOptions { attention_pattern: args.attention_pattern, ..Default::default() };
     let loaded = load_model(&args.model, device, &options)?;
     let arch = &loaded.model.arch;
     println!("{}", args.model.display());
@@ -37,11 +34,7 @@ pub fn run(args: Args, device: &Device) -> anyhow::Result<()> {
     println!("  layers: {}", layer_string(&arch.layers));
     println!(
         "  tokenizer: {}",
-        if loaded.tokenizer.is_some() {
-            "included"
-        } else {
-            "none (pass --tokenizer where one is needed)"
-        }
+        if loaded.tokenizer.is_some() { "included" } else { "none (pass --tokenizer where one is needed)" }
     );
     Ok(())
 }
@@ -49,29 +42,15 @@ pub fn run(args: Args, device: &Device) -> anyhow::Result<()> {
 /// `"18 layers: 15 sliding (w=512), 3 full"`.
 pub fn describe(arch: &Arch) -> String {
     let [full, sliding, routed, mixed] = arch.layer_counts();
-    let window = arch
-        .layers
-        .iter()
-        .find_map(LayerAttention::window)
-        .map(|w| format!(" w={}", w.size()))
-        .unwrap_or_default();
+    let window =
+        arch.layers.iter().find_map(LayerAttention::window).map(|w| format!(" w={}", w.size())).unwrap_or_default();
     let mut parts = Vec::new();
-    for (n, name) in [
-        (sliding, "sliding"),
-        (routed, "routed"),
-        (mixed, "head-mixed"),
-        (full, "full"),
-    ] {
+    for (n, name) in [(sliding, "sliding"), (routed, "routed"), (mixed, "head-mixed"), (full, "full")] {
         if n > 0 {
             parts.push(format!("{n} {name}"));
         }
     }
-    format!(
-        "{:?}, {} layers{window}: {}",
-        arch.family,
-        arch.layers.len(),
-        parts.join(", ")
-    )
+    format!("{:?}, {} layers{window}: {}", arch.family, arch.layers.len(), parts.join(", "))
 }
 
 /// One letter per layer: `SSSSSFSSSSSF…`.

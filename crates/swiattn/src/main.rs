@@ -9,11 +9,7 @@ use clap::{Parser, Subcommand};
 use swiattn_core::BackendKind;
 
 #[derive(Parser)]
-#[command(
-    name = "swiattn",
-    version,
-    about = "Dynamic hybrid full/sliding-window attention on burn"
-)]
+#[command(name = "swiattn", version, about = "Dynamic hybrid full/sliding-window attention on burn")]
 struct Cli {
     /// Backend to run on: cpu, wgpu or cuda (among those compiled in).
     #[arg(long, global = true, default_value = "cpu")]

@@ -57,42 +57,31 @@ pub fn run(args: Args, backend: BackendKind, device: &Device) -> anyhow::Result<
         "f16" => DType::F16,
         other => anyhow::bail!("--dtype: unknown dtype `{other}` (f32, bf16, f16)"),
     };
-    let options = LoadOptions {
-        dtype,
-        attention_pattern: args.attention_pattern.clone(),
-        sliding_window: args.window,
-    };
+    let options = LoadOptions { dtype, attention_pattern: args.attention_pattern.clone(), sliding_window: args.window };
     let loaded = load_model(&args.model, device, &options)?;
     let tokenizer = match &args.tokenizer {
         Some(path) => load_tokenizer(path)?,
-        None => loaded
-            .tokenizer
-            .context("the model ships no tokenizer; pass --tokenizer tokenizer.json")?,
+        None => loaded.tokenizer.context("the model ships no tokenizer; pass --tokenizer tokenizer.json")?,
     };
-    let text =
-        std::fs::read_to_string(&args.text).with_context(|| format!("{}", args.text.display()))?;
+    let text = std::fs::read_to_string(&args.text).with_context(|| format!("{}", args.text.display()))?;
     let mut ids = encode(&tokenizer, &text)?;
     if let Some(max) = args.max_tokens {
         ids.truncate(max);
     }
     if let Some(path) = &args.dump_ids {
         let lines: Vec<String> = ids.iter().map(u32::to_string).collect();
-        std::fs::write(path, lines.join("\n") + "\n")
-            .with_context(|| format!("{}", path.display()))?;
+        std::fs::write(path, lines.join("\n") + "\n").with_context(|| format!("{}", path.display()))?;
     }
 
     let bar = ProgressBar::new(ids.len() as u64 - 1);
     bar.set_style(
-        ProgressStyle::with_template("{bar:40} {pos}/{len} tokens {per_sec} eta {eta}")
-            .expect("valid template"),
+        ProgressStyle::with_template("{bar:40} {pos}/{len} tokens {per_sec} eta {eta}").expect("valid template"),
     );
     if args.json {
         bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
     }
     let started = Instant::now();
-    let nll = token_nll(&loaded.model, &ids, args.chunk, |done| {
-        bar.set_position(done as u64)
-    })?;
+    let nll = token_nll(&loaded.model, &ids, args.chunk, |done| bar.set_position(done as u64))?;
     bar.finish_and_clear();
     let seconds = started.elapsed().as_secs_f64();
 
@@ -120,25 +109,15 @@ pub fn run(args: Args, backend: BackendKind, device: &Device) -> anyhow::Result<
         }
         println!("{out}");
     } else {
-        println!(
-            "model:      {} ({})",
-            args.model.display(),
-            describe(&loaded.model.arch)
-        );
+        println!("model:      {} ({})", args.model.display(), describe(&loaded.model.arch));
         println!("text:       {}", args.text.display());
         println!("tokens:     {} ({} scored)", ids.len(), nll.len());
         println!("mean NLL:   {all:.5} nats/token");
         println!("perplexity: {:.4}", all.exp());
         if let Some((p, n, m)) = past {
-            println!(
-                "past {p}:   {n} tokens, mean NLL {m:.5}, perplexity {:.4}",
-                m.exp()
-            );
+            println!("past {p}:   {n} tokens, mean NLL {m:.5}, perplexity {:.4}", m.exp());
         }
-        println!(
-            "time:       {seconds:.1} s on {backend} ({:.0} tokens/s)",
-            nll.len() as f64 / seconds
-        );
+        println!("time:       {seconds:.1} s on {backend} ({:.0} tokens/s)", nll.len() as f64 / seconds);
     }
     Ok(())
 }

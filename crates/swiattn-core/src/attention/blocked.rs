@@ -58,11 +58,7 @@ pub fn sliding_attention(
 ) -> Tensor<4> {
     let [b, hq, tq, d] = q.dims();
     let [_, hkv, tk, _] = k.dims();
-    assert_eq!(
-        pos.k_start + tk,
-        pos.q_start + tq,
-        "keys must end at the last query"
-    );
+    assert_eq!(pos.k_start + tk, pos.q_start + tq, "keys must end at the last query");
     let group = hq / hkv;
     let c = block.clamp(1, tq.max(1));
     let nb = tq.div_ceil(c);
@@ -82,11 +78,7 @@ pub fn sliding_attention(
                 (0..span).map(move |r| {
                     !(row < tq
                         && keys.valid[r]
-                        && visible(
-                            pos.q_start + row,
-                            pos.k_start + keys.index[r] as usize,
-                            Some(window),
-                        ))
+                        && visible(pos.q_start + row, pos.k_start + keys.index[r] as usize, Some(window)))
                 })
             })
             .collect();
@@ -96,13 +88,7 @@ pub fn sliding_attention(
         index.extend(keys.index);
     }
     let index = Tensor::<1, Int>::from_data(TensorData::new(index, [nb * span]), &device);
-    let hidden = hidden_mask(hidden, [1, 1, nb, group * c, span], &device).expand([
-        b,
-        hkv,
-        nb,
-        group * c,
-        span,
-    ]);
+    let hidden = hidden_mask(hidden, [1, 1, nb, group * c, span], &device).expand([b, hkv, nb, group * c, span]);
 
     let padded = if nb * c > tq {
         let pad = Tensor::zeros([b, hq, nb * c - tq, d], (&device, q.dtype()));
@@ -110,15 +96,9 @@ pub fn sliding_attention(
     } else {
         q
     };
-    let q = padded
-        .reshape([b, hkv, group, nb, c, d])
-        .swap_dims(2, 3)
-        .reshape([b, hkv, nb, group * c, d]);
+    let q = padded.reshape([b, hkv, group, nb, c, d]).swap_dims(2, 3).reshape([b, hkv, nb, group * c, d]);
     let gather = |x: Tensor<4>| x.select(2, index.clone()).reshape([b, hkv, nb, span, d]);
 
     let out = masked_attention(q, gather(k), gather(v), hidden, scale);
-    out.reshape([b, hkv, nb, group, c, d])
-        .swap_dims(2, 3)
-        .reshape([b, hq, nb * c, d])
-        .slice([0..b, 0..hq, 0..tq, 0..d])
+    out.reshape([b, hkv, nb, group, c, d]).swap_dims(2, 3).reshape([b, hq, nb * c, d]).slice([0..b, 0..hq, 0..tq, 0..d])
 }

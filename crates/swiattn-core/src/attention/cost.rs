@@ -23,9 +23,7 @@ mod tests {
         for w in [1, 3, 8, 20] {
             let span = Span::Sliding(Window::new(w).unwrap());
             for q in 0..40 {
-                let brute = (0..=q + 5)
-                    .filter(|&k| visible(q, k, span.window()))
-                    .count();
+                let brute = (0..=q + 5).filter(|&k| visible(q, k, span.window())).count();
                 assert_eq!(keys_seen(span, q), brute, "w={w} q={q}");
             }
         }

@@ -1,6 +1,6 @@
 //! The building block shared by the fast tensor-op paths: softmax attention of a set of query
 //! rows against a set of keys under an explicit mask, with grouped-query heads folded into rows
-//! (so K/V are never repeated), and [`causal_attention`], the dense path for full attention.
+//! (so K/V are never repeated), and [`dense_attention`], the dense path used for full attention.
 
 use burn::tensor::{Bool, DType, Tensor, activation::softmax};
 
@@ -23,8 +23,7 @@ pub(crate) fn masked_attention<const D: usize>(
 ) -> Tensor<D> {
     let dtype = q.dtype();
     let scores = (q.matmul(k.swap_dims(D - 2, D - 1)) * scale).cast(DType::F32);
-    let probs =
-        softmax(scores.mask_fill(hidden.clone(), HIDDEN_SCORE), D - 1).mask_fill(hidden, 0.0);
+    let probs = softmax(scores.mask_fill(hidden.clone(), HIDDEN_SCORE), D - 1).mask_fill(hidden, 0.0);
     probs.cast(dtype).matmul(v)
 }
 
@@ -41,19 +40,13 @@ pub(crate) fn unfold_heads(x: Tensor<4>, q_heads: usize) -> Tensor<4> {
     x.reshape([b, q_heads, rows * hkv / q_heads, d])
 }
 
-/// Dense attention under one span: the whole `[q_len, k_len]` score matrix per head, GQA folded.
-/// This is the tensor-op path for full (causal) attention, O(q_len · k_len).
+/// Dense attention under one span: the whole `[q_len, k_len]` score matrix per head, GQA folded,
+/// O(q_len · k_len). The tensor-op path for full (causal) attention; under a sliding span it is the
+/// dense-masked baseline that [`super::sliding_attention`] improves on.
 ///
 /// - `q`: `[batch, q_heads, q_len, d]`; `k`, `v`: `[batch, kv_heads, k_len, d]`
 /// - returns `[batch, q_heads, q_len, d]`
-pub fn causal_attention(
-    q: Tensor<4>,
-    k: Tensor<4>,
-    v: Tensor<4>,
-    span: Span,
-    pos: Positions,
-    scale: f64,
-) -> Tensor<4> {
+pub fn dense_attention(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>, span: Span, pos: Positions, scale: f64) -> Tensor<4> {
     let [_, hq, tq, _] = q.dims();
     let [_, hkv, tk, _] = k.dims();
     let group = hq / hkv;
@@ -66,12 +59,6 @@ pub fn causal_attention(
     let device = q.device();
     let hidden = hidden_mask(hidden, [1, 1, group * tq, tk], &device);
     let [b, _, _, _] = q.dims();
-    let out = masked_attention(
-        fold_heads(q, hkv),
-        k,
-        v,
-        hidden.expand([b, hkv, group * tq, tk]),
-        scale,
-    );
+    let out = masked_attention(fold_heads(q, hkv), k, v, hidden.expand([b, hkv, group * tq, tk]), scale);
     unfold_heads(out, hq)
 }

@@ -9,7 +9,7 @@
 use burn::tensor::{Device, Int, Tensor, TensorData};
 
 use super::blocked::sliding_attention;
-use super::dense::causal_attention;
+use super::dense::dense_attention;
 use super::mask::Positions;
 use super::window::{Span, Window};
 
@@ -24,16 +24,8 @@ pub struct HeadSplit {
 impl HeadSplit {
     /// KV head `h` is full if `full_kv_heads[h]`; `q_heads` is a multiple of the KV heads.
     pub fn new(full_kv_heads: &[bool], q_heads: usize) -> Self {
-        let heads = |full: bool| {
-            (0..full_kv_heads.len())
-                .filter(|&h| full_kv_heads[h] == full)
-                .collect()
-        };
-        Self {
-            full: heads(true),
-            sliding: heads(false),
-            group: q_heads / full_kv_heads.len(),
-        }
+        let heads = |full: bool| (0..full_kv_heads.len()).filter(|&h| full_kv_heads[h] == full).collect();
+        Self { full: heads(true), sliding: heads(false), group: q_heads / full_kv_heads.len() }
     }
 
     fn index(heads: &[usize], device: &Device) -> Tensor<1, Int> {
@@ -42,10 +34,7 @@ impl HeadSplit {
     }
 
     fn q_heads(&self, kv_heads: &[usize]) -> Vec<usize> {
-        kv_heads
-            .iter()
-            .flat_map(|&h| h * self.group..(h + 1) * self.group)
-            .collect()
+        kv_heads.iter().flat_map(|&h| h * self.group..(h + 1) * self.group).collect()
     }
 
     fn pick(x: &Tensor<4>, heads: &[usize]) -> Option<Tensor<4>> {
@@ -54,10 +43,7 @@ impl HeadSplit {
 
     /// Query heads `[batch, q_heads, len, d]` → (full group, sliding group).
     pub fn split_q(&self, q: &Tensor<4>) -> (Option<Tensor<4>>, Option<Tensor<4>>) {
-        (
-            Self::pick(q, &self.q_heads(&self.full)),
-            Self::pick(q, &self.q_heads(&self.sliding)),
-        )
+        (Self::pick(q, &self.q_heads(&self.full)), Self::pick(q, &self.q_heads(&self.sliding)))
     }
 
     /// KV heads `[batch, kv_heads, len, d]` → (full group, sliding group).
@@ -70,11 +56,8 @@ impl HeadSplit {
         match (full, sliding) {
             (Some(out), None) | (None, Some(out)) => out,
             (Some(full), Some(sliding)) => {
-                let order: Vec<usize> = self
-                    .q_heads(&self.full)
-                    .into_iter()
-                    .chain(self.q_heads(&self.sliding))
-                    .collect();
+                let order: Vec<usize> =
+                    self.q_heads(&self.full).into_iter().chain(self.q_heads(&self.sliding)).collect();
                 let mut inverse = vec![0usize; order.len()];
                 for (slot, &head) in order.iter().enumerate() {
                     inverse[head] = slot;
@@ -105,17 +88,12 @@ pub fn head_mixed_attention(
     scale: f64,
     block: usize,
 ) -> Tensor<4> {
-    assert_eq!(
-        full_kv_heads.len(),
-        k.dims()[1],
-        "one full/sliding choice per KV head"
-    );
+    assert_eq!(full_kv_heads.len(), k.dims()[1], "one full/sliding choice per KV head");
     let split = HeadSplit::new(full_kv_heads, q.dims()[1]);
     let (qf, qs) = split.split_q(&q);
     let (kf, ks) = split.split_kv(&k);
     let (vf, vs) = split.split_kv(&v);
-    let full = qf.map(|q| causal_attention(q, kf.unwrap(), vf.unwrap(), Span::Full, pos, scale));
-    let sliding =
-        qs.map(|q| sliding_attention(q, ks.unwrap(), vs.unwrap(), window, pos, scale, block));
+    let full = qf.map(|q| dense_attention(q, kf.unwrap(), vf.unwrap(), Span::Full, pos, scale));
+    let sliding = qs.map(|q| sliding_attention(q, ks.unwrap(), vs.unwrap(), window, pos, scale, block));
     split.merge(full, sliding)
 }

@@ -34,26 +34,13 @@ pub struct Visibility {
 impl Visibility {
     /// Every query under one span: `[1, 1, q_len, k_len]`.
     pub fn span(span: Span, pos: Positions, q_len: usize, k_len: usize) -> Self {
-        Self::build([1, 1, q_len, k_len], |_, _, t, j| {
-            span.sees(pos.q_start + t, pos.k_start + j)
-        })
+        Self::build([1, 1, q_len, k_len], |_, _, t, j| span.sees(pos.q_start + t, pos.k_start + j))
     }
 
     /// Per-token routes: row `t` of batch `b` is full attention if `route_fa[b * q_len + t]`,
     /// else sliding in `window`. `[batch, 1, q_len, k_len]`.
-    pub fn routed(
-        route_fa: &[bool],
-        batch: usize,
-        window: Window,
-        pos: Positions,
-        q_len: usize,
-        k_len: usize,
-    ) -> Self {
-        assert_eq!(
-            route_fa.len(),
-            batch * q_len,
-            "route must be [batch, q_len]"
-        );
+    pub fn routed(route_fa: &[bool], batch: usize, window: Window, pos: Positions, q_len: usize, k_len: usize) -> Self {
+        assert_eq!(route_fa.len(), batch * q_len, "route must be [batch, q_len]");
         Self::build([batch, 1, q_len, k_len], |b, _, t, j| {
             let w = (!route_fa[b * q_len + t]).then_some(window);
             visible(pos.q_start + t, pos.k_start + j, w)
@@ -62,13 +49,7 @@ impl Visibility {
 
     /// Per-KV-head spans: head `h` is full attention if `full_kv_heads[h]`, else sliding in
     /// `window`. `[1, kv_heads, q_len, k_len]`.
-    pub fn head_mixed(
-        full_kv_heads: &[bool],
-        window: Window,
-        pos: Positions,
-        q_len: usize,
-        k_len: usize,
-    ) -> Self {
+    pub fn head_mixed(full_kv_heads: &[bool], window: Window, pos: Positions, q_len: usize, k_len: usize) -> Self {
         Self::build([1, full_kv_heads.len(), q_len, k_len], |_, h, t, j| {
             let w = (!full_kv_heads[h]).then_some(window);
             visible(pos.q_start + t, pos.k_start + j, w)
@@ -104,10 +85,6 @@ impl Visibility {
 }
 
 /// Upload a `hidden` mask (`true` = masked) of the given shape.
-pub(crate) fn hidden_mask<const D: usize>(
-    hidden: Vec<bool>,
-    dims: [usize; D],
-    device: &Device,
-) -> Tensor<D, Bool> {
+pub(crate) fn hidden_mask<const D: usize>(hidden: Vec<bool>, dims: [usize; D], device: &Device) -> Tensor<D, Bool> {
     Tensor::from_data(TensorData::new(hidden, dims), device)
 }

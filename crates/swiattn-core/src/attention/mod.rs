@@ -25,7 +25,7 @@ pub mod routed;
 pub mod window;
 
 pub use blocked::{default_block, sliding_attention};
-pub use dense::causal_attention;
+pub use dense::dense_attention;
 pub use head_mixed::{HeadSplit, head_mixed_attention};
 pub use mask::{Positions, Visibility};
 pub use reference::attention_reference;

@@ -22,38 +22,19 @@ pub(crate) const HIDDEN_SCORE: f32 = -1.0e30;
 /// - `scale`: multiplies `q · k` (usually `head_dim^-0.5`).
 ///
 /// Returns `[batch, q_heads, q_len, head_dim]` in the dtype of `q`.
-pub fn attention_reference(
-    q: Tensor<4>,
-    k: Tensor<4>,
-    v: Tensor<4>,
-    visibility: &Visibility,
-    scale: f64,
-) -> Tensor<4> {
+pub fn attention_reference(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>, visibility: &Visibility, scale: f64) -> Tensor<4> {
     let dtype = q.dtype();
     let [b, hq, tq, d] = q.dims();
     let [_, hkv, tk, _] = k.dims();
     let [vb, vh, vq, vk] = visibility.dims;
-    assert!(
-        hq % hkv == 0,
-        "q_heads {hq} must be a multiple of kv_heads {hkv}"
-    );
-    assert!(
-        vq == tq && vk == tk,
-        "visibility {:?} does not match q_len {tq}, k_len {tk}",
-        visibility.dims
-    );
+    assert!(hq % hkv == 0, "q_heads {hq} must be a multiple of kv_heads {hkv}");
+    assert!(vq == tq && vk == tk, "visibility {:?} does not match q_len {tq}, k_len {tk}", visibility.dims);
     assert!(vb == 1 || vb == b, "visibility batch {vb} vs {b}");
-    assert!(
-        vh == 1 || vh == hkv,
-        "visibility heads {vh} vs kv_heads {hkv}"
-    );
+    assert!(vh == 1 || vh == hkv, "visibility heads {vh} vs kv_heads {hkv}");
     let group = hq / hkv;
 
     let repeat_kv = |x: Tensor<4>| -> Tensor<4> {
-        x.cast(DType::F32)
-            .unsqueeze_dim::<5>(2)
-            .expand([b, hkv, group, tk, d])
-            .reshape([b, hq, tk, d])
+        x.cast(DType::F32).unsqueeze_dim::<5>(2).expand([b, hkv, group, tk, d]).reshape([b, hq, tk, d])
     };
     let q = q.cast(DType::F32);
     let (k, v) = (repeat_kv(k), repeat_kv(v));
@@ -64,11 +45,7 @@ pub fn attention_reference(
     let hidden = if vh == 1 {
         hidden.expand([b, hq, tq, tk])
     } else {
-        hidden
-            .unsqueeze_dim::<5>(2)
-            .expand([vb, hkv, group, tq, tk])
-            .reshape([vb, hq, tq, tk])
-            .expand([b, hq, tq, tk])
+        hidden.unsqueeze_dim::<5>(2).expand([vb, hkv, group, tq, tk]).reshape([vb, hq, tq, tk]).expand([b, hq, tq, tk])
     };
 
     let scores = q.matmul(k.swap_dims(2, 3)) * scale;

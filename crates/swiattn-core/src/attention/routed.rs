@@ -31,11 +31,7 @@ pub struct RouteMask {
 impl RouteMask {
     /// Every token on the same branch.
     pub fn uniform(batch: usize, len: usize, fa: bool) -> Self {
-        Self {
-            batch,
-            len,
-            fa: vec![fa; batch * len],
-        }
+        Self { batch, len, fa: vec![fa; batch * len] }
     }
 
     /// Read a `[batch, len]` bool tensor (`true` = FA) back to the host.
@@ -50,10 +46,7 @@ impl RouteMask {
 
     /// Upload as a `[batch, len]` bool tensor.
     pub fn to_tensor(&self, device: &burn::tensor::Device) -> Tensor<2, Bool> {
-        Tensor::from_data(
-            TensorData::new(self.fa.clone(), [self.batch, self.len]),
-            device,
-        )
+        Tensor::from_data(TensorData::new(self.fa.clone(), [self.batch, self.len]), device)
     }
 
     /// Fraction of tokens routed to full attention.
@@ -67,23 +60,13 @@ impl RouteMask {
     /// The routes of tokens `start..start + len` of every sequence.
     pub fn narrow(&self, start: usize, len: usize) -> Self {
         let fa = (0..self.batch)
-            .flat_map(|b| {
-                self.fa[b * self.len + start..b * self.len + start + len]
-                    .iter()
-                    .copied()
-            })
+            .flat_map(|b| self.fa[b * self.len + start..b * self.len + start + len].iter().copied())
             .collect();
-        Self {
-            batch: self.batch,
-            len,
-            fa,
-        }
+        Self { batch: self.batch, len, fa }
     }
 
     fn rows(&self, b: usize, fa: bool) -> Vec<usize> {
-        (0..self.len)
-            .filter(|&t| self.fa[b * self.len + t] == fa)
-            .collect()
+        (0..self.len).filter(|&t| self.fa[b * self.len + t] == fa).collect()
     }
 
     /// Check that this mask covers `[batch, len]`.
@@ -120,16 +103,8 @@ pub fn routed_attention(
 ) -> Tensor<4> {
     let [b, hq, tq, d] = q.dims();
     let [_, _, tk, _] = k.dims();
-    assert_eq!(
-        pos.k_start + tk,
-        pos.q_start + tq,
-        "keys must end at the last query"
-    );
-    assert_eq!(
-        (route.batch, route.len),
-        (b, tq),
-        "route must be [batch, q_len]"
-    );
+    assert_eq!(pos.k_start + tk, pos.q_start + tq, "keys must end at the last query");
+    assert_eq!((route.batch, route.len), (b, tq), "route must be [batch, q_len]");
     let device = q.device();
 
     // Rows of the flattened queries `[batch · q_len, q_heads, d]`.
@@ -151,8 +126,7 @@ pub fn routed_attention(
     }
     let swa_rows: Vec<Vec<usize>> = (0..b).map(|s| route.rows(s, false)).collect();
     if swa_rows.iter().any(|r| !r.is_empty()) {
-        let (out, slots) =
-            sliding_branch(&q_rows, &k, &v, &swa_rows, window, pos, scale, block, tq);
+        let (out, slots) = sliding_branch(&q_rows, &k, &v, &swa_rows, window, pos, scale, block, tq);
         for (slot, row) in slots.into_iter().enumerate() {
             if let Some(row) = row {
                 inverse[row] = (placed + slot) as i64;
@@ -162,10 +136,7 @@ pub fn routed_attention(
     }
 
     let inverse = Tensor::<1, Int>::from_data(TensorData::new(inverse, [b * tq]), &device);
-    Tensor::cat(parts, 0)
-        .select(0, inverse)
-        .reshape([b, tq, hq, d])
-        .swap_dims(1, 2)
+    Tensor::cat(parts, 0).select(0, inverse).reshape([b, tq, hq, d]).swap_dims(1, 2)
 }
 
 /// The FA queries of each sequence against the keys up to the last FA query.
@@ -206,19 +177,12 @@ fn full_branch(
         }
     }
     let index = Tensor::<1, Int>::from_data(TensorData::new(index, [b * n]), &device);
-    let hidden =
-        hidden_mask(hidden, [b, 1, group * n, k_len], &device).expand([b, hkv, group * n, k_len]);
+    let hidden = hidden_mask(hidden, [b, 1, group * n, k_len], &device).expand([b, hkv, group * n, k_len]);
 
-    let q = q_rows
-        .clone()
-        .select(0, index)
-        .reshape([b, n, hq, d])
-        .swap_dims(1, 2);
+    let q = q_rows.clone().select(0, index).reshape([b, n, hq, d]).swap_dims(1, 2);
     let keys = |x: &Tensor<4>| x.clone().slice([0..b, 0..hkv, 0..k_len, 0..d]);
     let out = masked_attention(fold_heads(q, hkv), keys(k), keys(v), hidden, scale);
-    let out = unfold_heads(out, hq)
-        .swap_dims(1, 2)
-        .reshape([b * n, hq, d]);
+    let out = unfold_heads(out, hq).swap_dims(1, 2).reshape([b * n, hq, d]);
     (out, slots)
 }
 
@@ -271,9 +235,7 @@ fn sliding_branch(
     for (s, blocks) in packed.iter().enumerate() {
         for m in 0..nb {
             let block_rows: &[usize] = blocks.get(m).copied().unwrap_or(&[]);
-            let anchor = block_rows
-                .last()
-                .map_or(0, |&t| pos.q_start + t - pos.k_start);
+            let anchor = block_rows.last().map_or(0, |&t| pos.q_start + t - pos.k_start);
             let keys = KeySpan::ending_at(anchor, span);
             let mut block_hidden = Vec::with_capacity(c * span);
             for i in 0..c {
@@ -282,12 +244,7 @@ fn sliding_branch(
                 slots.push(row.map(|t| s * tq + t));
                 block_hidden.extend((0..span).map(|r| match row {
                     Some(t) => {
-                        !(keys.valid[r]
-                            && visible(
-                                pos.q_start + t,
-                                pos.k_start + keys.index[r] as usize,
-                                Some(window),
-                            ))
+                        !(keys.valid[r] && visible(pos.q_start + t, pos.k_start + keys.index[r] as usize, Some(window)))
                     }
                     None => true,
                 }));
@@ -300,13 +257,7 @@ fn sliding_branch(
     }
     let q_index = Tensor::<1, Int>::from_data(TensorData::new(q_index, [b * nb * c]), &device);
     let k_index = Tensor::<1, Int>::from_data(TensorData::new(k_index, [b * nb * span]), &device);
-    let hidden = hidden_mask(hidden, [b, 1, nb, group * c, span], &device).expand([
-        b,
-        hkv,
-        nb,
-        group * c,
-        span,
-    ]);
+    let hidden = hidden_mask(hidden, [b, 1, nb, group * c, span], &device).expand([b, hkv, nb, group * c, span]);
 
     let q = q_rows
         .clone()

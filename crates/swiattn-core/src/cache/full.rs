@@ -51,10 +51,7 @@ impl FullCache {
         let ck = ck.slice_assign([0..b, 0..h, self.len..end, 0..d], k);
         let cv = cv.slice_assign([0..b, 0..h, self.len..end, 0..d], v);
         self.len = end;
-        let out = (
-            ck.clone().slice([0..b, 0..h, 0..end, 0..d]),
-            cv.clone().slice([0..b, 0..h, 0..end, 0..d]),
-        );
+        let out = (ck.clone().slice([0..b, 0..h, 0..end, 0..d]), cv.clone().slice([0..b, 0..h, 0..end, 0..d]));
         self.kv = Some((ck, cv));
         out
     }

@@ -31,14 +31,11 @@ impl LayerCache {
     /// The cache a layer of this attention kind needs.
     pub fn for_layer(attention: &LayerAttention) -> Self {
         match attention {
-            LayerAttention::Full | LayerAttention::Routed(_) => {
-                LayerCache::Full(FullCache::default())
-            }
+            LayerAttention::Full | LayerAttention::Routed(_) => LayerCache::Full(FullCache::default()),
             LayerAttention::Sliding(w) => LayerCache::Ring(RingCache::new(*w)),
-            LayerAttention::HeadMixed { window, .. } => LayerCache::Mixed {
-                full: FullCache::default(),
-                ring: RingCache::new(*window),
-            },
+            LayerAttention::HeadMixed { window, .. } => {
+                LayerCache::Mixed { full: FullCache::default(), ring: RingCache::new(*window) }
+            }
         }
     }
 
@@ -62,10 +59,7 @@ pub struct ModelCache {
 impl ModelCache {
     /// Empty caches for a model whose layers have these attention kinds.
     pub fn new(layers: &[LayerAttention]) -> Self {
-        Self {
-            layers: layers.iter().map(LayerCache::for_layer).collect(),
-            len: 0,
-        }
+        Self { layers: layers.iter().map(LayerCache::for_layer).collect(), len: 0 }
     }
 
     /// Positions processed so far (the position of the next token).

@@ -19,11 +19,7 @@ pub struct RingCache {
 
 impl RingCache {
     pub fn new(window: Window) -> Self {
-        Self {
-            window,
-            kv: None,
-            len: 0,
-        }
+        Self { window, kv: None, len: 0 }
     }
 
     /// Positions seen so far (not all of them are kept).
@@ -100,12 +96,6 @@ impl RingCache {
         if start == 0 {
             return ring;
         }
-        Tensor::cat(
-            vec![
-                ring.clone().slice([0..b, 0..h, start..w, 0..d]),
-                ring.slice([0..b, 0..h, 0..start, 0..d]),
-            ],
-            2,
-        )
+        Tensor::cat(vec![ring.clone().slice([0..b, 0..h, start..w, 0..d]), ring.slice([0..b, 0..h, 0..start, 0..d])], 2)
     }
 }

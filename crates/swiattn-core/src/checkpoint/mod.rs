@@ -46,11 +46,7 @@ pub struct LoadOptions {
 
 impl Default for LoadOptions {
     fn default() -> Self {
-        Self {
-            dtype: DType::F32,
-            attention_pattern: None,
-            sliding_window: None,
-        }
+        Self { dtype: DType::F32, attention_pattern: None, sliding_window: None }
     }
 }
 
@@ -80,16 +76,9 @@ pub struct LoadedModel {
 }
 
 /// Load a model from a GGUF file or a Hugging Face directory (`config.json` + safetensors).
-pub fn load_model(
-    path: &Path,
-    device: &burn::tensor::Device,
-    options: &LoadOptions,
-) -> Result<LoadedModel> {
+pub fn load_model(path: &Path, device: &burn::tensor::Device, options: &LoadOptions) -> Result<LoadedModel> {
     if !path.exists() {
-        return Err(Error::io(
-            path,
-            std::io::Error::new(std::io::ErrorKind::NotFound, "no such file or directory"),
-        ));
+        return Err(Error::io(path, std::io::Error::new(std::io::ErrorKind::NotFound, "no such file or directory")));
     }
     if path.is_file() && path.extension().is_some_and(|e| e == "gguf") {
         let file = gguf::GgufFile::open(path)?;
@@ -97,48 +86,24 @@ pub fn load_model(
         let tokenizer = gguf::tokenizer_from_gguf(&file).ok();
         let source = gguf::GgufSource::new(file, &config)?;
         let model = load_weights(Transformer::new(config, device)?, &source, options)?;
-        return Ok(LoadedModel {
-            model,
-            tokenizer,
-            path: path.to_path_buf(),
-        });
+        return Ok(LoadedModel { model, tokenizer, path: path.to_path_buf() });
     }
-    let dir = if path.is_dir() {
-        path
-    } else {
-        path.parent().unwrap_or(Path::new("."))
-    };
+    let dir = if path.is_dir() { path } else { path.parent().unwrap_or(Path::new(".")) };
     let config = options.apply(ModelConfig::from_file(&dir.join("config.json"))?)?;
     let source = safetensors::SafetensorsSource::open(path)?;
     let model = load_weights(Transformer::new(config, device)?, &source, options)?;
     let tokenizer_path = dir.join("tokenizer.json");
-    let tokenizer = if tokenizer_path.exists() {
-        Some(crate::tokenizer::load_tokenizer(&tokenizer_path)?)
-    } else {
-        None
-    };
-    Ok(LoadedModel {
-        model,
-        tokenizer,
-        path: path.to_path_buf(),
-    })
+    let tokenizer =
+        if tokenizer_path.exists() { Some(crate::tokenizer::load_tokenizer(&tokenizer_path)?) } else { None };
+    Ok(LoadedModel { model, tokenizer, path: path.to_path_buf() })
 }
 
 /// Replace every parameter of `model` with the tensor of the same name from `source`.
 ///
 /// Errors name the file and tensor: a missing tensor, or one whose shape differs from what the
 /// model config implies.
-pub fn load_weights<M: Module>(
-    model: M,
-    source: &dyn WeightSource,
-    options: &LoadOptions,
-) -> Result<M> {
-    let mut loader = Loader {
-        source,
-        dtype: options.dtype,
-        path: Vec::new(),
-        error: None,
-    };
+pub fn load_weights<M: Module>(model: M, source: &dyn WeightSource, options: &LoadOptions) -> Result<M> {
+    let mut loader = Loader { source, dtype: options.dtype, path: Vec::new(), error: None };
     let model = model.map(&mut loader);
     match loader.error {
         Some(e) => Err(e),
@@ -149,10 +114,7 @@ pub fn load_weights<M: Module>(
 /// Every parameter of `model` by checkpoint name, in checkpoint layout, as raw tensor data in the
 /// parameter's dtype.
 pub fn named_tensors<M: Module>(model: &M) -> Vec<(String, TensorData)> {
-    let mut exporter = Exporter {
-        path: Vec::new(),
-        out: Vec::new(),
-    };
+    let mut exporter = Exporter { path: Vec::new(), out: Vec::new() };
     model.visit(&mut exporter);
     exporter.out
 }
@@ -161,16 +123,12 @@ pub fn named_tensors<M: Module>(model: &M) -> Vec<(String, TensorData)> {
 type ModulePath = Vec<(String, String)>;
 
 fn param_name(path: &ModulePath) -> String {
-    path.iter()
-        .map(|(n, _)| n.as_str())
-        .collect::<Vec<_>>()
-        .join(".")
+    path.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>().join(".")
 }
 
 /// `Linear.weight` is stored transposed (`[in, out]`) in burn.
 fn is_linear_weight(path: &ModulePath) -> bool {
-    path.last()
-        .is_some_and(|(n, ty)| n == "weight" && ty == "Struct:Linear")
+    path.last().is_some_and(|(n, ty)| n == "weight" && ty == "Struct:Linear")
 }
 
 struct Loader<'a> {
@@ -181,48 +139,30 @@ struct Loader<'a> {
 }
 
 impl Loader<'_> {
-    fn tensor<const D: usize>(
-        &self,
-        name: &str,
-        dims: [usize; D],
-        device: &burn::tensor::Device,
-    ) -> Result<Tensor<D>> {
+    fn tensor<const D: usize>(&self, name: &str, dims: [usize; D], device: &burn::tensor::Device) -> Result<Tensor<D>> {
         let linear = is_linear_weight(&self.path);
         let mut want: Vec<usize> = dims.to_vec();
         if linear {
             want.reverse();
         }
         let origin = self.source.origin();
-        let t = self
-            .source
-            .read(name)?
-            .ok_or_else(|| Error::checkpoint(&origin, name, "missing from the checkpoint"))?;
+        let t =
+            self.source.read(name)?.ok_or_else(|| Error::checkpoint(&origin, name, "missing from the checkpoint"))?;
         if t.shape != want {
             return Err(Error::checkpoint(
                 &origin,
                 name,
-                format!(
-                    "shape {:?} does not match the config, which implies {want:?}",
-                    t.shape
-                ),
+                format!("shape {:?} does not match the config, which implies {want:?}", t.shape),
             ));
         }
-        let data = if linear {
-            transpose(&t.data, want[0], want[1])
-        } else {
-            t.data
-        };
-        Ok(Tensor::from_data(
-            TensorData::new(data, dims),
-            (device, self.dtype),
-        ))
+        let data = if linear { transpose(&t.data, want[0], want[1]) } else { t.data };
+        Ok(Tensor::from_data(TensorData::new(data, dims), (device, self.dtype)))
     }
 }
 
 impl ModuleMapper for Loader<'_> {
     fn enter_module(&mut self, name: &str, container_type: &str) {
-        self.path
-            .push((name.to_string(), container_type.to_string()));
+        self.path.push((name.to_string(), container_type.to_string()));
     }
 
     fn exit_module(&mut self, _name: &str, _container_type: &str) {
@@ -255,8 +195,7 @@ struct Exporter {
 
 impl ModuleVisitor for Exporter {
     fn enter_module(&mut self, name: &str, container_type: &str) {
-        self.path
-            .push((name.to_string(), container_type.to_string()));
+        self.path.push((name.to_string(), container_type.to_string()));
     }
 
     fn exit_module(&mut self, _name: &str, _container_type: &str) {
@@ -265,11 +204,7 @@ impl ModuleVisitor for Exporter {
 
     fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
         let value = param.val();
-        let data = if is_linear_weight(&self.path) {
-            value.transpose().into_data()
-        } else {
-            value.into_data()
-        };
+        let data = if is_linear_weight(&self.path) { value.transpose().into_data() } else { value.into_data() };
         self.out.push((param_name(&self.path), data));
     }
 }

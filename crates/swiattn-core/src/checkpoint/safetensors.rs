@@ -61,11 +61,7 @@ impl SafetensorsSource {
             }
             shards.push(shard);
         }
-        Ok(Self {
-            origin,
-            shards,
-            index,
-        })
+        Ok(Self { origin, shards, index })
     }
 
     /// Names of all tensors.
@@ -81,19 +77,9 @@ fn shard_files(index: &Path) -> Result<Vec<PathBuf>> {
     let map = json
         .get("weight_map")
         .and_then(|m| m.as_object())
-        .ok_or_else(|| {
-            Error::config(
-                index.display().to_string(),
-                "weight_map",
-                "missing or not an object",
-            )
-        })?;
+        .ok_or_else(|| Error::config(index.display().to_string(), "weight_map", "missing or not an object"))?;
     let dir = index.parent().unwrap_or(Path::new("."));
-    let mut files: Vec<PathBuf> = map
-        .values()
-        .filter_map(|v| v.as_str())
-        .map(|f| dir.join(f))
-        .collect();
+    let mut files: Vec<PathBuf> = map.values().filter_map(|v| v.as_str()).map(|f| dir.join(f)).collect();
     files.sort();
     files.dedup();
     Ok(files)
@@ -103,23 +89,14 @@ fn open_shard(path: &Path) -> Result<Shard> {
     let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
     // SAFETY: opened read-only and not modified while mapped.
     let mmap = unsafe { Mmap::map(&file) }.map_err(|e| Error::io(path, e))?;
-    let (header_len, metadata) = SafeTensors::read_metadata(&mmap).map_err(|e| {
-        Error::format(
-            path.display().to_string(),
-            format!("not a safetensors file: {e}"),
-        )
-    })?;
+    let (header_len, metadata) = SafeTensors::read_metadata(&mmap)
+        .map_err(|e| Error::format(path.display().to_string(), format!("not a safetensors file: {e}")))?;
     let tensors = metadata
         .tensors()
         .into_iter()
         .map(|(name, info)| (name, (info.dtype, info.shape.clone(), info.data_offsets)))
         .collect();
-    Ok(Shard {
-        path: path.to_path_buf(),
-        mmap,
-        data_start: 8 + header_len,
-        tensors,
-    })
+    Ok(Shard { path: path.to_path_buf(), mmap, data_start: 8 + header_len, tensors })
 }
 
 impl WeightSource for SafetensorsSource {
@@ -136,18 +113,9 @@ impl WeightSource for SafetensorsSource {
         let bytes = &shard.mmap[shard.data_start + start..shard.data_start + end];
         let file = shard.path.display().to_string();
         let data = match dtype {
-            Dtype::F32 => bytes
-                .chunks_exact(4)
-                .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
-                .collect(),
-            Dtype::F16 => bytes
-                .chunks_exact(2)
-                .map(|b| f16::from_le_bytes([b[0], b[1]]).to_f32())
-                .collect(),
-            Dtype::BF16 => bytes
-                .chunks_exact(2)
-                .map(|b| bf16::from_le_bytes([b[0], b[1]]).to_f32())
-                .collect(),
+            Dtype::F32 => bytes.chunks_exact(4).map(|b| f32::from_le_bytes(b.try_into().unwrap())).collect(),
+            Dtype::F16 => bytes.chunks_exact(2).map(|b| f16::from_le_bytes([b[0], b[1]]).to_f32()).collect(),
+            Dtype::BF16 => bytes.chunks_exact(2).map(|b| bf16::from_le_bytes([b[0], b[1]]).to_f32()).collect(),
             other => {
                 return Err(Error::checkpoint(
                     file,
@@ -156,10 +124,7 @@ impl WeightSource for SafetensorsSource {
                 ));
             }
         };
-        Ok(Some(HostTensor {
-            shape: shape.clone(),
-            data,
-        }))
+        Ok(Some(HostTensor { shape: shape.clone(), data }))
     }
 }
 

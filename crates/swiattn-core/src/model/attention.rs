@@ -9,8 +9,8 @@ use super::config::{Arch, LayerAttention, Rope};
 use super::norm::RmsNorm;
 use super::rope;
 use crate::attention::{
-    HeadSplit, Positions, RouteMask, Span, causal_attention, default_block, head_mixed_attention,
-    routed_attention, sliding_attention,
+    HeadSplit, Positions, RouteMask, Span, default_block, dense_attention, head_mixed_attention, routed_attention,
+    sliding_attention,
 };
 use crate::cache::LayerCache;
 
@@ -42,21 +42,13 @@ pub struct SelfAttention {
 pub(crate) fn linear(d_in: usize, d_out: usize, bias: bool, device: &Device) -> Linear {
     LinearConfig::new(d_in, d_out)
         .with_bias(bias)
-        .with_initializer(Initializer::Normal {
-            mean: 0.0,
-            std: 0.02,
-        })
+        .with_initializer(Initializer::Normal { mean: 0.0, std: 0.02 })
         .init(device)
 }
 
 impl SelfAttention {
     pub fn new(arch: &Arch, layer: usize, device: &Device) -> Self {
-        let (h, hq, hkv, d) = (
-            arch.hidden_size,
-            arch.num_heads,
-            arch.num_kv_heads,
-            arch.head_dim,
-        );
+        let (h, hq, hkv, d) = (arch.hidden_size, arch.num_heads, arch.num_kv_heads, arch.head_dim);
         let qk_norm = matches!(arch.family, super::Family::Qwen3 | super::Family::Gemma3);
         let offset = arch.family == super::Family::Gemma3;
         let norm = || qk_norm.then(|| RmsNorm::new(d, arch.rms_norm_eps, offset, device));
@@ -78,6 +70,7 @@ impl SelfAttention {
 
     /// `x`: `[batch, len, hidden]` for positions `start..start + len` → `[batch, len, hidden]`.
     ///
+    /// `rope` holds this layer's RoPE tables for those positions ([`rope::tables`] of `self.rope`).
     /// Without a cache the call must start at position 0 and sees only its own keys; with one,
     /// the new keys are added to the cache first. `route` (`[batch, len]`) is required by routed
     /// layers and ignored by the others.
@@ -85,6 +78,7 @@ impl SelfAttention {
         &self,
         x: Tensor<3>,
         start: usize,
+        rope: &rope::Tables,
         cache: Option<&mut LayerCache>,
         route: Option<&RouteMask>,
     ) -> Tensor<3> {
@@ -92,20 +86,14 @@ impl SelfAttention {
         let d = self.head_dim;
         let heads = |proj: &Linear, n: usize, norm: Option<&RmsNorm>| {
             let y = proj.forward(x.clone()).reshape([b, t, n, d]);
-            norm.map_or(y.clone(), |norm| norm.forward(y))
-                .swap_dims(1, 2)
+            match norm {
+                Some(norm) => norm.forward(y),
+                None => y,
+            }
+            .swap_dims(1, 2)
         };
-        let (cos, sin) = rope::tables(&self.rope, d, start, t, &x.device());
-        let q = rope::apply(
-            heads(&self.q_proj, self.num_heads, self.q_norm.as_ref()),
-            &cos,
-            &sin,
-        );
-        let k = rope::apply(
-            heads(&self.k_proj, self.num_kv_heads, self.k_norm.as_ref()),
-            &cos,
-            &sin,
-        );
+        let q = rope.apply(heads(&self.q_proj, self.num_heads, self.q_norm.as_ref()));
+        let k = rope.apply(heads(&self.k_proj, self.num_kv_heads, self.k_norm.as_ref()));
         let v = heads(&self.v_proj, self.num_kv_heads, None);
         let out = match cache {
             None => {
@@ -114,41 +102,22 @@ impl SelfAttention {
             }
             Some(cache) => self.attend_cached(q, k, v, start, cache, route),
         };
-        self.o_proj
-            .forward(out.swap_dims(1, 2).reshape([b, t, self.num_heads * d]))
+        self.o_proj.forward(out.swap_dims(1, 2).reshape([b, t, self.num_heads * d]))
     }
 
     /// The layer's attention over keys that end at the last query.
-    fn attend(
-        &self,
-        q: Tensor<4>,
-        k: Tensor<4>,
-        v: Tensor<4>,
-        pos: Positions,
-        route: Option<&RouteMask>,
-    ) -> Tensor<4> {
+    fn attend(&self, q: Tensor<4>, k: Tensor<4>, v: Tensor<4>, pos: Positions, route: Option<&RouteMask>) -> Tensor<4> {
         let s = self.scale;
         match &self.attention {
-            LayerAttention::Full => causal_attention(q, k, v, Span::Full, pos, s),
+            LayerAttention::Full => dense_attention(q, k, v, Span::Full, pos, s),
             LayerAttention::Sliding(w) => sliding_attention(q, k, v, *w, pos, s, default_block(*w)),
             LayerAttention::Routed(w) => {
-                let route =
-                    route.expect("routed layers are checked for a route before the forward");
+                let route = route.expect("routed layers are checked for a route before the forward");
                 routed_attention(q, k, v, route, *w, pos, s, default_block(*w))
             }
-            LayerAttention::HeadMixed {
-                window,
-                full_kv_heads,
-            } => head_mixed_attention(
-                q,
-                k,
-                v,
-                full_kv_heads,
-                *window,
-                pos,
-                s,
-                default_block(*window),
-            ),
+            LayerAttention::HeadMixed { window, full_kv_heads } => {
+                head_mixed_attention(q, k, v, full_kv_heads, *window, pos, s, default_block(*window))
+            }
         }
     }
 
@@ -170,19 +139,12 @@ impl SelfAttention {
                 let (k, v, first) = ring.extend(k, v);
                 self.attend(q, k, v, Positions::new(start, first), route)
             }
-            (
-                LayerCache::Mixed { full, ring },
-                LayerAttention::HeadMixed {
-                    window,
-                    full_kv_heads,
-                },
-            ) => {
+            (LayerCache::Mixed { full, ring }, LayerAttention::HeadMixed { window, full_kv_heads }) => {
                 let split = HeadSplit::new(full_kv_heads, self.num_heads);
-                let ((qf, qs), (kf, ks), (vf, vs)) =
-                    (split.split_q(&q), split.split_kv(&k), split.split_kv(&v));
+                let ((qf, qs), (kf, ks), (vf, vs)) = (split.split_q(&q), split.split_kv(&k), split.split_kv(&v));
                 let out_full = qf.map(|q| {
                     let (k, v) = full.append(kf.unwrap(), vf.unwrap());
-                    causal_attention(q, k, v, Span::Full, Positions::new(start, 0), self.scale)
+                    dense_attention(q, k, v, Span::Full, Positions::new(start, 0), self.scale)
                 });
                 let out_sliding = qs.map(|q| {
                     let (k, v, first) = ring.extend(ks.unwrap(), vs.unwrap());

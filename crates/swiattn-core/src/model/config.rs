@@ -72,11 +72,7 @@ pub struct ModelConfig {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sliding_window_pattern: Option<usize>,
     /// `transformers` v5 writes Gemma's pattern under this name.
-    #[serde(
-        default,
-        rename = "_sliding_window_pattern",
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(default, rename = "_sliding_window_pattern", skip_serializing_if = "Option::is_none")]
     pub legacy_sliding_window_pattern: Option<usize>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub use_sliding_window: Option<bool>,
@@ -159,10 +155,7 @@ pub enum LayerAttention {
     /// Per-token switch between full and `window` attention; the route is supplied per call.
     Routed(Window),
     /// Per-KV-head choice: head `h` is full if `full_kv_heads[h]`, else sliding in `window`.
-    HeadMixed {
-        window: Window,
-        full_kv_heads: Vec<bool>,
-    },
+    HeadMixed { window: Window, full_kv_heads: Vec<bool> },
 }
 
 impl LayerAttention {
@@ -250,8 +243,8 @@ impl Arch {
 impl ModelConfig {
     /// Parse a `config.json` text; `origin` names the file in errors.
     pub fn from_json_str(text: &str, origin: &str) -> Result<Self> {
-        let mut value: serde_json::Value = serde_json::from_str(text)
-            .map_err(|e| Error::format(origin, format!("invalid JSON: {e}")))?;
+        let mut value: serde_json::Value =
+            serde_json::from_str(text).map_err(|e| Error::format(origin, format!("invalid JSON: {e}")))?;
         if let Some(text_config) = value.get_mut("text_config").map(serde_json::Value::take) {
             value = text_config;
         }
@@ -278,9 +271,7 @@ impl ModelConfig {
             other => {
                 return Err(err(
                     "model_type",
-                    format!(
-                        "unsupported model type `{other}` (supported: llama, mistral, qwen2, qwen3, gemma3_text)"
-                    ),
+                    format!("unsupported model type `{other}` (supported: llama, mistral, qwen2, qwen3, gemma3_text)"),
                 ));
             }
         };
@@ -308,46 +299,29 @@ impl ModelConfig {
             Some(d) => d,
             None if self.hidden_size % num_heads == 0 => self.hidden_size / num_heads,
             None => {
-                return Err(err(
-                    "head_dim",
-                    "missing and hidden_size is not a multiple of the heads".into(),
-                ));
+                return Err(err("head_dim", "missing and hidden_size is not a multiple of the heads".into()));
             }
         };
         if head_dim == 0 || head_dim % 2 != 0 {
-            return Err(err(
-                "head_dim",
-                format!("{head_dim} must be positive and even for RoPE"),
-            ));
+            return Err(err("head_dim", format!("{head_dim} must be positive and even for RoPE")));
         }
         if let Some(f) = self.partial_rotary_factor.filter(|&f| f != 1.0) {
-            return Err(err(
-                "partial_rotary_factor",
-                format!("{f}: only full rotary embeddings are supported"),
-            ));
+            return Err(err("partial_rotary_factor", format!("{f}: only full rotary embeddings are supported")));
         }
         if self.attn_logit_softcapping.is_some() {
-            return Err(err(
-                "attn_logit_softcapping",
-                "attention logit soft-capping is not supported".into(),
-            ));
+            return Err(err("attn_logit_softcapping", "attention logit soft-capping is not supported".into()));
         }
-        let activation = match self
-            .hidden_activation
-            .as_deref()
-            .or(self.hidden_act.as_deref())
-            .unwrap_or(if gemma { "gelu_pytorch_tanh" } else { "silu" })
-        {
+        let activation = match self.hidden_activation.as_deref().or(self.hidden_act.as_deref()).unwrap_or(if gemma {
+            "gelu_pytorch_tanh"
+        } else {
+            "silu"
+        }) {
             "silu" | "swish" => Activation::Silu,
             "gelu_pytorch_tanh" | "gelu_tanh" | "gelu_new" => Activation::GeluTanh,
             "gelu" => Activation::Gelu,
             other => {
                 return Err(err(
-                    if self.hidden_activation.is_some() {
-                        "hidden_activation"
-                    } else {
-                        "hidden_act"
-                    },
+                    if self.hidden_activation.is_some() { "hidden_activation" } else { "hidden_act" },
                     format!("unsupported activation `{other}`"),
                 ));
             }
@@ -357,14 +331,8 @@ impl ModelConfig {
         }
         let specs: Vec<(&str, &RopeScaling)> = match &self.rope_parameters {
             Some(RopeParameters::Shared(s)) => vec![("rope_parameters", s)],
-            Some(RopeParameters::PerLayerType(m)) => {
-                m.values().map(|s| ("rope_parameters", s)).collect()
-            }
-            None => self
-                .rope_scaling
-                .iter()
-                .map(|s| ("rope_scaling", s))
-                .collect(),
+            Some(RopeParameters::PerLayerType(m)) => m.values().map(|s| ("rope_parameters", s)).collect(),
+            None => self.rope_scaling.iter().map(|s| ("rope_scaling", s)).collect(),
         };
         for (field, s) in specs {
             match s.rope_type.as_str() {
@@ -374,20 +342,14 @@ impl ModelConfig {
                     return Err(err(&format!("{field}.factor"), "must be positive".into()));
                 }
                 other => {
-                    return Err(err(
-                        &format!("{field}.rope_type"),
-                        format!("unsupported `{other}`"),
-                    ));
+                    return Err(err(&format!("{field}.rope_type"), format!("unsupported `{other}`")));
                 }
             }
         }
 
         let native = self.native_layer_types(origin)?;
         let attention = self.attention_kinds(origin, &native, num_kv_heads)?;
-        let rope = native
-            .iter()
-            .map(|&sliding| self.rope_for(sliding, gemma))
-            .collect();
+        let rope = native.iter().map(|&sliding| self.rope_for(sliding, gemma)).collect();
         let bias = self.attention_bias.unwrap_or(false);
         Ok(Arch {
             family,
@@ -423,28 +385,14 @@ impl ModelConfig {
         match &self.rope_parameters {
             Some(RopeParameters::Shared(s)) => rope(Some(s), default_theta),
             Some(RopeParameters::PerLayerType(m)) => {
-                let key = if sliding {
-                    "sliding_attention"
-                } else {
-                    "full_attention"
-                };
-                let local = if gemma && sliding {
-                    10_000.0
-                } else {
-                    default_theta
-                };
+                let key = if sliding { "sliding_attention" } else { "full_attention" };
+                let local = if gemma && sliding { 10_000.0 } else { default_theta };
                 rope(m.get(key).or_else(|| m.get("full_attention")), local)
             }
-            None if gemma && sliding => Rope {
-                base: self.rope_local_base_freq.unwrap_or(10_000.0),
-                scaling: None,
-            },
+            None if gemma && sliding => Rope { base: self.rope_local_base_freq.unwrap_or(10_000.0), scaling: None },
             None => Rope {
                 base: self.rope_theta.unwrap_or(default_theta),
-                scaling: self
-                    .rope_scaling
-                    .clone()
-                    .filter(|s| s.rope_type != "default"),
+                scaling: self.rope_scaling.clone().filter(|s| s.rope_type != "default"),
             },
         }
     }
@@ -476,11 +424,7 @@ impl ModelConfig {
         }
         Ok(match self.model_type.as_str() {
             "gemma3" | "gemma3_text" => {
-                let p = self
-                    .sliding_window_pattern
-                    .or(self.legacy_sliding_window_pattern)
-                    .unwrap_or(6)
-                    .max(1);
+                let p = self.sliding_window_pattern.or(self.legacy_sliding_window_pattern).unwrap_or(6).max(1);
                 (0..n).map(|i| (i + 1) % p != 0).collect()
             }
             "qwen2" | "qwen3" if self.use_sliding_window == Some(true) => {
@@ -492,12 +436,7 @@ impl ModelConfig {
     }
 
     /// Each layer's attention: the overrides if given, else the native layout.
-    fn attention_kinds(
-        &self,
-        origin: &str,
-        native: &[bool],
-        num_kv_heads: usize,
-    ) -> Result<Vec<LayerAttention>> {
+    fn attention_kinds(&self, origin: &str, native: &[bool], num_kv_heads: usize) -> Result<Vec<LayerAttention>> {
         let n = self.num_hidden_layers;
         let names: Vec<String> = match (&self.attention_pattern, &self.attention_types) {
             (Some(_), Some(_)) => {
@@ -524,17 +463,9 @@ impl ModelConfig {
                 }
                 types.clone()
             }
-            (None, None) => native
-                .iter()
-                .map(|&s| {
-                    if s {
-                        "sliding_attention"
-                    } else {
-                        "full_attention"
-                    }
-                    .to_string()
-                })
-                .collect(),
+            (None, None) => {
+                native.iter().map(|&s| if s { "sliding_attention" } else { "full_attention" }.to_string()).collect()
+            }
         };
         let field = if self.attention_pattern.is_some() {
             "attention_pattern".to_string()
@@ -545,11 +476,7 @@ impl ModelConfig {
         };
         let window = || -> Result<Window> {
             let w = self.sliding_window.ok_or_else(|| {
-                Error::config(
-                    origin,
-                    "sliding_window",
-                    format!("missing, but {field} asks for windowed layers"),
-                )
+                Error::config(origin, "sliding_window", format!("missing, but {field} asks for windowed layers"))
             })?;
             Window::new(w).map_err(|e| Error::config(origin, "sliding_window", e.to_string()))
         };
@@ -566,9 +493,7 @@ impl ModelConfig {
                         .kv_head_types
                         .as_ref()
                         .and_then(|m| m.get(&i.to_string()))
-                        .ok_or_else(|| {
-                            Error::config(origin, &key, "missing for a head-mixed layer")
-                        })?;
+                        .ok_or_else(|| Error::config(origin, &key, "missing for a head-mixed layer"))?;
                     if types.len() != num_kv_heads {
                         return Err(Error::config(
                             origin,
@@ -581,17 +506,10 @@ impl ModelConfig {
                         .map(|t| match t.as_str() {
                             "full_attention" => Ok(true),
                             "sliding_attention" => Ok(false),
-                            other => Err(Error::config(
-                                origin,
-                                &key,
-                                format!("unknown head type `{other}`"),
-                            )),
+                            other => Err(Error::config(origin, &key, format!("unknown head type `{other}`"))),
                         })
                         .collect::<Result<_>>()?;
-                    Ok(LayerAttention::HeadMixed {
-                        window: window()?,
-                        full_kv_heads,
-                    })
+                    Ok(LayerAttention::HeadMixed { window: window()?, full_kv_heads })
                 }
                 other => Err(Error::config(
                     origin,
@@ -617,14 +535,7 @@ impl ModelConfig {
                     i.to_string(),
                     full_kv_heads
                         .iter()
-                        .map(|&f| {
-                            if f {
-                                "full_attention"
-                            } else {
-                                "sliding_attention"
-                            }
-                            .to_string()
-                        })
+                        .map(|&f| if f { "full_attention" } else { "sliding_attention" }.to_string())
                         .collect(),
                 )),
                 _ => None,
@@ -650,20 +561,16 @@ pub fn parse_pattern(pattern: &str) -> std::result::Result<Vec<&'static str>, St
             'S' => Ok("sliding_attention"),
             'R' => Ok("routed_attention"),
             'H' => Ok("head_mixed_attention"),
-            other => Err(format!(
-                "unknown letter `{other}` in `{pattern}` (F full, S sliding, R routed, H head-mixed)"
-            )),
+            other => {
+                Err(format!("unknown letter `{other}` in `{pattern}` (F full, S sliding, R routed, H head-mixed)"))
+            }
         })
         .collect()
 }
 
 /// The field a serde error is about, for the error message (`missing field `x``, `unknown variant`).
 fn field_of(message: &str) -> String {
-    message
-        .split('`')
-        .nth(1)
-        .map(str::to_string)
-        .unwrap_or_else(|| "(document)".to_string())
+    message.split('`').nth(1).map(str::to_string).unwrap_or_else(|| "(document)".to_string())
 }
 
 #[cfg(test)]
@@ -682,18 +589,10 @@ mod tests {
     #[test]
     fn gemma_v4_config_is_five_local_to_one_global() {
         let arch = parse(GEMMA_V4).unwrap();
-        let full: Vec<usize> = (0..12)
-            .filter(|&i| arch.layers[i] == LayerAttention::Full)
-            .collect();
+        let full: Vec<usize> = (0..12).filter(|&i| arch.layers[i] == LayerAttention::Full).collect();
         assert_eq!(full, vec![5, 11]);
-        assert_eq!(
-            arch.layers[0],
-            LayerAttention::Sliding(Window::new(512).unwrap())
-        );
-        assert_eq!(
-            (arch.rope[0].base, arch.rope[5].base),
-            (10_000.0, 1_000_000.0)
-        );
+        assert_eq!(arch.layers[0], LayerAttention::Sliding(Window::new(512).unwrap()));
+        assert_eq!((arch.rope[0].base, arch.rope[5].base), (10_000.0, 1_000_000.0));
         assert_eq!(arch.attn_scale, 1.0 / 16.0);
         assert_eq!(arch.embed_scale, Some(8f64.sqrt()));
         assert!(arch.tie_word_embeddings);
@@ -701,30 +600,17 @@ mod tests {
 
     #[test]
     fn attention_override_keeps_the_native_rope() {
-        let json = GEMMA_V4.replace(
-            r#""query_pre_attn_scalar": 256"#,
-            r#""query_pre_attn_scalar": 256, "attention_pattern": "F""#,
-        );
+        let json = GEMMA_V4
+            .replace(r#""query_pre_attn_scalar": 256"#, r#""query_pre_attn_scalar": 256, "attention_pattern": "F""#);
         let arch = parse(&json).unwrap();
         assert!(arch.layers.iter().all(|l| *l == LayerAttention::Full));
-        assert_eq!(
-            (arch.rope[0].base, arch.rope[5].base),
-            (10_000.0, 1_000_000.0)
-        );
+        assert_eq!((arch.rope[0].base, arch.rope[5].base), (10_000.0, 1_000_000.0));
     }
 
     #[test]
     fn patterns_tile_over_layers() {
-        let json = GEMMA_V4.replace(
-            r#""query_pre_attn_scalar": 256"#,
-            r#""attention_pattern": "SSR""#,
-        );
-        let kinds: Vec<&str> = parse(&json)
-            .unwrap()
-            .layers
-            .iter()
-            .map(LayerAttention::type_name)
-            .collect();
+        let json = GEMMA_V4.replace(r#""query_pre_attn_scalar": 256"#, r#""attention_pattern": "SSR""#);
+        let kinds: Vec<&str> = parse(&json).unwrap().layers.iter().map(LayerAttention::type_name).collect();
         assert_eq!(
             kinds[..6],
             [
@@ -746,48 +632,21 @@ mod tests {
             "rope_parameters": {"full_attention": {"rope_type": "linear", "factor": 8.0, "rope_theta": 1000000.0},
                                 "sliding_attention": {"rope_type": "default", "rope_theta": 10000.0}}}"#;
         let arch = parse(json).unwrap();
-        assert_eq!(
-            arch.rope[0],
-            Rope {
-                base: 10_000.0,
-                scaling: None
-            }
-        );
+        assert_eq!(arch.rope[0], Rope { base: 10_000.0, scaling: None });
         assert_eq!(arch.rope[1].base, 1_000_000.0);
-        assert_eq!(
-            arch.rope[1].scaling.as_ref().and_then(|s| s.factor),
-            Some(8.0)
-        );
+        assert_eq!(arch.rope[1].scaling.as_ref().and_then(|s| s.factor), Some(8.0));
     }
 
     #[test]
     fn errors_name_the_field() {
         let bad_kv = GEMMA_V4.replace(r#""num_key_value_heads": 1"#, r#""num_key_value_heads": 3"#);
-        assert!(
-            parse(&bad_kv)
-                .unwrap_err()
-                .to_string()
-                .contains("num_key_value_heads")
-        );
+        assert!(parse(&bad_kv).unwrap_err().to_string().contains("num_key_value_heads"));
         let missing = GEMMA_V4.replace(r#""vocab_size": 10,"#, "");
         let e = parse(&missing).unwrap_err().to_string();
         assert!(e.contains("config.json") && e.contains("vocab_size"), "{e}");
         let family = GEMMA_V4.replace("gemma3_text", "gpt_neox");
-        assert!(
-            parse(&family)
-                .unwrap_err()
-                .to_string()
-                .contains("model_type")
-        );
-        let mixed = GEMMA_V4.replace(
-            r#""query_pre_attn_scalar": 256"#,
-            r#""attention_pattern": "H""#,
-        );
-        assert!(
-            parse(&mixed)
-                .unwrap_err()
-                .to_string()
-                .contains("kv_head_types.0")
-        );
+        assert!(parse(&family).unwrap_err().to_string().contains("model_type"));
+        let mixed = GEMMA_V4.replace(r#""query_pre_attn_scalar": 256"#, r#""attention_pattern": "H""#);
+        assert!(parse(&mixed).unwrap_err().to_string().contains("kv_head_types.0"));
     }
 }

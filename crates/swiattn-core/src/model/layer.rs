@@ -8,6 +8,7 @@ use super::attention::SelfAttention;
 use super::config::{Arch, Family};
 use super::mlp::Mlp;
 use super::norm::RmsNorm;
+use super::rope;
 use crate::attention::RouteMask;
 use crate::cache::LayerCache;
 
@@ -30,12 +31,7 @@ impl DecoderLayer {
         let norm = || RmsNorm::new(arch.hidden_size, arch.rms_norm_eps, gemma, device);
         Self {
             self_attn: SelfAttention::new(arch, layer, device),
-            mlp: Mlp::new(
-                arch.hidden_size,
-                arch.intermediate_size,
-                arch.activation,
-                device,
-            ),
+            mlp: Mlp::new(arch.hidden_size, arch.intermediate_size, arch.activation, device),
             input_layernorm: norm(),
             post_attention_layernorm: norm(),
             pre_feedforward_layernorm: gemma.then(norm),
@@ -43,21 +39,18 @@ impl DecoderLayer {
         }
     }
 
-    /// `x`: `[batch, len, hidden]` at positions `start..start + len` → same shape.
+    /// `x`: `[batch, len, hidden]` at positions `start..start + len` → same shape; `rope` holds
+    /// this layer's RoPE tables for those positions.
     pub fn forward(
         &self,
         x: Tensor<3>,
         start: usize,
+        rope: &rope::Tables,
         cache: Option<&mut LayerCache>,
         route: Option<&RouteMask>,
     ) -> Tensor<3> {
-        let attn =
-            self.self_attn
-                .forward(self.input_layernorm.forward(x.clone()), start, cache, route);
-        match (
-            &self.pre_feedforward_layernorm,
-            &self.post_feedforward_layernorm,
-        ) {
+        let attn = self.self_attn.forward(self.input_layernorm.forward(x.clone()), start, rope, cache, route);
+        match (&self.pre_feedforward_layernorm, &self.post_feedforward_layernorm) {
             (Some(pre_ff), Some(post_ff)) => {
                 let h = x + self.post_attention_layernorm.forward(attn);
                 let ff = post_ff.forward(self.mlp.forward(pre_ff.forward(h.clone())));
@@ -65,9 +58,7 @@ impl DecoderLayer {
             }
             _ => {
                 let h = x + attn;
-                let ff = self
-                    .mlp
-                    .forward(self.post_attention_layernorm.forward(h.clone()));
+                let ff = self.mlp.forward(self.post_attention_layernorm.forward(h.clone()));
                 h + ff
             }
         }

@@ -17,12 +17,7 @@ pub struct Mlp {
 }
 
 impl Mlp {
-    pub fn new(
-        hidden: usize,
-        intermediate: usize,
-        activation: Activation,
-        device: &Device,
-    ) -> Self {
+    pub fn new(hidden: usize, intermediate: usize, activation: Activation, device: &Device) -> Self {
         let linear = |i, o| LinearConfig::new(i, o).with_bias(false).init(device);
         Self {
             gate_proj: linear(hidden, intermediate),

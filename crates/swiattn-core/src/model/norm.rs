@@ -21,16 +21,8 @@ pub struct RmsNorm {
 impl RmsNorm {
     /// A norm that starts as the identity scale (weight 1, or 0 with `offset`).
     pub fn new(dim: usize, eps: f64, offset: bool, device: &Device) -> Self {
-        let init = if offset {
-            Initializer::Zeros
-        } else {
-            Initializer::Ones
-        };
-        Self {
-            weight: init.init([dim], device),
-            eps,
-            offset,
-        }
+        let init = if offset { Initializer::Zeros } else { Initializer::Ones };
+        Self { weight: init.init([dim], device), eps, offset }
     }
 
     /// `x`: `[..., dim]` → same shape and dtype.

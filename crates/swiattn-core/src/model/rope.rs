@@ -14,15 +14,9 @@ use super::config::{Rope, RopeScaling};
 pub fn inv_freq(rope: &Rope, head_dim: usize) -> Vec<f32> {
     let half = head_dim / 2;
     let base = rope.base as f32;
-    let mut freqs: Vec<f32> = (0..half)
-        .map(|i| 1.0 / base.powf((2 * i) as f32 / head_dim as f32))
-        .collect();
+    let mut freqs: Vec<f32> = (0..half).map(|i| 1.0 / base.powf((2 * i) as f32 / head_dim as f32)).collect();
     match &rope.scaling {
-        Some(RopeScaling {
-            rope_type,
-            factor: Some(factor),
-            ..
-        }) if rope_type == "linear" => {
+        Some(RopeScaling { rope_type, factor: Some(factor), .. }) if rope_type == "linear" => {
             freqs.iter_mut().for_each(|f| *f /= *factor as f32);
         }
         Some(s) if s.rope_type == "llama3" => llama3_scale(&mut freqs, s),
@@ -51,13 +45,14 @@ fn llama3_scale(freqs: &mut [f32], s: &RopeScaling) {
 }
 
 /// `cos` and `sin` tables `[len, head_dim]` for positions `start..start + len`.
-pub fn tables(
-    rope: &Rope,
-    head_dim: usize,
-    start: usize,
-    len: usize,
-    device: &Device,
-) -> (Tensor<2>, Tensor<2>) {
+#[derive(Clone, Debug)]
+pub struct Tables {
+    cos: Tensor<2>,
+    sin: Tensor<2>,
+}
+
+/// The tables of `rope` for positions `start..start + len`.
+pub fn tables(rope: &Rope, head_dim: usize, start: usize, len: usize, device: &Device) -> Tables {
     let freqs = inv_freq(rope, head_dim);
     let mut cos = Vec::with_capacity(len * head_dim);
     let mut sin = Vec::with_capacity(len * head_dim);
@@ -68,20 +63,23 @@ pub fn tables(
             sin.extend(angles.iter().map(|a| a.sin()));
         }
     }
-    (
-        Tensor::from_data(TensorData::new(cos, [len, head_dim]), device),
-        Tensor::from_data(TensorData::new(sin, [len, head_dim]), device),
-    )
+    Tables {
+        cos: Tensor::from_data(TensorData::new(cos, [len, head_dim]), device),
+        sin: Tensor::from_data(TensorData::new(sin, [len, head_dim]), device),
+    }
 }
 
-/// Rotate `x`: `[batch, heads, len, head_dim]` with tables from [`tables`] for the same `len`.
-pub fn apply(x: Tensor<4>, cos: &Tensor<2>, sin: &Tensor<2>) -> Tensor<4> {
-    let [b, h, t, d] = x.dims();
-    let dtype = x.dtype();
-    let cos = cos.clone().cast(dtype).unsqueeze::<4>();
-    let sin = sin.clone().cast(dtype).unsqueeze::<4>();
-    let x1 = x.clone().slice([0..b, 0..h, 0..t, 0..d / 2]);
-    let x2 = x.clone().slice([0..b, 0..h, 0..t, d / 2..d]);
-    let rotated = Tensor::cat(vec![x2.neg(), x1], 3);
-    x * cos + rotated * sin
+impl Tables {
+    /// Rotate `x`: `[batch, heads, len, head_dim]` (the tables' `len`):
+    /// `x · cos + rotate_half(x) · sin` with `rotate_half([x1, x2]) = [-x2, x1]`.
+    pub fn apply(&self, x: Tensor<4>) -> Tensor<4> {
+        let [b, h, t, d] = x.dims();
+        let dtype = x.dtype();
+        let cos = self.cos.clone().cast(dtype).unsqueeze::<4>();
+        let sin = self.sin.clone().cast(dtype).unsqueeze::<4>();
+        let x1 = x.clone().slice([0..b, 0..h, 0..t, 0..d / 2]);
+        let x2 = x.clone().slice([0..b, 0..h, 0..t, d / 2..d]);
+        let rotated = Tensor::cat(vec![x2.neg(), x1], 3);
+        x * cos + rotated * sin
+    }
 }

@@ -7,9 +7,10 @@ use burn::nn::{Embedding, EmbeddingConfig, Linear};
 use burn::tensor::{Bool, Device, Int, Tensor};
 
 use super::attention::linear;
-use super::config::{Arch, Family, LayerAttention, ModelConfig};
+use super::config::{Arch, Family, LayerAttention, ModelConfig, Rope};
 use super::layer::DecoderLayer;
 use super::norm::RmsNorm;
+use super::rope;
 use crate::attention::RouteMask;
 use crate::cache::ModelCache;
 use crate::{Error, Result};
@@ -57,12 +58,7 @@ impl Routes {
 
     /// The routes of tokens `start..start + len` (for chunked prefill).
     pub fn narrow(&self, start: usize, len: usize) -> Self {
-        Self(
-            self.0
-                .iter()
-                .map(|(&l, r)| (l, r.narrow(start, len)))
-                .collect(),
-        )
+        Self(self.0.iter().map(|(&l, r)| (l, r.narrow(start, len))).collect())
     }
 }
 
@@ -71,32 +67,12 @@ impl Transformer {
     pub fn new(config: ModelConfig, device: &Device) -> Result<Self> {
         let arch = config.resolve("model config")?;
         let embed_tokens = EmbeddingConfig::new(arch.vocab_size, arch.hidden_size)
-            .with_initializer(Initializer::Normal {
-                mean: 0.0,
-                std: 0.02,
-            })
+            .with_initializer(Initializer::Normal { mean: 0.0, std: 0.02 })
             .init(device);
-        let layers = (0..arch.layers.len())
-            .map(|i| DecoderLayer::new(&arch, i, device))
-            .collect();
-        let norm = RmsNorm::new(
-            arch.hidden_size,
-            arch.rms_norm_eps,
-            arch.family == Family::Gemma3,
-            device,
-        );
-        let lm_head = (!arch.tie_word_embeddings)
-            .then(|| linear(arch.hidden_size, arch.vocab_size, false, device));
-        Ok(Self {
-            model: TextModel {
-                embed_tokens,
-                layers,
-                norm,
-            },
-            lm_head,
-            config,
-            arch,
-        })
+        let layers = (0..arch.layers.len()).map(|i| DecoderLayer::new(&arch, i, device)).collect();
+        let norm = RmsNorm::new(arch.hidden_size, arch.rms_norm_eps, arch.family == Family::Gemma3, device);
+        let lm_head = (!arch.tie_word_embeddings).then(|| linear(arch.hidden_size, arch.vocab_size, false, device));
+        Ok(Self { model: TextModel { embed_tokens, layers, norm }, lm_head, config, arch })
     }
 
     /// Attention kind of each layer.
@@ -117,12 +93,7 @@ impl Transformer {
 
     /// Logits of the next chunk of tokens, continuing from (and extending) `cache`: chunked
     /// prefill when `len > 1`, decoding when `len == 1`. Routes cover this chunk only.
-    pub fn forward_cached(
-        &self,
-        tokens: Tensor<2, Int>,
-        routes: &Routes,
-        cache: &mut ModelCache,
-    ) -> Result<Tensor<3>> {
+    pub fn forward_cached(&self, tokens: Tensor<2, Int>, routes: &Routes, cache: &mut ModelCache) -> Result<Tensor<3>> {
         let hidden = self.hidden_states(tokens, routes, Some(cache))?;
         Ok(self.logits(hidden))
     }
@@ -145,9 +116,19 @@ impl Transformer {
             let scale = Tensor::<1>::from_floats([scale as f32], &x.device()).cast(dtype);
             x = x * scale.unsqueeze();
         }
+        // RoPE tables once per distinct RoPE (Gemma has two), not once per layer.
+        let mut tables: Vec<(&Rope, rope::Tables)> = Vec::new();
         for (i, layer) in self.model.layers.iter().enumerate() {
+            let layer_rope = &layer.self_attn.rope;
+            let at = match tables.iter().position(|(r, _)| *r == layer_rope) {
+                Some(at) => at,
+                None => {
+                    tables.push((layer_rope, rope::tables(layer_rope, self.arch.head_dim, start, len, &x.device())));
+                    tables.len() - 1
+                }
+            };
             let layer_cache = cache.as_mut().map(|c| &mut c.layers[i]);
-            x = layer.forward(x, start, layer_cache, routes.0.get(&i));
+            x = layer.forward(x, start, &tables[at].1, layer_cache, routes.0.get(&i));
         }
         if let Some(cache) = cache {
             cache.advance(len);
@@ -164,10 +145,7 @@ impl Transformer {
             None => {
                 let w = self.model.embed_tokens.weight.val();
                 let v = w.dims()[0];
-                hidden
-                    .reshape([b * t, h])
-                    .matmul(w.transpose())
-                    .reshape([b, t, v])
+                hidden.reshape([b * t, h]).matmul(w.transpose()).reshape([b, t, v])
             }
         };
         match self.arch.final_logit_softcapping {
@@ -186,10 +164,7 @@ impl Transformer {
             .convert::<i64>()
             .try_into_vec()
             .map_err(|e| Error::Invalid(format!("tokens could not be read: {e:?}")))?;
-        if let Some(bad) = ids
-            .iter()
-            .find(|&&id| id < 0 || id as usize >= self.arch.vocab_size)
-        {
+        if let Some(bad) = ids.iter().find(|&&id| id < 0 || id as usize >= self.arch.vocab_size) {
             return Err(Error::Invalid(format!(
                 "token id {bad} is outside the vocabulary (vocab_size = {})",
                 self.arch.vocab_size
@@ -202,9 +177,7 @@ impl Transformer {
         for (i, attention) in self.arch.layers.iter().enumerate() {
             match (attention, routes.0.get(&i)) {
                 (LayerAttention::Routed(_), None) => {
-                    return Err(Error::Invalid(format!(
-                        "layer {i} is routed but no route was given for it"
-                    )));
+                    return Err(Error::Invalid(format!("layer {i} is routed but no route was given for it")));
                 }
                 (LayerAttention::Routed(_), Some(route)) => route.check(batch, len)?,
                 _ => {}

@@ -109,9 +109,7 @@ impl GgmlType {
     pub fn bytes_for(self, n: usize) -> Result<usize, String> {
         let (elems, bytes) = self.block();
         if n % elems != 0 {
-            return Err(format!(
-                "{n} elements is not a whole number of {self:?} blocks of {elems}"
-            ));
+            return Err(format!("{n} elements is not a whole number of {self:?} blocks of {elems}"));
         }
         Ok(n / elems * bytes)
     }
@@ -120,10 +118,7 @@ impl GgmlType {
     pub fn dequantize(self, bytes: &[u8], n: usize) -> Result<Vec<f32>, String> {
         let need = self.bytes_for(n)?;
         if bytes.len() < need {
-            return Err(format!(
-                "{} bytes for {n} {self:?} elements, need {need}",
-                bytes.len()
-            ));
+            return Err(format!("{} bytes for {n} {self:?} elements, need {need}", bytes.len()));
         }
         let (elems, size) = self.block();
         let mut out = Vec::with_capacity(n);
@@ -181,11 +176,7 @@ fn five_bits(qh: u32, qs: &[u8]) -> [u8; 32] {
 fn q5_0(b: &[u8], out: &mut Vec<f32>) {
     let d = f16_at(b, 0);
     let qh = u32::from_le_bytes(b[2..6].try_into().unwrap());
-    out.extend(
-        five_bits(qh, &b[6..22])
-            .iter()
-            .map(|&q| (q as f32 - 16.0) * d),
-    );
+    out.extend(five_bits(qh, &b[6..22]).iter().map(|&q| (q as f32 - 16.0) * d));
 }
 
 fn q5_1(b: &[u8], out: &mut Vec<f32>) {
@@ -204,10 +195,7 @@ fn scale_min_k4(j: usize, s: &[u8]) -> (f32, f32) {
     if j < 4 {
         ((s[j] & 63) as f32, (s[j + 4] & 63) as f32)
     } else {
-        (
-            ((s[j + 4] & 0x0F) | ((s[j - 4] >> 6) << 4)) as f32,
-            ((s[j + 4] >> 4) | ((s[j] >> 6) << 4)) as f32,
-        )
+        (((s[j + 4] & 0x0F) | ((s[j - 4] >> 6) << 4)) as f32, ((s[j + 4] >> 4) | ((s[j] >> 6) << 4)) as f32)
     }
 }
 
@@ -230,16 +218,8 @@ fn q5_k(b: &[u8], out: &mut Vec<f32>) {
         let (sc2, m2) = scale_min_k4(2 * chunk + 1, scales);
         let (u1, u2) = (1u8 << (2 * chunk), 2u8 << (2 * chunk));
         let high = |l: usize, u: u8| if qh[l] & u != 0 { 16.0 } else { 0.0 };
-        out.extend(
-            q.iter()
-                .enumerate()
-                .map(|(l, &x)| d * sc1 * ((x & 0x0F) as f32 + high(l, u1)) - dmin * m1),
-        );
-        out.extend(
-            q.iter()
-                .enumerate()
-                .map(|(l, &x)| d * sc2 * ((x >> 4) as f32 + high(l, u2)) - dmin * m2),
-        );
+        out.extend(q.iter().enumerate().map(|(l, &x)| d * sc1 * ((x & 0x0F) as f32 + high(l, u1)) - dmin * m1));
+        out.extend(q.iter().enumerate().map(|(l, &x)| d * sc2 * ((x >> 4) as f32 + high(l, u2)) - dmin * m2));
     }
 }
 

@@ -47,11 +47,7 @@ pub fn config_from_gguf(file: &GgufFile) -> Result<ModelConfig> {
             .map(|v| v as usize)
             .ok_or_else(|| Error::config(origin, key(k), "missing or not an integer"))
     };
-    let opt_uint = |k: &str| {
-        file.get(&key(k))
-            .and_then(Value::as_u64)
-            .map(|v| v as usize)
-    };
+    let opt_uint = |k: &str| file.get(&key(k)).and_then(Value::as_u64).map(|v| v as usize);
     let opt_float = |k: &str| file.get(&key(k)).and_then(Value::as_f64);
 
     let hidden_size = uint("embedding_length")?;
@@ -64,13 +60,7 @@ pub fn config_from_gguf(file: &GgufFile) -> Result<ModelConfig> {
             .and_then(Value::as_array)
             .map(<[Value]>::len)
             .or_else(|| file.tensors.get("token_embd.weight").map(|t| t.shape()[0]))
-            .ok_or_else(|| {
-                Error::config(
-                    origin,
-                    key("vocab_size"),
-                    "missing, and no vocabulary to count",
-                )
-            })?,
+            .ok_or_else(|| Error::config(origin, key("vocab_size"), "missing, and no vocabulary to count"))?,
     };
     let gemma = arch == "gemma3";
     let layers = uint("block_count")?;
@@ -104,22 +94,15 @@ pub fn config_from_gguf(file: &GgufFile) -> Result<ModelConfig> {
         query_pre_attn_scalar: None,
         final_logit_softcapping: opt_float("final_logit_softcapping"),
         attn_logit_softcapping: opt_float("attn_logit_softcapping"),
-        bos_token_id: file
-            .get("tokenizer.ggml.bos_token_id")
-            .and_then(Value::as_u64)
-            .map(Into::into),
-        eos_token_id: file
-            .get("tokenizer.ggml.eos_token_id")
-            .and_then(Value::as_u64)
-            .map(Into::into),
+        bos_token_id: file.get("tokenizer.ggml.bos_token_id").and_then(Value::as_u64).map(Into::into),
+        eos_token_id: file.get("tokenizer.ggml.eos_token_id").and_then(Value::as_u64).map(Into::into),
         attention_pattern: None,
         attention_types: None,
         kv_head_types: None,
     };
-    if let (Some("linear"), Some(factor)) = (
-        file.get(&key("rope.scaling.type")).and_then(Value::as_str),
-        opt_float("rope.scaling.factor"),
-    ) {
+    if let (Some("linear"), Some(factor)) =
+        (file.get(&key("rope.scaling.type")).and_then(Value::as_str), opt_float("rope.scaling.factor"))
+    {
         config.rope_scaling = Some(crate::model::RopeScaling {
             rope_type: "linear".into(),
             rope_theta: None,
@@ -131,11 +114,7 @@ pub fn config_from_gguf(file: &GgufFile) -> Result<ModelConfig> {
     }
     if gemma {
         // llama.cpp's Gemma 3 attention scale: 1/sqrt(head_dim), except 27B's hidden/heads.
-        config.query_pre_attn_scalar = Some(if layers == 62 {
-            (hidden_size / heads) as f64
-        } else {
-            head_dim as f64
-        });
+        config.query_pre_attn_scalar = Some(if layers == 62 { (hidden_size / heads) as f64 } else { head_dim as f64 });
     }
     if arch == "qwen2" {
         config.attention_bias = Some(false); // qwen2's q/k/v biases are implied by the family
@@ -155,12 +134,7 @@ pub struct GgufSource {
 impl GgufSource {
     pub fn new(file: GgufFile, config: &ModelConfig) -> Result<Self> {
         let arch = config.resolve(&file.path)?;
-        Ok(Self {
-            file,
-            family: arch.family,
-            heads: arch.num_heads,
-            kv_heads: arch.num_kv_heads,
-        })
+        Ok(Self { file, family: arch.family, heads: arch.num_heads, kv_heads: arch.num_kv_heads })
     }
 
     /// The GGUF tensor name of a Hugging Face key.
@@ -240,8 +214,7 @@ fn unpermute_rope_rows(data: &[f32], shape: &[usize], heads: usize) -> Vec<f32> 
             for s in 0..2 {
                 let src = h * d + 2 * i + s;
                 let dst = h * d + s * d / 2 + i;
-                out[dst * cols..(dst + 1) * cols]
-                    .copy_from_slice(&data[src * cols..(src + 1) * cols]);
+                out[dst * cols..(dst + 1) * cols].copy_from_slice(&data[src * cols..(src + 1) * cols]);
             }
         }
     }
@@ -262,8 +235,7 @@ mod tests {
                 for s in 0..2 {
                     let old = h * d + s * (d / 2) + i;
                     let new = h * d + i * 2 + s;
-                    out[new * cols..(new + 1) * cols]
-                        .copy_from_slice(&w[old * cols..(old + 1) * cols]);
+                    out[new * cols..(new + 1) * cols].copy_from_slice(&w[old * cols..(old + 1) * cols]);
                 }
             }
         }
@@ -274,9 +246,6 @@ mod tests {
     fn unpermute_inverts_the_conversion_permutation() {
         let (rows, cols, heads) = (24, 3, 3);
         let w: Vec<f32> = (0..rows * cols).map(|x| x as f32).collect();
-        assert_eq!(
-            unpermute_rope_rows(&permute(&w, rows, cols, heads), &[rows, cols], heads),
-            w
-        );
+        assert_eq!(unpermute_rope_rows(&permute(&w, rows, cols, heads), &[rows, cols], heads), w);
     }
 }

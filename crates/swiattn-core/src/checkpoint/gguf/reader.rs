@@ -132,12 +132,7 @@ impl<'a> Cursor<'a> {
             .at
             .checked_add(n)
             .filter(|&e| e <= self.bytes.len())
-            .ok_or_else(|| {
-                Error::format(
-                    self.file,
-                    format!("truncated: needs {n} bytes at offset {}", self.at),
-                )
-            })?;
+            .ok_or_else(|| Error::format(self.file, format!("truncated: needs {n} bytes at offset {}", self.at)))?;
         let out = &self.bytes[self.at..end];
         self.at = end;
         Ok(out)
@@ -157,12 +152,8 @@ impl<'a> Cursor<'a> {
     fn string(&mut self) -> Result<String> {
         let len = self.u64()? as usize;
         let bytes = self.take(len)?;
-        String::from_utf8(bytes.to_vec()).map_err(|_| {
-            Error::format(
-                self.file,
-                format!("string at offset {} is not UTF-8", self.at - len),
-            )
-        })
+        String::from_utf8(bytes.to_vec())
+            .map_err(|_| Error::format(self.file, format!("string at offset {} is not UTF-8", self.at - len)))
     }
     fn value(&mut self, ty: u32) -> Result<Value> {
         Ok(match ty {
@@ -179,10 +170,7 @@ impl<'a> Cursor<'a> {
                 let elem = self.u32()?;
                 let len = self.u64()? as usize;
                 if len > self.bytes.len() {
-                    return Err(Error::format(
-                        self.file,
-                        format!("array of {len} values is longer than the file"),
-                    ));
+                    return Err(Error::format(self.file, format!("array of {len} values is longer than the file")));
                 }
                 Value::Array((0..len).map(|_| self.value(elem)).collect::<Result<_>>()?)
             }
@@ -190,10 +178,7 @@ impl<'a> Cursor<'a> {
             11 => Value::I64(self.u64()? as i64),
             12 => Value::F64(f64::from_bits(self.u64()?)),
             other => {
-                return Err(Error::format(
-                    self.file,
-                    format!("unknown metadata value type {other}"),
-                ));
+                return Err(Error::format(self.file, format!("unknown metadata value type {other}")));
             }
         })
     }
@@ -206,23 +191,13 @@ impl GgufFile {
         // SAFETY: the file is opened read-only and is not modified while mapped.
         let mmap = unsafe { Mmap::map(&file) }.map_err(|e| Error::io(path, e))?;
         let name = path.display().to_string();
-        let mut c = Cursor {
-            bytes: &mmap,
-            at: 0,
-            file: &name,
-        };
-        if c.take(4)
-            .map_err(|_| Error::format(&name, "not a GGUF file (too short)"))?
-            != b"GGUF"
-        {
+        let mut c = Cursor { bytes: &mmap, at: 0, file: &name };
+        if c.take(4).map_err(|_| Error::format(&name, "not a GGUF file (too short)"))? != b"GGUF" {
             return Err(Error::format(&name, "not a GGUF file (bad magic)"));
         }
         let version = c.u32()?;
         if !(2..=3).contains(&version) {
-            return Err(Error::format(
-                &name,
-                format!("unsupported GGUF version {version} (2 and 3 are)"),
-            ));
+            return Err(Error::format(&name, format!("unsupported GGUF version {version} (2 and 3 are)")));
         }
         let n_tensors = c.u64()?;
         let n_kv = c.u64()?;
@@ -239,29 +214,11 @@ impl GgufFile {
             let ne = (0..n_dims).map(|_| c.u64()).collect::<Result<Vec<_>>>()?;
             let ggml_type = c.u32()?;
             let offset = c.u64()?;
-            tensors.insert(
-                name_t.clone(),
-                TensorInfo {
-                    name: name_t,
-                    ne,
-                    ggml_type,
-                    offset,
-                },
-            );
+            tensors.insert(name_t.clone(), TensorInfo { name: name_t, ne, ggml_type, offset });
         }
-        let alignment = metadata
-            .get("general.alignment")
-            .and_then(Value::as_u64)
-            .unwrap_or(32) as usize;
+        let alignment = metadata.get("general.alignment").and_then(Value::as_u64).unwrap_or(32) as usize;
         let data_start = c.at.div_ceil(alignment) * alignment;
-        Ok(Self {
-            path: name,
-            version,
-            metadata,
-            tensors,
-            data_start,
-            mmap,
-        })
+        Ok(Self { path: name, version, metadata, tensors, data_start, mmap })
     }
 
     /// A metadata value.
@@ -271,36 +228,24 @@ impl GgufFile {
 
     /// The raw bytes of a tensor.
     pub fn tensor_bytes(&self, info: &TensorInfo) -> Result<&[u8]> {
-        let ty = GgmlType::from_id(info.ggml_type)
-            .map_err(|m| Error::checkpoint(&self.path, &info.name, m))?;
-        let len = ty
-            .bytes_for(info.elements())
-            .map_err(|m| Error::checkpoint(&self.path, &info.name, m))?;
+        let ty = GgmlType::from_id(info.ggml_type).map_err(|m| Error::checkpoint(&self.path, &info.name, m))?;
+        let len = ty.bytes_for(info.elements()).map_err(|m| Error::checkpoint(&self.path, &info.name, m))?;
         let start = self.data_start + info.offset as usize;
         self.mmap.get(start..start + len).ok_or_else(|| {
             Error::checkpoint(
                 &self.path,
                 &info.name,
-                format!(
-                    "data [{start}, {}) is past the end of the file",
-                    start + len
-                ),
+                format!("data [{start}, {}) is past the end of the file", start + len),
             )
         })
     }
 
     /// A tensor dequantized to fp32, with its PyTorch-order shape.
     pub fn dequantize(&self, name: &str) -> Result<(Vec<usize>, Vec<f32>)> {
-        let info = self
-            .tensors
-            .get(name)
-            .ok_or_else(|| Error::checkpoint(&self.path, name, "not in the file"))?;
+        let info = self.tensors.get(name).ok_or_else(|| Error::checkpoint(&self.path, name, "not in the file"))?;
         let bytes = self.tensor_bytes(info)?;
-        let ty = GgmlType::from_id(info.ggml_type)
-            .map_err(|m| Error::checkpoint(&self.path, name, m))?;
-        let data = ty
-            .dequantize(bytes, info.elements())
-            .map_err(|m| Error::checkpoint(&self.path, name, m))?;
+        let ty = GgmlType::from_id(info.ggml_type).map_err(|m| Error::checkpoint(&self.path, name, m))?;
+        let data = ty.dequantize(bytes, info.elements()).map_err(|m| Error::checkpoint(&self.path, name, m))?;
         Ok((info.shape(), data))
     }
 }

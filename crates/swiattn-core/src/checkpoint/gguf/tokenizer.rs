@@ -22,20 +22,13 @@ use crate::{Error, Result};
 /// Rebuild the tokenizer stored in a GGUF file.
 pub fn tokenizer_from_gguf(file: &GgufFile) -> Result<Tokenizer> {
     let origin = file.path.as_str();
-    let field = |k: &str| {
-        file.get(k)
-            .ok_or_else(|| Error::config(origin, k, "missing"))
-    };
+    let field = |k: &str| file.get(k).ok_or_else(|| Error::config(origin, k, "missing"));
     let strings = |k: &str| -> Result<Vec<String>> {
         field(k)?
             .as_array()
             .ok_or_else(|| Error::config(origin, k, "not an array"))?
             .iter()
-            .map(|v| {
-                v.as_str()
-                    .map(str::to_string)
-                    .ok_or_else(|| Error::config(origin, k, "not an array of strings"))
-            })
+            .map(|v| v.as_str().map(str::to_string).ok_or_else(|| Error::config(origin, k, "not an array of strings")))
             .collect()
     };
     let model = field("tokenizer.ggml.model")?.as_str().unwrap_or_default();
@@ -54,20 +47,10 @@ pub fn tokenizer_from_gguf(file: &GgufFile) -> Result<Tokenizer> {
         .map(|m| {
             m.split_once(' ')
                 .map(|(a, b)| (a.to_string(), b.to_string()))
-                .ok_or_else(|| {
-                    Error::config(
-                        origin,
-                        "tokenizer.ggml.merges",
-                        format!("merge `{m}` is not two tokens"),
-                    )
-                })
+                .ok_or_else(|| Error::config(origin, "tokenizer.ggml.merges", format!("merge `{m}` is not two tokens")))
         })
         .collect::<Result<Vec<_>>>()?;
-    let vocab: tokenizers::models::bpe::Vocab = tokens
-        .iter()
-        .enumerate()
-        .map(|(i, t)| (t.clone(), i as u32))
-        .collect();
+    let vocab: tokenizers::models::bpe::Vocab = tokens.iter().enumerate().map(|(i, t)| (t.clone(), i as u32)).collect();
     let bpe = BPE::builder()
         .vocab_and_merges(vocab, merges)
         .build()
@@ -75,10 +58,7 @@ pub fn tokenizer_from_gguf(file: &GgufFile) -> Result<Tokenizer> {
 
     let mut tokenizer = Tokenizer::new(bpe);
     let byte_level = ByteLevel::new(false, true, true);
-    let pre = file
-        .get("tokenizer.ggml.pre")
-        .and_then(Value::as_str)
-        .unwrap_or("default");
+    let pre = file.get("tokenizer.ggml.pre").and_then(Value::as_str).unwrap_or("default");
     let pre_tokenizer: PreTokenizerWrapper = match pre {
         "smollm" | "starcoder" | "refact" | "codeshell" => {
             Sequence::new(vec![Digits::new(true).into(), byte_level.into()]).into()
@@ -88,9 +68,7 @@ pub fn tokenizer_from_gguf(file: &GgufFile) -> Result<Tokenizer> {
             return Err(Error::config(
                 origin,
                 "tokenizer.ggml.pre",
-                format!(
-                    "pre-tokenizer `{other}` is not supported (smollm, gpt2, default are); pass a tokenizer.json"
-                ),
+                format!("pre-tokenizer `{other}` is not supported (smollm, gpt2, default are); pass a tokenizer.json"),
             ));
         }
     };
@@ -112,23 +90,12 @@ pub fn tokenizer_from_gguf(file: &GgufFile) -> Result<Tokenizer> {
         .add_special_tokens(special)
         .map_err(|e| Error::config(origin, "tokenizer.ggml.token_type", e.to_string()))?;
 
-    let add_bos = file
-        .get("tokenizer.ggml.add_bos_token")
-        .and_then(Value::as_bool)
-        .unwrap_or(false);
-    if let (true, Some(bos)) = (
-        add_bos,
-        file.get("tokenizer.ggml.bos_token_id")
-            .and_then(Value::as_u64),
-    ) {
+    let add_bos = file.get("tokenizer.ggml.add_bos_token").and_then(Value::as_bool).unwrap_or(false);
+    if let (true, Some(bos)) = (add_bos, file.get("tokenizer.ggml.bos_token_id").and_then(Value::as_u64)) {
         let bos_token = tokens[bos as usize].clone();
         let template = TemplateProcessing::builder()
             .try_single(format!("{bos_token} $A"))
-            .and_then(|b| {
-                b.special_tokens(vec![(bos_token.clone(), bos as u32)])
-                    .build()
-                    .map_err(|e| e.to_string())
-            })
+            .and_then(|b| b.special_tokens(vec![(bos_token.clone(), bos as u32)]).build().map_err(|e| e.to_string()))
             .map_err(|e| Error::config(origin, "tokenizer.ggml.bos_token_id", e))?;
         tokenizer.with_post_processor(Some(template));
     }
