@@ -2,6 +2,7 @@
 //! ragged inputs (see `swiattn_core::conformance` for the sweep and tolerances). Runs on the
 //! backend named by `SWIATTN_TEST_BACKEND` (default cpu); slow backends sweep fewer shapes.
 
+use burn::tensor::DType;
 use swiattn_core::attention::{Positions, Span, Visibility, attention_reference};
 use swiattn_core::conformance::{self, Sweep, assert_passed};
 use swiattn_core::testing::{on_gpu_backend, randn, test_device};
@@ -12,22 +13,35 @@ fn sweep() -> Sweep {
 
 #[test]
 fn sliding_matches_reference() {
-    assert_passed(&conformance::sliding(&test_device(), sweep()));
+    assert_passed(&conformance::sliding(&test_device(), &conformance::cases(sweep())));
 }
 
 #[test]
 fn causal_matches_reference() {
-    assert_passed(&conformance::causal(&test_device(), sweep()));
+    assert_passed(&conformance::causal(&test_device(), &conformance::cases(sweep())));
 }
 
 #[test]
 fn routed_matches_reference() {
-    assert_passed(&conformance::routed(&test_device(), sweep()));
+    assert_passed(&conformance::routed(&test_device(), &conformance::cases(sweep())));
 }
 
 #[test]
 fn head_mixed_matches_reference() {
-    assert_passed(&conformance::head_mixed(&test_device(), sweep()));
+    assert_passed(&conformance::head_mixed(&test_device(), &conformance::cases(sweep())));
+}
+
+/// fp16 and bf16 inputs, against the reference of the same rounded inputs, with tolerances scaled
+/// to each dtype's roundoff (`conformance::tolerances`). WGSL has no bf16 and fp16 depends on the
+/// adapter, so this runs on the CPU backend (and in `swiattn selftest` on CUDA).
+#[test]
+fn low_precision_paths_match_reference() {
+    if on_gpu_backend() {
+        return;
+    }
+    for dtype in [DType::F16, DType::BF16] {
+        assert_passed(&conformance::attention_paths(&test_device(), &conformance::low_precision_cases(dtype)));
+    }
 }
 
 #[test]

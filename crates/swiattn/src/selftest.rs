@@ -3,7 +3,7 @@
 
 use std::time::Instant;
 
-use burn::tensor::Device;
+use burn::tensor::{DType, Device};
 use swiattn_core::BackendKind;
 use swiattn_core::conformance::{self, Check, Sweep};
 
@@ -15,20 +15,31 @@ pub struct Args {
     /// Print every check, not only the per-group summary.
     #[arg(long)]
     verbose: bool,
+    /// Low-precision input dtypes to check as well (comma separated: f16, bf16; WGSL has no
+    /// bf16, and f16 depends on the adapter).
+    #[arg(long, value_delimiter = ',', default_value = "f16,bf16")]
+    dtypes: Vec<String>,
 }
 
 pub fn run(args: Args, backend: BackendKind, device: &Device) -> anyhow::Result<()> {
     let sweep = if args.quick { Sweep::Quick } else { Sweep::Full };
     println!("swiattn selftest on {backend} ({sweep:?} sweep)");
     println!("{:<34} {:>6} {:>11} {:>8} {:>8}", "group", "checks", "max |diff|", "result", "seconds");
-    let groups: [(&str, &dyn Fn() -> Vec<Check>); 6] = [
-        ("causal (dense) vs reference", &|| conformance::causal(device, sweep)),
-        ("sliding (blocked) vs reference", &|| conformance::sliding(device, sweep)),
-        ("routed vs reference", &|| conformance::routed(device, sweep)),
-        ("head-mixed vs reference", &|| conformance::head_mixed(device, sweep)),
-        ("uniform routes == full / sliding", &|| conformance::uniform_routes(device)),
-        ("models: forward == prefill == decode", &|| conformance::models(device, sweep)),
+    let cases = conformance::cases(sweep);
+    let mut groups: Vec<(&str, Box<dyn Fn() -> Vec<Check> + '_>)> = vec![
+        ("dense (full) vs reference", Box::new(|| conformance::causal(device, &cases))),
+        ("sliding (blocked) vs reference", Box::new(|| conformance::sliding(device, &cases))),
+        ("routed vs reference", Box::new(|| conformance::routed(device, &cases))),
+        ("head-mixed vs reference", Box::new(|| conformance::head_mixed(device, &cases))),
+        ("uniform routes == full / sliding", Box::new(|| conformance::uniform_routes(device))),
+        ("models: forward == prefill == decode", Box::new(|| conformance::models(device, sweep))),
     ];
+    for (name, dtype) in [("all paths, f16 inputs", DType::F16), ("all paths, bf16 inputs", DType::BF16)] {
+        if args.dtypes.contains(&format!("{dtype:?}").to_lowercase()) {
+            let low = conformance::low_precision_cases(dtype);
+            groups.push((name, Box::new(move || conformance::attention_paths(device, &low))));
+        }
+    }
     let mut failed = 0;
     for (name, group) in groups {
         let started = Instant::now();
