@@ -4,31 +4,32 @@
 
 use burn::tensor::DType;
 use swiattn_core::attention::{Positions, Span, Visibility, attention_reference};
-use swiattn_core::conformance::{self, Sweep, assert_passed};
-use swiattn_core::testing::{on_gpu_backend, randn, test_device};
+use swiattn_core::conformance::{self, Matmul, Sweep, assert_passed};
+use swiattn_core::testing::{on_gpu_backend, randn, test_backend, test_device};
 
-fn sweep() -> Sweep {
-    if on_gpu_backend() { Sweep::Quick } else { Sweep::Full }
+fn cases() -> Vec<conformance::Case> {
+    let sweep = if on_gpu_backend() { Sweep::Quick } else { Sweep::Full };
+    conformance::cases(sweep, Matmul::of(test_backend()))
 }
 
 #[test]
 fn sliding_matches_reference() {
-    assert_passed(&conformance::sliding(&test_device(), &conformance::cases(sweep())));
+    assert_passed(&conformance::sliding(&test_device(), &cases()));
 }
 
 #[test]
 fn causal_matches_reference() {
-    assert_passed(&conformance::causal(&test_device(), &conformance::cases(sweep())));
+    assert_passed(&conformance::causal(&test_device(), &cases()));
 }
 
 #[test]
 fn routed_matches_reference() {
-    assert_passed(&conformance::routed(&test_device(), &conformance::cases(sweep())));
+    assert_passed(&conformance::routed(&test_device(), &cases()));
 }
 
 #[test]
 fn head_mixed_matches_reference() {
-    assert_passed(&conformance::head_mixed(&test_device(), &conformance::cases(sweep())));
+    assert_passed(&conformance::head_mixed(&test_device(), &cases()));
 }
 
 /// fp16 and bf16 inputs, against the reference of the same rounded inputs, with tolerances scaled
@@ -40,7 +41,10 @@ fn low_precision_paths_match_reference() {
         return;
     }
     for dtype in [DType::F16, DType::BF16] {
-        assert_passed(&conformance::attention_paths(&test_device(), &conformance::low_precision_cases(dtype)));
+        assert_passed(&conformance::attention_paths(
+            &test_device(),
+            &conformance::low_precision_cases(dtype, Matmul::of(test_backend())),
+        ));
     }
 }
 

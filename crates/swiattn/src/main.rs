@@ -11,9 +11,10 @@ use swiattn_core::BackendKind;
 #[derive(Parser)]
 #[command(name = "swiattn", version, about = "Dynamic hybrid full/sliding-window attention on burn")]
 struct Cli {
-    /// Backend to run on: cpu, wgpu or cuda (among those compiled in).
-    #[arg(long, global = true, default_value = "cpu")]
-    backend: BackendKind,
+    /// Backend to run on: cpu, wgpu or cuda, among those compiled in [default: cpu, or the only
+    /// one compiled in].
+    #[arg(long, global = true)]
+    backend: Option<BackendKind>,
     #[command(subcommand)]
     command: Command,
 }
@@ -33,11 +34,15 @@ enum Command {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    let device = cli.backend.device()?;
+    let backend = cli
+        .backend
+        .or_else(|| BackendKind::compiled().first().copied())
+        .ok_or_else(|| anyhow::anyhow!("no backend compiled in: build with --features flex, wgpu or cuda"))?;
+    let device = backend.device()?;
     match cli.command {
-        Command::Demo(args) => demo::run(args, cli.backend, &device),
-        Command::Ppl(args) => ppl::run(args, cli.backend, &device),
+        Command::Demo(args) => demo::run(args, backend, &device),
+        Command::Ppl(args) => ppl::run(args, backend, &device),
         Command::Info(args) => info::run(args, &device),
-        Command::Selftest(args) => selftest::run(args, cli.backend, &device),
+        Command::Selftest(args) => selftest::run(args, backend, &device),
     }
 }

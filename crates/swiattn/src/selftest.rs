@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use burn::tensor::{DType, Device};
 use swiattn_core::BackendKind;
-use swiattn_core::conformance::{self, Check, Sweep};
+use swiattn_core::conformance::{self, Check, Matmul, Sweep};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -25,18 +25,20 @@ pub fn run(args: Args, backend: BackendKind, device: &Device) -> anyhow::Result<
     let sweep = if args.quick { Sweep::Quick } else { Sweep::Full };
     println!("swiattn selftest on {backend} ({sweep:?} sweep)");
     println!("{:<34} {:>6} {:>11} {:>8} {:>8}", "group", "checks", "max |diff|", "result", "seconds");
-    let cases = conformance::cases(sweep);
+    let matmul = Matmul::of(backend);
+    println!("fp32 matmuls: {matmul:?} (tolerances scale with the operands' roundoff)");
+    let cases = conformance::cases(sweep, matmul);
     let mut groups: Vec<(&str, Box<dyn Fn() -> Vec<Check> + '_>)> = vec![
         ("dense (full) vs reference", Box::new(|| conformance::causal(device, &cases))),
         ("sliding (blocked) vs reference", Box::new(|| conformance::sliding(device, &cases))),
         ("routed vs reference", Box::new(|| conformance::routed(device, &cases))),
         ("head-mixed vs reference", Box::new(|| conformance::head_mixed(device, &cases))),
         ("uniform routes == full / sliding", Box::new(|| conformance::uniform_routes(device))),
-        ("models: forward == prefill == decode", Box::new(|| conformance::models(device, sweep))),
+        ("models: forward == prefill == decode", Box::new(|| conformance::models(device, sweep, matmul))),
     ];
     for (name, dtype) in [("all paths, f16 inputs", DType::F16), ("all paths, bf16 inputs", DType::BF16)] {
         if args.dtypes.contains(&format!("{dtype:?}").to_lowercase()) {
-            let low = conformance::low_precision_cases(dtype);
+            let low = conformance::low_precision_cases(dtype, matmul);
             groups.push((name, Box::new(move || conformance::attention_paths(device, &low))));
         }
     }
