@@ -1,18 +1,22 @@
 //! The self-attention block: projections, optional per-head q/k norms, RoPE, then the layer's
-//! attention kind (full, sliding, routed, head-mixed), with or without a KV cache.
+//! attention kind (full, sliding, routed, head-mixed) or a per-call [`LayerControl`], with or
+//! without a KV cache.
 
 use burn::module::{Initializer, Module};
 use burn::nn::{Linear, LinearConfig};
 use burn::tensor::{Device, Tensor};
 
 use super::config::{Arch, LayerAttention, Rope};
+use super::control::{LayerControl, check_gate};
 use super::norm::RmsNorm;
 use super::rope;
+use crate::attention::Window;
 use crate::attention::{
-    HeadSplit, Positions, RouteMask, Span, default_block, dense_attention, head_mixed_attention, routed_attention,
+    HeadSplit, Positions, Span, default_block, dense_attention, head_mixed_attention, routed_attention,
     sliding_attention,
 };
 use crate::cache::LayerCache;
+use crate::{Error, Result};
 
 /// Multi-head self-attention with grouped-query heads. Field names are the checkpoint keys.
 #[derive(Module, Debug)]
@@ -34,6 +38,9 @@ pub struct SelfAttention {
     pub scale: f64,
     #[module(skip)]
     pub attention: LayerAttention,
+    /// The window controls use: the layer's own, else the model's `sliding_window`.
+    #[module(skip)]
+    pub window: Option<Window>,
     #[module(skip)]
     pub rope: Rope,
 }
@@ -64,6 +71,7 @@ impl SelfAttention {
             head_dim: d,
             scale: arch.attn_scale,
             attention: arch.layers[layer].clone(),
+            window: arch.layers[layer].window().or(arch.sliding_window),
             rope: arch.rope[layer].clone(),
         }
     }
@@ -72,15 +80,15 @@ impl SelfAttention {
     ///
     /// `rope` holds this layer's RoPE tables for those positions ([`rope::tables`] of `self.rope`).
     /// Without a cache the call must start at position 0 and sees only its own keys; with one,
-    /// the new keys are added to the cache first. `route` (`[batch, len]`) is required by routed
-    /// layers and ignored by the others.
+    /// the new keys are added to the cache first. `control` overrides the configured attention
+    /// (routed layers need one); check it first with [`Self::check_control`].
     pub fn forward(
         &self,
         x: Tensor<3>,
         start: usize,
         rope: &rope::Tables,
         cache: Option<&mut LayerCache>,
-        route: Option<&RouteMask>,
+        control: Option<&LayerControl>,
     ) -> Tensor<3> {
         let [b, t, _] = x.dims();
         let d = self.head_dim;
@@ -98,23 +106,89 @@ impl SelfAttention {
         let out = match cache {
             None => {
                 assert_eq!(start, 0, "a forward without cache starts at position 0");
-                self.attend(q, k, v, Positions::default(), route)
+                self.attend(q, k, v, Positions::default(), control)
             }
-            Some(cache) => self.attend_cached(q, k, v, start, cache, route),
+            Some(cache) => self.attend_cached(q, k, v, start, cache, control),
         };
         self.o_proj.forward(out.swap_dims(1, 2).reshape([b, t, self.num_heads * d]))
     }
 
-    /// The layer's attention over keys that end at the last query.
-    fn attend(&self, q: Tensor<4>, k: Tensor<4>, v: Tensor<4>, pos: Positions, route: Option<&RouteMask>) -> Tensor<4> {
+    /// Whether `control` can run on this layer for a `[batch, len]` call with this cache: routed
+    /// layers need a route, controls need a window, shapes must match, and a control needs every
+    /// key of the layer (no ring cache).
+    pub fn check_control(
+        &self,
+        layer: usize,
+        control: Option<&LayerControl>,
+        batch: usize,
+        len: usize,
+        cache: Option<&LayerCache>,
+    ) -> Result<()> {
+        let Some(control) = control else {
+            return match self.attention {
+                LayerAttention::Routed(_) => {
+                    Err(Error::Invalid(format!("layer {layer} is routed but no route was given for it")))
+                }
+                _ => Ok(()),
+            };
+        };
+        if self.window.is_none() {
+            return Err(Error::Invalid(format!(
+                "layer {layer}: attention controls need a sliding window (set the model's `sliding_window`)"
+            )));
+        }
+        if matches!(cache, Some(LayerCache::Ring(_) | LayerCache::Mixed { .. })) {
+            return Err(Error::Invalid(format!(
+                "layer {layer} is {} and keeps only a window of keys; controls need a full or routed layer",
+                self.attention.type_name()
+            )));
+        }
+        match control {
+            LayerControl::Route(route) => route.check(batch, len),
+            LayerControl::RouteScaled { route, scale } => {
+                route.check(batch, len)?;
+                if scale.dims() != [batch, len] {
+                    return Err(Error::shape(
+                        format!("layer {layer} route scale"),
+                        format!("[{batch}, {len}]"),
+                        &scale.dims(),
+                    ));
+                }
+                Ok(())
+            }
+            LayerControl::Mix(gate) => check_gate(layer, gate, batch, self.num_heads, len),
+        }
+    }
+
+    /// The layer's attention (or its control) over keys that end at the last query.
+    fn attend(
+        &self,
+        q: Tensor<4>,
+        k: Tensor<4>,
+        v: Tensor<4>,
+        pos: Positions,
+        control: Option<&LayerControl>,
+    ) -> Tensor<4> {
         let s = self.scale;
+        if let Some(control) = control {
+            let w = self.window.expect("checked by check_control");
+            let block = default_block(w);
+            return match control {
+                LayerControl::Route(route) => routed_attention(q, k, v, route, w, pos, s, block),
+                LayerControl::RouteScaled { route, scale } => {
+                    routed_attention(q, k, v, route, w, pos, s, block) * scale.clone().unsqueeze_dims::<4>(&[1, 3])
+                }
+                LayerControl::Mix(gate) => {
+                    let full = dense_attention(q.clone(), k.clone(), v.clone(), Span::Full, pos, s);
+                    let sliding = sliding_attention(q, k, v, w, pos, s, block);
+                    sliding.clone() + gate.clone() * (full - sliding)
+                }
+            };
+        }
         match &self.attention {
             LayerAttention::Full => dense_attention(q, k, v, Span::Full, pos, s),
             LayerAttention::Sliding(w) => sliding_attention(q, k, v, *w, pos, s, default_block(*w)),
-            LayerAttention::Routed(w) => {
-                let route = route.expect("routed layers are checked for a route before the forward");
-                routed_attention(q, k, v, route, *w, pos, s, default_block(*w))
-            }
+            LayerAttention::Routed(_) => unreachable!("routed layers are checked for a control before the forward"),
             LayerAttention::HeadMixed { window, full_kv_heads } => {
                 head_mixed_attention(q, k, v, full_kv_heads, *window, pos, s, default_block(*window))
             }
@@ -128,16 +202,16 @@ impl SelfAttention {
         v: Tensor<4>,
         start: usize,
         cache: &mut LayerCache,
-        route: Option<&RouteMask>,
+        control: Option<&LayerControl>,
     ) -> Tensor<4> {
         match (cache, &self.attention) {
             (LayerCache::Full(cache), _) => {
                 let (k, v) = cache.append(k, v);
-                self.attend(q, k, v, Positions::new(start, 0), route)
+                self.attend(q, k, v, Positions::new(start, 0), control)
             }
             (LayerCache::Ring(ring), _) => {
                 let (k, v, first) = ring.extend(k, v);
-                self.attend(q, k, v, Positions::new(start, first), route)
+                self.attend(q, k, v, Positions::new(start, first), control)
             }
             (LayerCache::Mixed { full, ring }, LayerAttention::HeadMixed { window, full_kv_heads }) => {
                 let split = HeadSplit::new(full_kv_heads, self.num_heads);

@@ -222,6 +222,8 @@ pub struct Arch {
     pub layers: Vec<LayerAttention>,
     /// RoPE of each layer.
     pub rope: Vec<Rope>,
+    /// The model's `sliding_window`, used by windowed layers and by per-call attention controls.
+    pub sliding_window: Option<Window>,
 }
 
 impl Arch {
@@ -372,6 +374,11 @@ impl ModelConfig {
             final_logit_softcapping: self.final_logit_softcapping,
             layers: attention,
             rope,
+            sliding_window: self
+                .sliding_window
+                .map(Window::new)
+                .transpose()
+                .map_err(|e| Error::config(origin, "sliding_window", e.to_string()))?,
         })
     }
 

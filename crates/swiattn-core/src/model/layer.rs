@@ -6,10 +6,11 @@ use burn::tensor::{Device, Tensor};
 
 use super::attention::SelfAttention;
 use super::config::{Arch, Family};
+use super::control::AttentionController;
 use super::mlp::Mlp;
 use super::norm::RmsNorm;
 use super::rope;
-use crate::attention::RouteMask;
+use crate::Result;
 use crate::cache::LayerCache;
 
 /// A decoder layer. Field names are the checkpoint keys; note that in Llama/Qwen
@@ -41,25 +42,32 @@ impl DecoderLayer {
 
     /// `x`: `[batch, len, hidden]` at positions `start..start + len` → same shape; `rope` holds
     /// this layer's RoPE tables for those positions.
+    /// `controller` is asked for this layer's attention control (as layer `layer`) with the
+    /// normalized attention input.
     pub fn forward(
         &self,
+        layer: usize,
         x: Tensor<3>,
         start: usize,
         rope: &rope::Tables,
         cache: Option<&mut LayerCache>,
-        route: Option<&RouteMask>,
-    ) -> Tensor<3> {
-        let attn = self.self_attn.forward(self.input_layernorm.forward(x.clone()), start, rope, cache, route);
+        controller: &mut dyn AttentionController,
+    ) -> Result<Tensor<3>> {
+        let [batch, len, _] = x.dims();
+        let normed = self.input_layernorm.forward(x.clone());
+        let control = controller.control(layer, &normed)?;
+        self.self_attn.check_control(layer, control.as_ref(), batch, len, cache.as_deref())?;
+        let attn = self.self_attn.forward(normed, start, rope, cache, control.as_ref());
         match (&self.pre_feedforward_layernorm, &self.post_feedforward_layernorm) {
             (Some(pre_ff), Some(post_ff)) => {
                 let h = x + self.post_attention_layernorm.forward(attn);
                 let ff = post_ff.forward(self.mlp.forward(pre_ff.forward(h.clone())));
-                h + ff
+                Ok(h + ff)
             }
             _ => {
                 let h = x + attn;
                 let ff = self.mlp.forward(self.post_attention_layernorm.forward(h.clone()));
-                h + ff
+                Ok(h + ff)
             }
         }
     }

@@ -5,6 +5,7 @@
 
 pub mod attention;
 pub mod config;
+pub mod control;
 pub mod layer;
 pub mod mlp;
 pub mod norm;
@@ -12,4 +13,5 @@ pub mod rope;
 pub mod transformer;
 
 pub use config::{Activation, Arch, Family, LayerAttention, ModelConfig, Rope, RopeScaling};
-pub use transformer::{Routes, TextModel, Transformer};
+pub use control::{AttentionController, LayerControl, Routes};
+pub use transformer::{TextModel, Transformer};

@@ -1,17 +1,15 @@
 //! The decoder-only transformer: embeddings, decoder layers, final norm, LM head.
 
-use std::collections::BTreeMap;
-
 use burn::module::{Initializer, Module};
 use burn::nn::{Embedding, EmbeddingConfig, Linear};
-use burn::tensor::{Bool, Device, Int, Tensor};
+use burn::tensor::{Device, Int, Tensor};
 
 use super::attention::linear;
 use super::config::{Arch, Family, LayerAttention, ModelConfig, Rope};
+use super::control::{AttentionController, Routes};
 use super::layer::DecoderLayer;
 use super::norm::RmsNorm;
 use super::rope;
-use crate::attention::RouteMask;
 use crate::cache::ModelCache;
 use crate::{Error, Result};
 
@@ -32,34 +30,6 @@ pub struct Transformer {
     pub config: ModelConfig,
     #[module(skip)]
     pub arch: Arch,
-}
-
-/// Per-token routes of the routed layers for one call, keyed by layer index: `[batch, len]` for
-/// the tokens of that call, `true` = full attention.
-#[derive(Clone, Debug, Default)]
-pub struct Routes(pub BTreeMap<usize, RouteMask>);
-
-impl Routes {
-    /// No routes (a model without routed layers).
-    pub fn none() -> Self {
-        Self::default()
-    }
-
-    /// Set the route of one layer.
-    pub fn with(mut self, layer: usize, route: RouteMask) -> Self {
-        self.0.insert(layer, route);
-        self
-    }
-
-    /// Set the route of one layer from a `[batch, len]` bool tensor (read back to the host).
-    pub fn with_tensor(self, layer: usize, route: &Tensor<2, Bool>) -> Result<Self> {
-        Ok(self.with(layer, RouteMask::from_tensor(route)?))
-    }
-
-    /// The routes of tokens `start..start + len` (for chunked prefill).
-    pub fn narrow(&self, start: usize, len: usize) -> Self {
-        Self(self.0.iter().map(|(&l, r)| (l, r.narrow(start, len))).collect())
-    }
 }
 
 impl Transformer {
@@ -85,29 +55,33 @@ impl Transformer {
         ModelCache::new(&self.arch.layers)
     }
 
-    /// Logits `[batch, len, vocab]` of a whole sequence `tokens: [batch, len]`.
+    /// Logits `[batch, len, vocab]` of a whole sequence `tokens: [batch, len]`; `routes` gives the
+    /// per-token routes of routed layers.
     pub fn forward(&self, tokens: Tensor<2, Int>, routes: &Routes) -> Result<Tensor<3>> {
-        let hidden = self.hidden_states(tokens, routes, None)?;
+        let hidden = self.hidden_states(tokens, &mut routes.clone(), None)?;
         Ok(self.logits(hidden))
     }
 
     /// Logits of the next chunk of tokens, continuing from (and extending) `cache`: chunked
     /// prefill when `len > 1`, decoding when `len == 1`. Routes cover this chunk only.
     pub fn forward_cached(&self, tokens: Tensor<2, Int>, routes: &Routes, cache: &mut ModelCache) -> Result<Tensor<3>> {
-        let hidden = self.hidden_states(tokens, routes, Some(cache))?;
+        let hidden = self.hidden_states(tokens, &mut routes.clone(), Some(cache))?;
         Ok(self.logits(hidden))
     }
 
-    /// Final hidden states `[batch, len, hidden]` (after the last norm).
+    /// Final hidden states `[batch, len, hidden]` (after the last norm), each layer's attention as
+    /// `controller` decides from its input (see [`AttentionController`]).
+    ///
+    /// With a cache, an error in a later layer leaves the earlier layers' caches extended:
+    /// discard the cache after an error.
     pub fn hidden_states(
         &self,
         tokens: Tensor<2, Int>,
-        routes: &Routes,
+        controller: &mut dyn AttentionController,
         mut cache: Option<&mut ModelCache>,
     ) -> Result<Tensor<3>> {
-        let [batch, len] = tokens.dims();
+        let [_, len] = tokens.dims();
         self.check_tokens(&tokens)?;
-        self.check_routes(routes, batch, len)?;
         let start = cache.as_ref().map_or(0, |c| c.len());
         let mut x = self.model.embed_tokens.forward(tokens);
         if let Some(scale) = self.arch.embed_scale {
@@ -128,7 +102,7 @@ impl Transformer {
                 }
             };
             let layer_cache = cache.as_mut().map(|c| &mut c.layers[i]);
-            x = layer.forward(x, start, &tables[at].1, layer_cache, routes.0.get(&i));
+            x = layer.forward(i, x, start, &tables[at].1, layer_cache, controller)?;
         }
         if let Some(cache) = cache {
             cache.advance(len);
@@ -169,19 +143,6 @@ impl Transformer {
                 "token id {bad} is outside the vocabulary (vocab_size = {})",
                 self.arch.vocab_size
             )));
-        }
-        Ok(())
-    }
-
-    fn check_routes(&self, routes: &Routes, batch: usize, len: usize) -> Result<()> {
-        for (i, attention) in self.arch.layers.iter().enumerate() {
-            match (attention, routes.0.get(&i)) {
-                (LayerAttention::Routed(_), None) => {
-                    return Err(Error::Invalid(format!("layer {i} is routed but no route was given for it")));
-                }
-                (LayerAttention::Routed(_), Some(route)) => route.check(batch, len)?,
-                _ => {}
-            }
         }
         Ok(())
     }
