@@ -38,23 +38,23 @@ pub enum Error {
 }
 
 impl Error {
-    pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         Error::Io { path: path.into(), source }
     }
 
-    pub(crate) fn config(origin: impl Into<String>, field: impl Into<String>, message: impl Into<String>) -> Self {
+    pub fn config(origin: impl Into<String>, field: impl Into<String>, message: impl Into<String>) -> Self {
         Error::Config { origin: origin.into(), field: field.into(), message: message.into() }
     }
 
-    pub(crate) fn checkpoint(file: impl Into<String>, tensor: impl Into<String>, message: impl Into<String>) -> Self {
+    pub fn checkpoint(file: impl Into<String>, tensor: impl Into<String>, message: impl Into<String>) -> Self {
         Error::Checkpoint { file: file.into(), tensor: tensor.into(), message: message.into() }
     }
 
-    pub(crate) fn format(file: impl Into<String>, message: impl Into<String>) -> Self {
+    pub fn format(file: impl Into<String>, message: impl Into<String>) -> Self {
         Error::Format { file: file.into(), message: message.into() }
     }
 
-    pub(crate) fn shape(what: impl Into<String>, expected: impl Into<String>, actual: &[usize]) -> Self {
+    pub fn shape(what: impl Into<String>, expected: impl Into<String>, actual: &[usize]) -> Self {
         Error::Shape { what: what.into(), expected: expected.into(), actual: actual.to_vec() }
     }
 }

@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use burn::module::{Module, ModuleMapper, ModuleVisitor, Param};
 use burn::tensor::{DType, Tensor, TensorData};
 
-use crate::model::{ModelConfig, Transformer};
+use crate::model::{Allocation, ModelConfig, Transformer};
 use crate::{Error, Result};
 
 /// A dense fp32 tensor on the host, in checkpoint (PyTorch) layout.
@@ -42,17 +42,25 @@ pub struct LoadOptions {
     pub attention_pattern: Option<String>,
     /// Replace the sliding window of every windowed layer.
     pub sliding_window: Option<usize>,
+    /// Apply a static allocation artifact (per-layer or per-KV-head FA/SWA).
+    pub allocation: Option<Allocation>,
 }
 
 impl Default for LoadOptions {
     fn default() -> Self {
-        Self { dtype: DType::F32, attention_pattern: None, sliding_window: None }
+        Self { dtype: DType::F32, attention_pattern: None, sliding_window: None, allocation: None }
     }
 }
 
 impl LoadOptions {
     /// `config` with this load's attention overrides applied and validated.
     fn apply(&self, mut config: ModelConfig) -> Result<ModelConfig> {
+        if let Some(allocation) = &self.allocation {
+            if self.attention_pattern.is_some() {
+                return Err(Error::Invalid("give either an attention pattern or an allocation, not both".into()));
+            }
+            config = allocation.apply(config)?;
+        }
         if let Some(pattern) = &self.attention_pattern {
             config.attention_pattern = Some(pattern.clone());
             config.attention_types = None;

@@ -3,6 +3,7 @@
 //! Hugging Face checkpoint keys, so `model.layers.3.self_attn.q_proj.weight` is
 //! `transformer.model.layers[3].self_attn.q_proj.weight`.
 
+pub mod allocation;
 pub mod attention;
 pub mod config;
 pub mod control;
@@ -12,6 +13,7 @@ pub mod norm;
 pub mod rope;
 pub mod transformer;
 
+pub use allocation::{Allocation, Granularity, ModelShape};
 pub use config::{Activation, Arch, Family, LayerAttention, ModelConfig, Rope, RopeScaling};
 pub use control::{AttentionController, LayerControl, Routes};
 pub use transformer::{TextModel, Transformer};

@@ -1,0 +1,240 @@
+//! SwiAttn: a learned per-token router in every routed layer sends each token to full attention
+//! (FA) or sliding-window attention (SWA). K/V are shared; only the query side is routed.
+//!
+//! The router reads the layer's attention input `x` (`[batch, len, hidden]`) and gives one logit
+//! per token: a linear map, or a small MLP (`hidden → mlp_hidden → 1`, SiLU). The probability of
+//! FA is `p = σ(logit)`, or with the Gumbel-sigmoid estimator `p = σ((logit + g₁ − g₂) / τ)` with
+//! Gumbel noise `g` and a temperature `τ` annealed by [`TemperatureSchedule`]. The forward pass
+//! uses the hard decision `h = 1[p > 1/2]`; gradients reach the router through a
+//! straight-through estimator, in one of two ways ([`GradientPath`]):
+//!
+//! - `Mix`: `g = h + p − sg(p)` mixes both branches, `out = swa + g·(fa − swa)`: the exact
+//!   straight-through gradient `∂L/∂p = ⟨∂L/∂out, fa − swa⟩`, at the cost of computing both
+//!   branches for every token while training;
+//! - `Scaled`: only the chosen branch is computed (the compacted routed path) and its output is
+//!   multiplied by `1 + c − sg(c)` with `c = p` for FA tokens and `1 − p` for SWA tokens (value 1):
+//!   `∂L/∂p = ±⟨∂L/∂out, out⟩`, a cheaper, biased signal.
+//!
+//! The expected FA ratio of a layer is the mean of `p` over its tokens; [`crate::regularizer`]
+//! holds it to a target. Routers start biased towards FA (`init_bias`, default 2: p ≈ 0.88), so
+//! continual pretraining starts from the full-attention behaviour of the checkpoint, and
+//! `warmup_steps` can route every token to FA before routing starts.
+//!
+//! Config keys (swiattn-train's TOML): `router = "linear" | "mlp"`, `mlp_hidden`,
+//! `estimator = "threshold" | "gumbel"`, `tau_start`, `tau_end`, `tau_steps`,
+//! `gradient = "mix" | "scaled"`, `init_bias`, `warmup_steps`.
+
+use burn::module::{Initializer, Module};
+use burn::nn::{Linear, LinearConfig};
+use burn::tensor::{Device, Tensor, TensorData, activation};
+use rand::{Rng, SeedableRng, rngs::StdRng};
+use serde::{Deserialize, Serialize};
+use swiattn_core::attention::RouteMask;
+use swiattn_core::model::LayerControl;
+use swiattn_core::{Error, Result};
+
+use crate::{Decision, Hard, Policy, host};
+
+/// How the router's probability is formed.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "kind")]
+pub enum Estimator {
+    /// `p = σ(logit)`.
+    Threshold,
+    /// `p = σ((logit + g₁ − g₂) / τ)` with Gumbel noise while training; `τ` follows the schedule.
+    Gumbel { schedule: TemperatureSchedule },
+}
+
+/// Exponential annealing of the Gumbel temperature from `start` to `end` over `steps` steps.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TemperatureSchedule {
+    pub start: f64,
+    pub end: f64,
+    pub steps: usize,
+}
+
+impl TemperatureSchedule {
+    /// `τ(step) = start · (end / start)^(min(step, steps) / steps)`.
+    pub fn at(&self, step: usize) -> f64 {
+        if self.steps == 0 {
+            return self.end;
+        }
+        let frac = step.min(self.steps) as f64 / self.steps as f64;
+        self.start * (self.end / self.start).powf(frac)
+    }
+}
+
+/// Which straight-through estimator trains the router (see the module docs).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GradientPath {
+    Mix,
+    Scaled,
+}
+
+/// Router settings.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RouterConfig {
+    /// Width of the hidden layer of an MLP router; `None` for a linear router.
+    pub mlp_hidden: Option<usize>,
+    pub estimator: Estimator,
+    pub gradient: GradientPath,
+    /// Initial bias of the output logit (positive: start near all-FA).
+    pub init_bias: f64,
+    /// Steps at the start with every token on FA and no routing.
+    pub warmup_steps: usize,
+    /// Seed of the Gumbel noise.
+    pub seed: u64,
+}
+
+impl Default for RouterConfig {
+    fn default() -> Self {
+        Self {
+            mlp_hidden: None,
+            estimator: Estimator::Threshold,
+            gradient: GradientPath::Mix,
+            init_bias: 2.0,
+            warmup_steps: 0,
+            seed: 0,
+        }
+    }
+}
+
+/// The router of one layer: `x [batch, len, hidden]` → logits `[batch, len]`.
+#[derive(Module, Debug)]
+pub struct Router {
+    pub hidden: Option<Linear>,
+    pub output: Linear,
+}
+
+impl Router {
+    /// A router for inputs of width `hidden_size`: small random weights, output bias `init_bias`.
+    pub fn new(hidden_size: usize, config: &RouterConfig, device: &Device) -> Self {
+        let init = Initializer::Normal { mean: 0.0, std: 0.02 };
+        let hidden =
+            config.mlp_hidden.map(|h| LinearConfig::new(hidden_size, h).with_initializer(init.clone()).init(device));
+        let width = config.mlp_hidden.unwrap_or(hidden_size);
+        let mut output = LinearConfig::new(width, 1).with_initializer(init).init(device);
+        let bias = Tensor::from_data(TensorData::new(vec![config.init_bias as f32], [1]), device);
+        output.bias = Some(burn::module::Param::from_tensor(bias));
+        Self { hidden, output }
+    }
+
+    /// Logits `[batch, len]`.
+    pub fn forward(&self, x: Tensor<3>) -> Tensor<2> {
+        let x = match &self.hidden {
+            Some(hidden) => activation::silu(hidden.forward(x)),
+            None => x,
+        };
+        self.output.forward(x).squeeze_dim(2)
+    }
+}
+
+/// One router per routed layer.
+#[derive(Module, Debug)]
+pub struct Routers {
+    pub routers: Vec<Router>,
+    /// The model layer each router serves.
+    #[module(skip)]
+    pub layers: Vec<usize>,
+}
+
+impl Routers {
+    /// Routers for the given model layers.
+    pub fn new(layers: Vec<usize>, hidden_size: usize, config: &RouterConfig, device: &Device) -> Self {
+        let routers = layers.iter().map(|_| Router::new(hidden_size, config, device)).collect();
+        Self { routers, layers }
+    }
+}
+
+/// The SwiAttn policy: routers, their settings, the training step (for the temperature and the
+/// warm-up) and the Gumbel noise.
+pub struct SwiAttn {
+    pub routers: Routers,
+    pub config: RouterConfig,
+    /// Training step, advanced by the training loop.
+    pub step: usize,
+    /// Whether decisions are for training (noise, straight-through surrogates) or evaluation.
+    pub training: bool,
+    rng: StdRng,
+}
+
+impl SwiAttn {
+    pub fn new(routers: Routers, config: RouterConfig) -> Self {
+        let rng = StdRng::seed_from_u64(config.seed);
+        Self { routers, config, step: 0, training: true, rng }
+    }
+
+    /// The FA probability `[batch, len]` of the tokens of a layer's router.
+    fn probability(&mut self, router: usize, x: &Tensor<3>) -> Tensor<2> {
+        let logits = self.routers.routers[router].forward(x.clone());
+        match self.config.estimator {
+            Estimator::Threshold => activation::sigmoid(logits),
+            Estimator::Gumbel { schedule } => {
+                let tau = schedule.at(self.step);
+                if !self.training {
+                    return activation::sigmoid(logits);
+                }
+                let dims = logits.dims();
+                // g₁ − g₂ of two Gumbels is logistic: ln u − ln(1 − u).
+                let noise: Vec<f32> = (0..dims.iter().product::<usize>())
+                    .map(|_| {
+                        let u: f32 = self.rng.random_range(1e-6..1.0 - 1e-6);
+                        u.ln() - (1.0 - u).ln()
+                    })
+                    .collect();
+                let noise = Tensor::from_data(TensorData::new(noise, dims), &logits.device());
+                activation::sigmoid((logits + noise) / tau)
+            }
+        }
+    }
+}
+
+impl Policy for SwiAttn {
+    fn decide(&mut self, layer: usize, input: &Tensor<3>) -> Result<Option<Decision>> {
+        let Some(router) = self.routers.layers.iter().position(|&l| l == layer) else {
+            return Ok(None);
+        };
+        let [batch, len, hidden] = input.dims();
+        let expected_width = self.routers.routers[router]
+            .hidden
+            .as_ref()
+            .map_or_else(|| self.routers.routers[router].output.weight.dims()[0], |h| h.weight.dims()[0]);
+        if hidden != expected_width {
+            return Err(Error::shape(
+                format!("router input of layer {layer}"),
+                format!("[batch, len, {expected_width}]"),
+                &[batch, len, hidden],
+            ));
+        }
+        let device = input.device();
+        if self.training && self.step < self.config.warmup_steps {
+            let ones = Tensor::<1>::ones([1], &device);
+            return Ok(Some(Decision {
+                hard: Hard::Tokens(RouteMask::uniform(batch, len, true)),
+                surrogate: None,
+                expected_fa_ratio: ones,
+            }));
+        }
+        let p = self.probability(router, input);
+        let fa: Vec<bool> = host(p.clone()).iter().map(|&v| v > 0.5).collect();
+        let route = RouteMask { batch, len, fa: fa.clone() };
+        let h = Tensor::<2>::from_data(
+            TensorData::new(fa.iter().map(|&f| f32::from(u8::from(f))).collect(), [batch, len]),
+            &device,
+        );
+        let surrogate = match self.config.gradient {
+            GradientPath::Mix => {
+                // h + (p − sg(p)): the difference is exactly 0, so the gate is exactly h.
+                let g = h + (p.clone() - p.clone().detach());
+                LayerControl::Mix(g.reshape([batch, 1, len, 1]))
+            }
+            GradientPath::Scaled => {
+                let c = p.clone().mask_where(h.clone().equal_elem(0.0), p.clone().neg().add_scalar(1.0));
+                let scale = c.clone() - c.detach() + 1.0;
+                LayerControl::RouteScaled { route: route.clone(), scale }
+            }
+        };
+        Ok(Some(Decision { hard: Hard::Tokens(route), surrogate: Some(surrogate), expected_fa_ratio: p.mean() }))
+    }
+}
