@@ -22,6 +22,7 @@ pub mod consa;
 pub mod duo;
 pub mod hard_concrete;
 pub mod lagrangian;
+pub mod plot;
 pub mod regularizer;
 pub mod router;
 pub mod rules;

@@ -3,23 +3,22 @@
 use std::path::PathBuf;
 
 use burn::tensor::Device;
-use swiattn_core::checkpoint::{LoadOptions, load_model};
+use swiattn_core::checkpoint::load_model;
 use swiattn_core::model::{Arch, LayerAttention};
+
+use crate::model_config::AttentionArgs;
 
 #[derive(clap::Args)]
 pub struct Args {
     /// A GGUF file or a Hugging Face directory (config.json + safetensors).
     #[arg(long)]
     model: PathBuf,
-    /// Replace every layer's attention with this pattern (F full, S sliding, R routed, H
-    /// head-mixed), tiled over the layers.
-    #[arg(long)]
-    attention_pattern: Option<String>,
+    #[command(flatten)]
+    attention: AttentionArgs,
 }
 
 pub fn run(args: Args, device: &Device) -> anyhow::Result<()> {
-    let options = LoadOptions { attention_pattern: args.attention_pattern, ..Default::default() };
-    let loaded = load_model(&args.model, device, &options)?;
+    let loaded = load_model(&args.model, device, &args.attention.load_options()?)?;
     let arch = &loaded.model.arch;
     println!("{}", args.model.display());
     println!("  {}", describe(arch));

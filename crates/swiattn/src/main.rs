@@ -1,7 +1,11 @@
 //! `swiattn`: the command line of the swiattn framework.
 
+mod account;
+mod allocate;
 mod demo;
 mod info;
+mod model_config;
+mod plot;
 mod ppl;
 mod selftest;
 
@@ -30,6 +34,12 @@ enum Command {
     Info(info::Args),
     /// Check every attention path and cached decoding against the reference on this backend.
     Selftest(selftest::Args),
+    /// Attention FLOPs, KV-cache bytes and FA ratio per layer at a sequence length.
+    Account(account::Args),
+    /// Write the allocation artifact of a rule baseline (e.g. interleave:5) for a model.
+    Allocate(allocate::Args),
+    /// Draw an allocation or a routing map as a PNG heatmap.
+    Plot(plot::Args),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -44,5 +54,8 @@ fn main() -> anyhow::Result<()> {
         Command::Ppl(args) => ppl::run(args, backend, &device),
         Command::Info(args) => info::run(args, &device),
         Command::Selftest(args) => selftest::run(args, backend, &device),
+        Command::Account(args) => account::run(args),
+        Command::Allocate(args) => allocate::run(args),
+        Command::Plot(args) => plot::run(args),
     }
 }

@@ -12,6 +12,7 @@ use swiattn_core::score::token_nll;
 use swiattn_core::tokenizer::{encode, load_tokenizer};
 
 use crate::info::describe;
+use crate::model_config::AttentionArgs;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -24,12 +25,8 @@ pub struct Args {
     /// tokenizer.json to use instead of the one shipped with the model.
     #[arg(long)]
     tokenizer: Option<PathBuf>,
-    /// Replace every layer's attention with this pattern (F full, S sliding, H head-mixed).
-    #[arg(long)]
-    attention_pattern: Option<String>,
-    /// Replace the sliding window of every windowed layer.
-    #[arg(long)]
-    window: Option<usize>,
+    #[command(flatten)]
+    attention: AttentionArgs,
     /// Score at most this many tokens (from the start of the text).
     #[arg(long)]
     max_tokens: Option<usize>,
@@ -57,7 +54,7 @@ pub fn run(args: Args, backend: BackendKind, device: &Device) -> anyhow::Result<
         "f16" => DType::F16,
         other => anyhow::bail!("--dtype: unknown dtype `{other}` (f32, bf16, f16)"),
     };
-    let options = LoadOptions { dtype, attention_pattern: args.attention_pattern.clone(), sliding_window: args.window };
+    let options = LoadOptions { dtype, ..args.attention.load_options()? };
     let loaded = load_model(&args.model, device, &options)?;
     let tokenizer = match &args.tokenizer {
         Some(path) => load_tokenizer(path)?,
