@@ -163,3 +163,17 @@ fn warmup_routes_everything_to_full_attention() {
     policy.step = 10;
     assert_eq!(policy.decide(0, &x).unwrap().unwrap().hard.fa_ratio(), 0.0, "bias -5 routes to SWA after warm-up");
 }
+
+#[test]
+fn a_router_given_the_wrong_width_names_the_layer_and_shape() {
+    let device = test_device();
+    let config = RouterConfig { mlp_hidden: Some(4), ..RouterConfig::default() };
+    let mut policy = SwiAttn::new(Routers::new(vec![5], HIDDEN, &config, &device), config);
+    let e = policy.decide(5, &randn([1, 3, HIDDEN + 1], 1, &device)).unwrap_err().to_string();
+    assert!(
+        e.contains("router input of layer 5")
+            && e.contains(&format!("[batch, len, {HIDDEN}]"))
+            && e.contains("[1, 3, 9]"),
+        "{e}"
+    );
+}
