@@ -9,8 +9,8 @@
 //! to meet it exactly — as an [`Allocation`] artifact, and stage 2 continues training with it
 //! applied to the model config.
 //!
-//! Config keys (swiattn-train's TOML): `granularity = "layer" | "kv_head"`, `budget`,
-//! `scope = "global" | "per_layer"`, `beta`, `gamma`, `zeta`, `init_log_alpha`, `multiplier_lr`.
+//! Config keys ([`ConsaConfig`], see docs/policies.md): `granularity`, `budget`, `scope`,
+//! `hard_concrete = { beta, gamma, zeta }`, `init_log_alpha`, `multiplier_lr`, `seed`.
 
 use burn::module::{Module, Param};
 use burn::tensor::{Device, Tensor, TensorData};
@@ -24,19 +24,37 @@ use crate::hard_concrete::HardConcrete;
 use crate::lagrangian::AugmentedLagrangian;
 use crate::{Budget, Decision, Hard, Policy, Scope, host};
 
-/// ConSA's settings.
+/// ConSA's settings: `granularity` and `budget` are required, the rest have defaults.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ConsaConfig {
     pub granularity: Granularity,
     pub budget: Budget,
+    #[serde(default = "global")]
     pub scope: Scope,
+    #[serde(default)]
     pub hard_concrete: HardConcrete,
     /// Initial `log α` of every gate (2.0: every unit starts almost surely on full attention).
+    #[serde(default = "default_init_log_alpha")]
     pub init_log_alpha: f64,
     /// Ascent rate of the Lagrange multipliers.
+    #[serde(default = "default_multiplier_lr")]
     pub multiplier_lr: f64,
     /// Seed of the gate noise.
+    #[serde(default)]
     pub seed: u64,
+}
+
+fn global() -> Scope {
+    Scope::Global
+}
+
+fn default_init_log_alpha() -> f64 {
+    2.0
+}
+
+fn default_multiplier_lr() -> f64 {
+    0.2
 }
 
 impl ConsaConfig {
@@ -44,10 +62,10 @@ impl ConsaConfig {
         Self {
             granularity,
             budget,
-            scope: Scope::Global,
+            scope: global(),
             hard_concrete: HardConcrete::default(),
-            init_log_alpha: 2.0,
-            multiplier_lr: 0.2,
+            init_log_alpha: default_init_log_alpha(),
+            multiplier_lr: default_multiplier_lr(),
             seed: 0,
         }
     }

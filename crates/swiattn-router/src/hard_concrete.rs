@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 
 /// Parameters of the hard-concrete distribution.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct HardConcrete {
     /// Temperature β (default 2/3).
     pub beta: f64,

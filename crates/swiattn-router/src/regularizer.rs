@@ -47,7 +47,8 @@ pub struct EfficiencyRegularizer {
     pub target: Budget,
     pub coefficient: Coefficient,
     pub scope: Scope,
-    /// Keyed by layer (`PerLayer`), or the single entry `None` (`Global`).
+    /// Keyed by layer (`PerLayer`), or the single entry `None` (`Global`); empty in a config.
+    #[serde(default)]
     pub state: BTreeMap<Option<usize>, CoefficientState>,
 }
 

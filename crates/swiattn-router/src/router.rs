@@ -20,9 +20,8 @@
 //! continual pretraining starts from the full-attention behaviour of the checkpoint, and
 //! `warmup_steps` can route every token to FA before routing starts.
 //!
-//! Config keys (swiattn-train's TOML): `router = "linear" | "mlp"`, `mlp_hidden`,
-//! `estimator = "threshold" | "gumbel"`, `tau_start`, `tau_end`, `tau_steps`,
-//! `gradient = "mix" | "scaled"`, `init_bias`, `warmup_steps`.
+//! Config keys ([`RouterConfig`], see docs/policies.md): `mlp_hidden`, `estimator`, `gradient`,
+//! `init_bias`, `warmup_steps`, `seed`.
 
 use burn::module::{Initializer, Module};
 use burn::nn::{Linear, LinearConfig};
@@ -72,8 +71,9 @@ pub enum GradientPath {
     Scaled,
 }
 
-/// Router settings.
+/// Router settings; every key has a default.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct RouterConfig {
     /// Width of the hidden layer of an MLP router; `None` for a linear router.
     pub mlp_hidden: Option<usize>,
