@@ -122,3 +122,19 @@ fn misused_controls_give_one_clear_error() {
     let e: Error = sliding.hidden_states(tokens(&device), &mut Every(route), Some(&mut cache)).unwrap_err();
     assert!(e.to_string().contains("keeps only a window of keys"), "{e}");
 }
+
+/// Converting a model's layout keeps its weights: the converted model computes exactly what a
+/// model built with that layout and the same weights computes.
+#[test]
+fn with_attention_converts_the_layout_in_place() {
+    let device = test_device();
+    let full = model("F", &device);
+    let sliding = model("S", &device);
+    let converted = full.with_attention(sliding.layer_attention()).unwrap();
+    assert_eq!(converted.arch, sliding.arch);
+    let a = converted.forward(tokens(&device), &Routes::none()).unwrap();
+    let b = sliding.forward(tokens(&device), &Routes::none()).unwrap();
+    assert_eq!(max_abs_diff(&a, &b), 0.0);
+    let e = model("F", &device).with_attention(&sliding.layer_attention()[..1]).unwrap_err().to_string();
+    assert!(e.contains("1 attention kinds for a model of 3 layers"), "{e}");
+}

@@ -131,7 +131,7 @@ impl Router {
 }
 
 /// One router per routed layer.
-#[derive(Module, Debug)]
+#[derive(Module, Debug, Default)]
 pub struct Routers {
     pub routers: Vec<Router>,
     /// The model layer each router serves.

@@ -1,3 +1,10 @@
 //! # swiattn-train
 //!
-//! Training: data pipeline, training loop, continual pretraining of full-attention checkpoints into hybrids. Not yet implemented: see the training issue.
+//! Training for hybrid attention: [`synthetic`] data that needs no asset, the [`trainer`] step
+//! (cross-entropy, router regularizer, AdamW + Adam), the learning-rate [`schedule`], and the
+//! [`quickstart`] that compares full, sliding, rule and SwiAttn models on the synthetic task.
+
+pub mod quickstart;
+pub mod schedule;
+pub mod synthetic;
+pub mod trainer;

@@ -45,12 +45,9 @@ pub struct SelfAttention {
     pub rope: Rope,
 }
 
-/// Linear layers initialized as in Hugging Face (`N(0, 0.02)`, zero bias).
-pub(crate) fn linear(d_in: usize, d_out: usize, bias: bool, device: &Device) -> Linear {
-    LinearConfig::new(d_in, d_out)
-        .with_bias(bias)
-        .with_initializer(Initializer::Normal { mean: 0.0, std: 0.02 })
-        .init(device)
+/// Linear layers initialized as in Hugging Face: `N(0, initializer_range)`, zero bias.
+pub(crate) fn linear(d_in: usize, d_out: usize, bias: bool, std: f64, device: &Device) -> Linear {
+    LinearConfig::new(d_in, d_out).with_bias(bias).with_initializer(Initializer::Normal { mean: 0.0, std }).init(device)
 }
 
 impl SelfAttention {
@@ -60,10 +57,10 @@ impl SelfAttention {
         let offset = arch.family == super::Family::Gemma3;
         let norm = || qk_norm.then(|| RmsNorm::new(d, arch.rms_norm_eps, offset, device));
         Self {
-            q_proj: linear(h, hq * d, arch.qkv_bias, device),
-            k_proj: linear(h, hkv * d, arch.qkv_bias, device),
-            v_proj: linear(h, hkv * d, arch.qkv_bias, device),
-            o_proj: linear(hq * d, h, arch.o_bias, device),
+            q_proj: linear(h, hq * d, arch.qkv_bias, arch.initializer_range, device),
+            k_proj: linear(h, hkv * d, arch.qkv_bias, arch.initializer_range, device),
+            v_proj: linear(h, hkv * d, arch.qkv_bias, arch.initializer_range, device),
+            o_proj: linear(hq * d, h, arch.o_bias, arch.initializer_range, device),
             q_norm: norm(),
             k_norm: norm(),
             num_heads: hq,

@@ -61,6 +61,9 @@ pub struct ModelConfig {
     pub attention_bias: Option<bool>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mlp_bias: Option<bool>,
+    /// Standard deviation of the initial weights of a model trained from scratch (default 0.02).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub initializer_range: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hidden_act: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -224,6 +227,8 @@ pub struct Arch {
     pub rope: Vec<Rope>,
     /// The model's `sliding_window`, used by windowed layers and by per-call attention controls.
     pub sliding_window: Option<Window>,
+    /// Standard deviation of initial weights.
+    pub initializer_range: f64,
 }
 
 impl Arch {
@@ -379,6 +384,11 @@ impl ModelConfig {
                 .map(Window::new)
                 .transpose()
                 .map_err(|e| Error::config(origin, "sliding_window", e.to_string()))?,
+            initializer_range: match self.initializer_range {
+                Some(s) if s > 0.0 && s.is_finite() => s,
+                Some(s) => return Err(err("initializer_range", format!("{s} must be positive"))),
+                None => 0.02,
+            },
         })
     }
 

@@ -32,7 +32,7 @@ impl DecoderLayer {
         let norm = || RmsNorm::new(arch.hidden_size, arch.rms_norm_eps, gemma, device);
         Self {
             self_attn: SelfAttention::new(arch, layer, device),
-            mlp: Mlp::new(arch.hidden_size, arch.intermediate_size, arch.activation, device),
+            mlp: Mlp::new(arch.hidden_size, arch.intermediate_size, arch.activation, arch.initializer_range, device),
             input_layernorm: norm(),
             post_attention_layernorm: norm(),
             pre_feedforward_layernorm: gemma.then(norm),

@@ -2,9 +2,10 @@
 //! (Llama, Qwen), GeGLU with tanh-GELU (Gemma 3).
 
 use burn::module::Module;
-use burn::nn::{Linear, LinearConfig};
+use burn::nn::Linear;
 use burn::tensor::{Device, Tensor, activation};
 
+use super::attention::linear;
 use super::config::Activation;
 
 #[derive(Module, Debug)]
@@ -17,8 +18,9 @@ pub struct Mlp {
 }
 
 impl Mlp {
-    pub fn new(hidden: usize, intermediate: usize, activation: Activation, device: &Device) -> Self {
-        let linear = |i, o| LinearConfig::new(i, o).with_bias(false).init(device);
+    /// Weights `N(0, std)` (the config's `initializer_range`).
+    pub fn new(hidden: usize, intermediate: usize, activation: Activation, std: f64, device: &Device) -> Self {
+        let linear = |i, o| linear(i, o, false, std, device);
         Self {
             gate_proj: linear(hidden, intermediate),
             up_proj: linear(hidden, intermediate),

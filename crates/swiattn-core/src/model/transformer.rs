@@ -33,16 +33,40 @@ pub struct Transformer {
 }
 
 impl Transformer {
-    /// A randomly initialized model (`N(0, 0.02)` weights, identity norms).
+    /// A randomly initialized model: weights `N(0, initializer_range)` (HF's key, default 0.02),
+    /// identity norms, zero biases.
     pub fn new(config: ModelConfig, device: &Device) -> Result<Self> {
         let arch = config.resolve("model config")?;
         let embed_tokens = EmbeddingConfig::new(arch.vocab_size, arch.hidden_size)
-            .with_initializer(Initializer::Normal { mean: 0.0, std: 0.02 })
+            .with_initializer(Initializer::Normal { mean: 0.0, std: arch.initializer_range })
             .init(device);
         let layers = (0..arch.layers.len()).map(|i| DecoderLayer::new(&arch, i, device)).collect();
         let norm = RmsNorm::new(arch.hidden_size, arch.rms_norm_eps, arch.family == Family::Gemma3, device);
-        let lm_head = (!arch.tie_word_embeddings).then(|| linear(arch.hidden_size, arch.vocab_size, false, device));
+        let lm_head = (!arch.tie_word_embeddings)
+            .then(|| linear(arch.hidden_size, arch.vocab_size, false, arch.initializer_range, device));
         Ok(Self { model: TextModel { embed_tokens, layers, norm }, lm_head, config, arch })
+    }
+
+    /// The same weights with another attention layout (one kind per layer): how a full-attention
+    /// checkpoint becomes a hybrid for continual pretraining. The native layout (and so each
+    /// layer's RoPE) is kept; the config records the new layout, so a saved model reloads with it.
+    pub fn with_attention(mut self, layers: &[LayerAttention]) -> Result<Self> {
+        if layers.len() != self.arch.layers.len() {
+            return Err(Error::Invalid(format!(
+                "{} attention kinds for a model of {} layers",
+                layers.len(),
+                self.arch.layers.len()
+            )));
+        }
+        let config = self.config.clone().with_attention(layers);
+        let arch = config.resolve("model config with the new attention")?;
+        for (layer, attention) in self.model.layers.iter_mut().zip(&arch.layers) {
+            layer.self_attn.attention = attention.clone();
+            layer.self_attn.window = attention.window().or(arch.sliding_window);
+        }
+        self.config = config;
+        self.arch = arch;
+        Ok(self)
     }
 
     /// Attention kind of each layer.

@@ -83,6 +83,7 @@ pub fn config_from_gguf(file: &GgufFile) -> Result<ModelConfig> {
         tie_word_embeddings: Some(!file.tensors.contains_key("output.weight")),
         attention_bias: None,
         mlp_bias: None,
+        initializer_range: None,
         hidden_act: None,
         hidden_activation: None,
         sliding_window: opt_uint("attention.sliding_window"),

@@ -1,0 +1,203 @@
+//! The training step: next-token cross-entropy, the routers' efficiency regularizer, AdamW on the
+//! model and Adam (no weight decay, its own learning rate) on the routers.
+//!
+//! A plain loop on burn's optimizers rather than burn-train's `Learner`: the routers' regularizer
+//! coefficient is updated from each step's measured routing (dual ascent), two parameter groups
+//! need their own optimizers and learning rates, and exact resume needs every piece of state in
+//! our hands (see docs/training.md).
+
+use std::collections::BTreeMap;
+
+use burn::module::Module;
+use burn::optim::{AdamConfig, AdamWConfig, GradientsParams, ModuleOptimizer};
+use burn::tensor::{Int, Tensor, activation::log_softmax};
+use swiattn_core::Result;
+use swiattn_core::model::{Routes, Transformer};
+use swiattn_router::regularizer::EfficiencyRegularizer;
+use swiattn_router::router::SwiAttn;
+use swiattn_router::{Decision, Hard, PolicyController};
+
+use crate::schedule::LrSchedule;
+
+/// How the routed layers of the model are routed while training.
+pub enum Routing {
+    /// No routed layers.
+    None,
+    /// SwiAttn routers and their efficiency regularizer.
+    SwiAttn { policy: SwiAttn, regularizer: EfficiencyRegularizer },
+}
+
+/// One batch: `input` and `target` are `[batch, len]` (target = input shifted by one);
+/// `recall[b]` lists the positions of sequence `b` whose prediction is a far-back lookup.
+#[derive(Clone, Debug)]
+pub struct Batch {
+    pub input: Tensor<2, Int>,
+    pub target: Tensor<2, Int>,
+    pub recall: Vec<Vec<usize>>,
+}
+
+/// What one step measured.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StepMetrics {
+    pub step: usize,
+    pub loss: f64,
+    pub lr: f64,
+    /// Measured FA ratio of each routed layer.
+    pub fa_ratio: BTreeMap<usize, f64>,
+    /// The regularizer's penalty, when routers are trained.
+    pub penalty: Option<f64>,
+}
+
+/// Optimizer settings.
+#[derive(Clone, Debug)]
+pub struct OptimizerSettings {
+    pub schedule: LrSchedule,
+    pub weight_decay: f64,
+    /// Learning rate of the routers (Adam, no weight decay).
+    pub router_lr: f64,
+}
+
+/// The model, its routing, optimizers and step counter.
+pub struct Trainer {
+    model: Option<Transformer>,
+    pub routing: Routing,
+    settings: OptimizerSettings,
+    model_optim: ModuleOptimizer,
+    router_optim: ModuleOptimizer,
+    pub step: usize,
+}
+
+/// Mean next-token NLL of `logits` `[batch, len, vocab]` against `target` `[batch, len]`, and the
+/// per-position NLL `[batch, len]`.
+pub fn next_token_nll(logits: Tensor<3>, target: Tensor<2, Int>) -> (Tensor<1>, Tensor<2>) {
+    let nll = log_softmax(logits, 2).gather(2, target.unsqueeze_dim(2)).neg().squeeze_dim::<2>(2);
+    (nll.clone().mean(), nll)
+}
+
+impl Trainer {
+    /// A trainer for `model` (on an autodiff device).
+    pub fn new(model: Transformer, routing: Routing, settings: OptimizerSettings) -> Self {
+        let model_optim = AdamWConfig::new().with_weight_decay(settings.weight_decay as f32).init();
+        let router_optim = AdamConfig::new().init();
+        Self { model: Some(model), routing, settings, model_optim, router_optim, step: 0 }
+    }
+
+    pub fn model(&self) -> &Transformer {
+        self.model.as_ref().expect("the model is present between steps")
+    }
+
+    /// The trained model and routing.
+    pub fn into_parts(self) -> (Transformer, Routing) {
+        (self.model.expect("the model is present between steps"), self.routing)
+    }
+
+    /// Forward with the routing's decisions: hidden states and the decisions of routed layers.
+    fn forward(
+        model: &Transformer,
+        routing: &mut Routing,
+        input: Tensor<2, Int>,
+        training: bool,
+    ) -> Result<(Tensor<3>, BTreeMap<usize, Decision>)> {
+        match routing {
+            Routing::None => Ok((model.hidden_states(input, &mut Routes::none(), None)?, BTreeMap::new())),
+            Routing::SwiAttn { policy, .. } => {
+                policy.training = training;
+                let mut controller = PolicyController::new(policy, model.arch.num_heads, training);
+                let hidden = model.hidden_states(input, &mut controller, None)?;
+                Ok((hidden, std::mem::take(&mut controller.decisions)))
+            }
+        }
+    }
+
+    /// One optimizer step on `batch`.
+    pub fn train_step(&mut self, batch: &Batch) -> Result<StepMetrics> {
+        let model = self.model.take().expect("the model is present between steps");
+        let (hidden, decisions) = Self::forward(&model, &mut self.routing, batch.input.clone(), true)?;
+        let (nll, _) = next_token_nll(model.logits(hidden), batch.target.clone());
+        let penalty = match &self.routing {
+            Routing::SwiAttn { regularizer, .. } => regularizer.penalty(&decisions),
+            Routing::None => None,
+        };
+        let loss = match &penalty {
+            Some(p) => nll.clone() + p.clone(),
+            None => nll.clone(),
+        };
+        let mut grads = loss.backward();
+        let lr = self.settings.schedule.at(self.step);
+        if let Routing::SwiAttn { policy, regularizer } = &mut self.routing {
+            let router_grads = GradientsParams::from_module(&mut grads, &policy.routers);
+            let routers = std::mem::take(&mut policy.routers);
+            policy.routers = self.router_optim.step(self.settings.router_lr, routers, router_grads);
+            regularizer.update(&decisions);
+            policy.step += 1;
+        }
+        let model_grads = GradientsParams::from_grads(grads, &model);
+        self.model = Some(self.model_optim.step(lr, model, model_grads));
+        self.step += 1;
+        Ok(StepMetrics {
+            step: self.step,
+            loss: nll.into_scalar::<f32>() as f64,
+            lr,
+            fa_ratio: decisions.iter().map(|(&l, d)| (l, d.hard.fa_ratio())).collect(),
+            penalty: penalty.map(|p| p.into_scalar::<f32>() as f64),
+        })
+    }
+
+    /// Evaluate without gradients: mean NLL, accuracy at the recall positions, and the routes each
+    /// routed layer took for every sequence (`routes[layer][b]`, one FA flag per token).
+    pub fn evaluate(&mut self, batches: &[Batch]) -> Result<Evaluation> {
+        let model = self.model().valid();
+        let mut routing = match &self.routing {
+            Routing::None => Routing::None,
+            Routing::SwiAttn { policy, regularizer } => {
+                let mut eval = SwiAttn::new(policy.routers.valid(), policy.config.clone());
+                eval.step = policy.step;
+                Routing::SwiAttn { policy: eval, regularizer: regularizer.clone() }
+            }
+        };
+        let (mut nll_sum, mut tokens, mut hits, mut recalls) = (0.0, 0usize, 0usize, 0usize);
+        let mut routes: BTreeMap<usize, Vec<Vec<bool>>> = BTreeMap::new();
+        for batch in batches {
+            let input = batch.input.clone().inner();
+            let target = batch.target.clone().inner();
+            let (hidden, decisions) = Self::forward(&model, &mut routing, input, false)?;
+            let logits = model.logits(hidden);
+            let predicted: Vec<i64> = host_ints(logits.clone().argmax(2).squeeze_dim::<2>(2));
+            let (mean, _) = next_token_nll(logits, target.clone());
+            let [b, t] = target.dims();
+            nll_sum += mean.into_scalar::<f32>() as f64 * (b * t) as f64;
+            tokens += b * t;
+            let target = host_ints(target);
+            for (s, positions) in batch.recall.iter().enumerate() {
+                for &p in positions {
+                    recalls += 1;
+                    hits += usize::from(predicted[s * t + p] == target[s * t + p]);
+                }
+            }
+            for (layer, decision) in decisions {
+                if let Hard::Tokens(route) = decision.hard {
+                    let per_sequence = route.fa.chunks(route.len).map(<[bool]>::to_vec);
+                    routes.entry(layer).or_default().extend(per_sequence);
+                }
+            }
+        }
+        Ok(Evaluation {
+            loss: nll_sum / tokens.max(1) as f64,
+            recall_accuracy: hits as f64 / recalls.max(1) as f64,
+            routes,
+        })
+    }
+}
+
+fn host_ints<const D: usize>(t: Tensor<D, Int>) -> Vec<i64> {
+    t.into_data().convert::<i64>().try_into_vec::<i64>().expect("int tensors read back as i64")
+}
+
+/// The result of [`Trainer::evaluate`].
+#[derive(Clone, Debug)]
+pub struct Evaluation {
+    pub loss: f64,
+    pub recall_accuracy: f64,
+    /// `routes[layer][sequence]`: the FA flag of each token, for routed layers.
+    pub routes: BTreeMap<usize, Vec<Vec<bool>>>,
+}
