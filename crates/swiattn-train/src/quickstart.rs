@@ -146,6 +146,7 @@ fn train(
 /// `device` must have autodiff.
 pub fn run(config: &QuickstartConfig, device: &Device, progress: &mut dyn FnMut(Progress)) -> Result<Vec<Row>> {
     config.task.validate()?;
+    device.seed(config.seed);
     let model_config = model_config(config)?;
     let window = Window::new(config.window)?;
     let shape = ModelShape::of(&model_config);

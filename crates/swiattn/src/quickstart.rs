@@ -35,7 +35,6 @@ pub fn run(args: Args, backend: BackendKind, device: &Device) -> anyhow::Result<
         seed: args.seed,
         ..QuickstartConfig::default()
     };
-    device.seed(config.seed);
     let t = &config.task;
     if !args.json {
         println!(
