@@ -14,7 +14,6 @@
 
 use burn::module::{Module, Param};
 use burn::tensor::{Device, Tensor, TensorData};
-use rand::{SeedableRng, rngs::StdRng};
 use serde::{Deserialize, Serialize};
 use swiattn_core::Result;
 use swiattn_core::attention::Window;
@@ -96,7 +95,8 @@ pub struct Consa {
     pub window: Window,
     /// One constraint (global) or one per layer.
     pub constraints: Vec<AugmentedLagrangian>,
-    rng: StdRng,
+    /// Training step: with the seed and the layer, it draws the gate noise.
+    pub step: usize,
 }
 
 impl Consa {
@@ -108,8 +108,7 @@ impl Consa {
         let log_alpha = Param::from_tensor(Tensor::from_data(TensorData::new(init, [layers, units]), device));
         let count = if config.scope == Scope::Global { 1 } else { layers };
         let constraints = vec![AugmentedLagrangian::new(config.budget, config.multiplier_lr); count];
-        let rng = StdRng::seed_from_u64(config.seed);
-        Self { gates: ConsaGates { log_alpha }, config, model, window, constraints, rng }
+        Self { gates: ConsaGates { log_alpha }, config, model, window, constraints, step: 0 }
     }
 
     /// Expected FA ratio of each layer, `[layers]` (mean `P(z > 0)` over its units).
@@ -201,7 +200,7 @@ impl Policy for Consa {
         let units = units(&self.config, &self.model);
         let row = self.gates.log_alpha.val().slice([layer..layer + 1, 0..units]).reshape([units]);
         let hard: Vec<bool> = host(row.clone()).iter().map(|&a| a > 0.0).collect();
-        let z = self.config.hard_concrete.sample(row.clone(), &mut self.rng);
+        let z = self.config.hard_concrete.sample(row.clone(), &mut crate::noise_rng(self.config.seed, self.step, layer));
         let q_heads = self.model.num_attention_heads;
         let gate = match self.config.granularity {
             Granularity::Layer => z.reshape([1, 1, 1, 1]),

@@ -26,7 +26,7 @@
 use burn::module::{Initializer, Module};
 use burn::nn::{Linear, LinearConfig};
 use burn::tensor::{Device, Tensor, TensorData, activation};
-use rand::{Rng, SeedableRng, rngs::StdRng};
+use rand::Rng;
 use serde::{Deserialize, Serialize};
 use swiattn_core::attention::RouteMask;
 use swiattn_core::model::LayerControl;
@@ -147,8 +147,8 @@ impl Routers {
     }
 }
 
-/// The SwiAttn policy: routers, their settings, the training step (for the temperature and the
-/// warm-up) and the Gumbel noise.
+/// The SwiAttn policy: routers, their settings and the training step (which sets the temperature,
+/// the warm-up and the Gumbel noise, drawn from `(seed, step, layer)`).
 pub struct SwiAttn {
     pub routers: Routers,
     pub config: RouterConfig,
@@ -156,17 +156,15 @@ pub struct SwiAttn {
     pub step: usize,
     /// Whether decisions are for training (noise, straight-through surrogates) or evaluation.
     pub training: bool,
-    rng: StdRng,
 }
 
 impl SwiAttn {
     pub fn new(routers: Routers, config: RouterConfig) -> Self {
-        let rng = StdRng::seed_from_u64(config.seed);
-        Self { routers, config, step: 0, training: true, rng }
+        Self { routers, config, step: 0, training: true }
     }
 
     /// The FA probability `[batch, len]` of the tokens of a layer's router.
-    fn probability(&mut self, router: usize, x: &Tensor<3>) -> Tensor<2> {
+    fn probability(&self, router: usize, x: &Tensor<3>) -> Tensor<2> {
         let logits = self.routers.routers[router].forward(x.clone());
         match self.config.estimator {
             Estimator::Threshold => activation::sigmoid(logits),
@@ -176,10 +174,11 @@ impl SwiAttn {
                     return activation::sigmoid(logits);
                 }
                 let dims = logits.dims();
+                let mut rng = crate::noise_rng(self.config.seed, self.step, self.routers.layers[router]);
                 // g₁ − g₂ of two Gumbels is logistic: ln u − ln(1 − u).
                 let noise: Vec<f32> = (0..dims.iter().product::<usize>())
                     .map(|_| {
-                        let u: f32 = self.rng.random_range(1e-6..1.0 - 1e-6);
+                        let u: f32 = rng.random_range(1e-6..1.0 - 1e-6);
                         u.ln() - (1.0 - u).ln()
                     })
                     .collect();
