@@ -200,7 +200,8 @@ impl Policy for Consa {
         let units = units(&self.config, &self.model);
         let row = self.gates.log_alpha.val().slice([layer..layer + 1, 0..units]).reshape([units]);
         let hard: Vec<bool> = host(row.clone()).iter().map(|&a| a > 0.0).collect();
-        let z = self.config.hard_concrete.sample(row.clone(), &mut crate::noise_rng(self.config.seed, self.step, layer));
+        let z =
+            self.config.hard_concrete.sample(row.clone(), &mut crate::noise_rng(self.config.seed, self.step, layer));
         let q_heads = self.model.num_attention_heads;
         let gate = match self.config.granularity {
             Granularity::Layer => z.reshape([1, 1, 1, 1]),

@@ -87,7 +87,9 @@ impl Hard {
 /// an uninterrupted one would.
 pub(crate) fn noise_rng(seed: u64, step: usize, layer: usize) -> rand::rngs::StdRng {
     use rand::SeedableRng;
-    let mix = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ (step as u64).wrapping_mul(0xBF58_476D_1CE4_E5B9) ^ (layer as u64).wrapping_mul(0x94D0_49BB_1331_11EB);
+    let mix = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15)
+        ^ (step as u64).wrapping_mul(0xBF58_476D_1CE4_E5B9)
+        ^ (layer as u64).wrapping_mul(0x94D0_49BB_1331_11EB);
     rand::rngs::StdRng::seed_from_u64(mix)
 }
 

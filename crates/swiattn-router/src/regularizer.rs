@@ -47,9 +47,9 @@ pub struct EfficiencyRegularizer {
     pub target: Budget,
     pub coefficient: Coefficient,
     pub scope: Scope,
-    /// Keyed by layer (`PerLayer`), or the single entry `None` (`Global`); empty in a config.
-    #[serde(default)]
-    pub state: BTreeMap<Option<usize>, CoefficientState>,
+    /// Keyed by layer index (`PerLayer`), or the single key `"all"` (`Global`); empty in a config.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub state: BTreeMap<String, CoefficientState>,
 }
 
 impl EfficiencyRegularizer {
@@ -58,17 +58,17 @@ impl EfficiencyRegularizer {
     }
 
     /// Groups of (key, decisions): one group over all layers, or one per layer.
-    fn groups<'a>(&self, decisions: &'a BTreeMap<usize, Decision>) -> Vec<(Option<usize>, Vec<&'a Decision>)> {
+    fn groups<'a>(&self, decisions: &'a BTreeMap<usize, Decision>) -> Vec<(String, Vec<&'a Decision>)> {
         match self.scope {
-            Scope::Global => vec![(None, decisions.values().collect())],
-            Scope::PerLayer => decisions.iter().map(|(&l, d)| (Some(l), vec![d])).collect(),
+            Scope::Global => vec![("all".to_string(), decisions.values().collect())],
+            Scope::PerLayer => decisions.iter().map(|(&l, d)| (l.to_string(), vec![d])).collect(),
         }
     }
 
-    fn mu(&self, key: Option<usize>) -> f64 {
+    fn mu(&self, key: &str) -> f64 {
         match self.coefficient {
             Coefficient::Fixed { mu } => mu,
-            _ => self.state.get(&key).map_or(0.0, |s| s.mu),
+            _ => self.state.get(key).map_or(0.0, |s| s.mu),
         }
     }
 
@@ -85,7 +85,7 @@ impl EfficiencyRegularizer {
                 let gap = soft.sub_scalar(t);
                 match self.coefficient {
                     Coefficient::Fixed { mu } => gap.square() * mu,
-                    _ => gap * self.mu(key),
+                    _ => gap * self.mu(&key),
                 }
             })
             .reduce(|a, b| a + b)

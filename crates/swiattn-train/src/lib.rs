@@ -4,7 +4,10 @@
 //! (cross-entropy, router regularizer, AdamW + Adam), the learning-rate [`schedule`], and the
 //! [`quickstart`] that compares full, sliding, rule and SwiAttn models on the synthetic task.
 
+pub mod checkpoint;
+pub mod config;
 pub mod quickstart;
+pub mod run;
 pub mod schedule;
 pub mod synthetic;
 pub mod trainer;

@@ -16,7 +16,7 @@
 
 use std::collections::BTreeMap;
 
-use burn::tensor::{Device, Int, Tensor, TensorData};
+use burn::tensor::Device;
 use serde::Serialize;
 use swiattn_core::Result;
 use swiattn_core::attention::{RouteMask, Window};
@@ -97,16 +97,7 @@ pub struct Progress<'a> {
 
 /// `n` sequences starting at index `start` of the stream seeded by `seed`.
 pub fn batch(task: &LaggedCopy, seed: u64, start: u64, n: usize, device: &Device) -> Batch {
-    let examples: Vec<_> = (0..n as u64).map(|i| task.example(seed, start + i)).collect();
-    let t = task.seq_len - 1;
-    let take = |range: std::ops::Range<usize>| -> Vec<i64> {
-        examples.iter().flat_map(|e| e.tokens[range.clone()].iter().map(|&x| x as i64)).collect()
-    };
-    Batch {
-        input: Tensor::<2, Int>::from_data(TensorData::new(take(0..t), [n, t]), device),
-        target: Tensor::<2, Int>::from_data(TensorData::new(take(1..t + 1), [n, t]), device),
-        recall: examples.into_iter().map(|e| e.recall).collect(),
-    }
+    Batch::from_examples((0..n as u64).map(|i| task.example(seed, start + i)).collect(), device)
 }
 
 fn model_config(config: &QuickstartConfig) -> Result<ModelConfig> {

@@ -36,6 +36,22 @@ pub struct Batch {
     pub recall: Vec<Vec<usize>>,
 }
 
+impl Batch {
+    /// A batch of equally long sequences.
+    pub fn from_examples(examples: Vec<crate::synthetic::Example>, device: &burn::tensor::Device) -> Self {
+        let n = examples.len();
+        let t = examples[0].tokens.len() - 1;
+        let take = |range: std::ops::Range<usize>| -> Vec<i64> {
+            examples.iter().flat_map(|e| e.tokens[range.clone()].iter().map(|&x| x as i64)).collect()
+        };
+        Batch {
+            input: Tensor::from_data(burn::tensor::TensorData::new(take(0..t), [n, t]), device),
+            target: Tensor::from_data(burn::tensor::TensorData::new(take(1..t + 1), [n, t]), device),
+            recall: examples.into_iter().map(|e| e.recall).collect(),
+        }
+    }
+}
+
 /// What one step measured.
 #[derive(Clone, Debug, PartialEq)]
 pub struct StepMetrics {
@@ -84,6 +100,30 @@ impl Trainer {
 
     pub fn model(&self) -> &Transformer {
         self.model.as_ref().expect("the model is present between steps")
+    }
+
+    pub fn settings(&self) -> &OptimizerSettings {
+        &self.settings
+    }
+
+    /// The model's optimizer (AdamW), for checkpoints.
+    pub fn model_optimizer(&self) -> &ModuleOptimizer {
+        &self.model_optim
+    }
+
+    /// The routers' optimizer (Adam), for checkpoints.
+    pub fn router_optimizer(&self) -> &ModuleOptimizer {
+        &self.router_optim
+    }
+
+    /// Replace the model's optimizer state (resuming from a checkpoint).
+    pub fn set_model_optimizer(&mut self, optimizer: ModuleOptimizer) {
+        self.model_optim = optimizer;
+    }
+
+    /// Replace the routers' optimizer state (resuming from a checkpoint).
+    pub fn set_router_optimizer(&mut self, optimizer: ModuleOptimizer) {
+        self.router_optim = optimizer;
     }
 
     /// The trained model and routing.

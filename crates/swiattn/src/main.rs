@@ -9,6 +9,7 @@ mod plot;
 mod ppl;
 mod quickstart;
 mod selftest;
+mod train;
 
 use clap::{Parser, Subcommand};
 use swiattn_core::BackendKind;
@@ -29,6 +30,9 @@ enum Command {
     /// The main demonstration: full, sliding-only, a rule baseline and SwiAttn trained on synthetic
     /// far-back recall (no downloads), compared on recall accuracy, loss, FA ratio and FLOPs.
     Quickstart(quickstart::Args),
+    /// Train (or resume) a run from a TOML config: metrics, evaluations and checkpoints in its
+    /// run directory.
+    Train(train::Args),
     /// Build the embedded default hybrid model and show what swiattn does with it: per-layer
     /// attention and cost, the three-path agreement check, and blocked vs dense sliding attention.
     Demo(demo::Args),
@@ -56,6 +60,7 @@ fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Quickstart(args) => quickstart::run(args, backend, &device),
         Command::Demo(args) => demo::run(args, backend, &device),
+        Command::Train(args) => train::run(args, &device),
         Command::Ppl(args) => ppl::run(args, backend, &device),
         Command::Info(args) => info::run(args, &device),
         Command::Selftest(args) => selftest::run(args, backend, &device),

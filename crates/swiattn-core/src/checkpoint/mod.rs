@@ -10,9 +10,10 @@
 pub mod gguf;
 pub mod safetensors;
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use burn::module::{Module, ModuleMapper, ModuleVisitor, Param};
+use burn::module::{Module, ModuleMapper, ModuleVisitor, Param, ParamId};
 use burn::tensor::{DType, Tensor, TensorData};
 
 use crate::model::{Allocation, ModelConfig, Transformer};
@@ -111,12 +112,45 @@ pub fn load_model(path: &Path, device: &burn::tensor::Device, options: &LoadOpti
 /// Errors name the file and tensor: a missing tensor, or one whose shape differs from what the
 /// model config implies.
 pub fn load_weights<M: Module>(model: M, source: &dyn WeightSource, options: &LoadOptions) -> Result<M> {
-    let mut loader = Loader { source, dtype: options.dtype, path: Vec::new(), error: None };
+    load_weights_with_ids(model, source, options, None)
+}
+
+/// [`load_weights`], giving each parameter the id it had when saved (`ids`, from
+/// [`param_ids`]): optimizer states are keyed by parameter id, so resuming training needs them.
+pub fn load_weights_with_ids<M: Module>(
+    model: M,
+    source: &dyn WeightSource,
+    options: &LoadOptions,
+    ids: Option<&BTreeMap<String, u64>>,
+) -> Result<M> {
+    let mut loader = Loader { source, dtype: options.dtype, ids, path: Vec::new(), error: None };
     let model = model.map(&mut loader);
     match loader.error {
         Some(e) => Err(e),
         None => Ok(model),
     }
+}
+
+/// The id of every parameter of `model`, by checkpoint name.
+pub fn param_ids<M: Module>(model: &M) -> BTreeMap<String, u64> {
+    struct Ids {
+        path: ModulePath,
+        out: BTreeMap<String, u64>,
+    }
+    impl ModuleVisitor for Ids {
+        fn enter_module(&mut self, name: &str, container_type: &str) {
+            self.path.push((name.to_string(), container_type.to_string()));
+        }
+        fn exit_module(&mut self, _name: &str, _container_type: &str) {
+            self.path.pop();
+        }
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+            self.out.insert(param_name(&self.path), param.id.val());
+        }
+    }
+    let mut ids = Ids { path: Vec::new(), out: BTreeMap::new() };
+    model.visit(&mut ids);
+    ids.out
 }
 
 /// Every parameter of `model` by checkpoint name, in checkpoint layout, as raw tensor data in the
@@ -142,6 +176,7 @@ fn is_linear_weight(path: &ModulePath) -> bool {
 struct Loader<'a> {
     source: &'a dyn WeightSource,
     dtype: DType,
+    ids: Option<&'a BTreeMap<String, u64>>,
     path: ModulePath,
     error: Option<Error>,
 }
@@ -185,7 +220,7 @@ impl ModuleMapper for Loader<'_> {
         let dims: [usize; D] = param.lazy_shape().dims();
         match self.tensor(&name, dims, &param.lazy_device()) {
             Ok(tensor) => {
-                let id = param.id;
+                let id = self.ids.and_then(|ids| ids.get(&name)).map_or(param.id, |&id| ParamId::from(id));
                 param.transform_for_load(tensor, id)
             }
             Err(e) => {

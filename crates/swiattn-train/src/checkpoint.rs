@@ -1,0 +1,216 @@
+//! Atomic training checkpoints that resume exactly.
+//!
+//! `checkpoints/step-000500/` holds everything the next step depends on:
+//!
+//! | file | what |
+//! |---|---|
+//! | `model/config.json`, `model/model.safetensors` | the model (reloads exactly, layout included) |
+//! | `model_ids.json`, `optimizer.bpk` | parameter ids and AdamW state (optimizer state is keyed by id) |
+//! | `routers.safetensors`, `router_ids.json`, `router_optimizer.bpk` | routers and their Adam state |
+//! | `state.json` | step, regularizer coefficients, router step, best validation |
+//!
+//! Data and noise are functions of `(seed, step)`, so the step is the data cursor and the RNG state.
+//! A checkpoint is written into `.step-000500.tmp/`, every file is synced, then the directory is
+//! renamed into place and its parent synced: a process killed mid-save leaves only a `.tmp`
+//! directory, which resuming ignores and the next save replaces.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+use burn::optim::{AdamConfig, AdamWConfig};
+use burn::tensor::Device;
+use serde::{Deserialize, Serialize};
+use swiattn_core::checkpoint::safetensors::{SafetensorsSource, save as save_safetensors};
+use swiattn_core::checkpoint::{LoadOptions, load_weights_with_ids, named_tensors, param_ids, save_model};
+use swiattn_core::model::{ModelConfig, Transformer};
+use swiattn_core::{Error, Result};
+use swiattn_router::regularizer::EfficiencyRegularizer;
+use swiattn_router::router::{RouterConfig, Routers};
+
+use crate::trainer::{Routing, Trainer};
+
+/// The best evaluation so far.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Best {
+    pub step: usize,
+    pub loss: f64,
+}
+
+/// `state.json`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct State {
+    pub step: usize,
+    pub router_step: usize,
+    pub regularizer: Option<EfficiencyRegularizer>,
+    pub best: Option<Best>,
+}
+
+fn io(path: &Path) -> impl Fn(std::io::Error) -> Error + '_ {
+    move |e| Error::io(path, e)
+}
+
+fn record_err(path: &Path) -> impl Fn(burn::store::RecordError) -> Error + '_ {
+    move |e| Error::format(path.display().to_string(), format!("{e:?}"))
+}
+
+/// The directory name of step `step`'s checkpoint.
+pub fn name(step: usize) -> String {
+    format!("step-{step:06}")
+}
+
+/// Write `json` to `path`.
+fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<()> {
+    std::fs::write(path, serde_json::to_string_pretty(value).expect("serializes")).map_err(io(path))
+}
+
+fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<T> {
+    let text = std::fs::read_to_string(path).map_err(io(path))?;
+    serde_json::from_str(&text).map_err(|e| Error::format(path.display().to_string(), e.to_string()))
+}
+
+/// Sync every file under `dir`, then `dir` itself.
+fn sync_tree(dir: &Path) -> Result<()> {
+    for entry in std::fs::read_dir(dir).map_err(io(dir))? {
+        let path = entry.map_err(io(dir))?.path();
+        if path.is_dir() {
+            sync_tree(&path)?;
+        } else {
+            File::open(&path).and_then(|f| f.sync_all()).map_err(io(&path))?;
+        }
+    }
+    File::open(dir).and_then(|f| f.sync_all()).map_err(io(dir))
+}
+
+/// A test hook: `SWIATTN_FAIL_AT=save:<step>` aborts the process half-way through writing that
+/// step's checkpoint (after the model, before the optimizer), to prove that resuming survives it.
+fn fail_point(step: usize) {
+    if std::env::var("SWIATTN_FAIL_AT").is_ok_and(|v| v == format!("save:{step}")) {
+        eprintln!("SWIATTN_FAIL_AT: aborting in the middle of saving step {step}");
+        std::process::abort();
+    }
+}
+
+/// Save `trainer` as checkpoint `checkpoints/step-NNNNNN` under `dir`, atomically.
+pub fn save(dir: &Path, trainer: &Trainer, best: Option<Best>) -> Result<PathBuf> {
+    let step = trainer.step;
+    let checkpoints = dir.join("checkpoints");
+    std::fs::create_dir_all(&checkpoints).map_err(io(&checkpoints))?;
+    let tmp = checkpoints.join(format!(".{}.tmp", name(step)));
+    if tmp.exists() {
+        std::fs::remove_dir_all(&tmp).map_err(io(&tmp))?;
+    }
+    std::fs::create_dir_all(&tmp).map_err(io(&tmp))?;
+
+    let model = trainer.model();
+    save_model(model, &tmp.join("model"))?;
+    write_json(&tmp.join("model_ids.json"), &param_ids(model))?;
+    fail_point(step);
+    let optimizer = tmp.join("optimizer.bpk");
+    trainer.model_optimizer().save(&optimizer).map_err(record_err(&optimizer))?;
+    let (regularizer, router_step) = match &trainer.routing {
+        Routing::None => (None, 0),
+        Routing::SwiAttn { policy, regularizer } => {
+            save_safetensors(&named_tensors(&policy.routers), &tmp.join("routers.safetensors"))?;
+            write_json(&tmp.join("router_ids.json"), &param_ids(&policy.routers))?;
+            let path = tmp.join("router_optimizer.bpk");
+            trainer.router_optimizer().save(&path).map_err(record_err(&path))?;
+            (Some(regularizer.clone()), policy.step)
+        }
+    };
+    write_json(&tmp.join("state.json"), &State { step, router_step, regularizer, best })?;
+    sync_tree(&tmp)?;
+
+    let done = checkpoints.join(name(step));
+    if done.exists() {
+        std::fs::remove_dir_all(&done).map_err(io(&done))?;
+    }
+    std::fs::rename(&tmp, &done).map_err(io(&done))?;
+    File::open(&checkpoints).and_then(|f| f.sync_all()).map_err(io(&checkpoints))?;
+    Ok(done)
+}
+
+/// Complete checkpoints under `dir`, oldest first.
+pub fn list(dir: &Path) -> Result<Vec<(usize, PathBuf)>> {
+    let checkpoints = dir.join("checkpoints");
+    if !checkpoints.exists() {
+        return Ok(Vec::new());
+    }
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(&checkpoints).map_err(io(&checkpoints))? {
+        let path = entry.map_err(io(&checkpoints))?.path();
+        let step = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .and_then(|n| n.strip_prefix("step-"))
+            .and_then(|s| s.parse().ok());
+        if let (Some(step), true) = (step, path.join("state.json").exists()) {
+            out.push((step, path));
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// Delete all but the last `keep` checkpoints (and the best one).
+pub fn prune(dir: &Path, keep: usize, best: Option<Best>) -> Result<()> {
+    let all = list(dir)?;
+    let cut = all.len().saturating_sub(keep.max(1));
+    for (step, path) in &all[..cut] {
+        if best.is_some_and(|b| b.step == *step) {
+            continue;
+        }
+        std::fs::remove_dir_all(path).map_err(io(path))?;
+    }
+    Ok(())
+}
+
+/// Restore a trainer from a checkpoint directory; `router_config` and the optimizer settings come
+/// from the run's config.
+pub fn load(
+    path: &Path,
+    device: &Device,
+    router_config: &RouterConfig,
+    settings: crate::trainer::OptimizerSettings,
+) -> Result<(Trainer, State)> {
+    let state: State = read_json(&path.join("state.json"))?;
+    let model_dir = path.join("model");
+    let config = ModelConfig::from_file(&model_dir.join("config.json"))?;
+    let ids: BTreeMap<String, u64> = read_json(&path.join("model_ids.json"))?;
+    let source = SafetensorsSource::open(&model_dir)?;
+    let model = load_weights_with_ids(Transformer::new(config, device)?, &source, &LoadOptions::default(), Some(&ids))?;
+    let routing = match &state.regularizer {
+        None => Routing::None,
+        Some(regularizer) => {
+            let ids: BTreeMap<String, u64> = read_json(&path.join("router_ids.json"))?;
+            let layers: Vec<usize> = model
+                .layer_attention()
+                .iter()
+                .enumerate()
+                .filter(|(_, l)| l.type_name() == "routed_attention")
+                .map(|(i, _)| i)
+                .collect();
+            let routers = Routers::new(layers, model.arch.hidden_size, router_config, device);
+            let source = SafetensorsSource::open(&path.join("routers.safetensors"))?;
+            let routers = load_weights_with_ids(routers, &source, &LoadOptions::default(), Some(&ids))?;
+            let mut policy = swiattn_router::router::SwiAttn::new(routers, router_config.clone());
+            policy.step = state.router_step;
+            Routing::SwiAttn { policy, regularizer: regularizer.clone() }
+        }
+    };
+    let mut trainer = Trainer::new(model, routing, settings);
+    trainer.step = state.step;
+    let optimizer = path.join("optimizer.bpk");
+    let model_optim = AdamWConfig::new()
+        .with_weight_decay(trainer.settings().weight_decay as f32)
+        .init()
+        .load(&optimizer)
+        .map_err(record_err(&optimizer))?;
+    trainer.set_model_optimizer(model_optim);
+    if state.regularizer.is_some() {
+        let path = path.join("router_optimizer.bpk");
+        let router_optim = AdamConfig::new().init().load(&path).map_err(record_err(&path))?;
+        trainer.set_router_optimizer(router_optim);
+    }
+    Ok((trainer, state))
+}

@@ -1,0 +1,310 @@
+//! A training run: the config written resolved into the run directory, the loop, JSONL metrics,
+//! periodic evaluation and checkpoints, and exact resumption.
+//!
+//! Run directory:
+//!
+//! ```text
+//! <run>/config.toml       the resolved config (every key)
+//! <run>/metrics.jsonl     one line per logged step ({"step", "loss", "lr", "fa_ratio", ...}) and
+//!                         per evaluation ({"step", "eval_loss", "recall_accuracy", ...})
+//! <run>/checkpoints/      step-NNNNNN/ (see checkpoint.rs)
+//! ```
+//!
+//! Resuming restores the latest complete checkpoint and drops the metric lines logged after it, so
+//! the metrics of an interrupted-and-resumed run are those of an uninterrupted one.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use burn::tensor::Device;
+use serde_json::json;
+use swiattn_core::checkpoint::{LoadOptions, load_model};
+use swiattn_core::model::{ModelConfig, Transformer};
+use swiattn_core::{Error, Result};
+use swiattn_router::router::{Routers, SwiAttn};
+
+use crate::checkpoint::{self, Best};
+use crate::config::{DataConfig, TrainConfig};
+use crate::schedule::LrSchedule;
+use crate::synthetic::Example;
+use crate::trainer::{Batch, OptimizerSettings, Routing, StepMetrics, Trainer};
+
+/// The seed offset of the held-out evaluation stream.
+const EVAL_STREAM: u64 = 1_000_003;
+
+impl DataConfig {
+    pub fn vocab_size(&self) -> usize {
+        match self {
+            DataConfig::LaggedCopy(t) => t.vocab_size(),
+            DataConfig::SpanRecall(t) => t.vocab_size(),
+        }
+    }
+
+    pub fn example(&self, seed: u64, index: u64) -> Example {
+        match self {
+            DataConfig::LaggedCopy(t) => t.example(seed, index),
+            DataConfig::SpanRecall(t) => t.example(seed, index),
+        }
+    }
+
+    /// Sequences `start..start + n` of the stream seeded by `seed`.
+    pub fn batch(&self, seed: u64, start: u64, n: usize, device: &Device) -> Batch {
+        Batch::from_examples((0..n as u64).map(|i| self.example(seed, start + i)).collect(), device)
+    }
+}
+
+/// What a finished run reports.
+#[derive(Clone, Debug)]
+pub struct Summary {
+    pub run_dir: PathBuf,
+    pub steps: usize,
+    pub final_loss: f64,
+    pub eval_loss: f64,
+    pub recall_accuracy: f64,
+    pub best: Option<Best>,
+    pub resumed_from: Option<usize>,
+    pub seconds: f64,
+}
+
+fn io(path: &Path) -> impl Fn(std::io::Error) -> Error + '_ {
+    move |e| Error::io(path, e)
+}
+
+/// The model to start from: from scratch in the configured shape, or a checkpoint; then converted
+/// to the configured attention layout.
+fn initial_model(config: &TrainConfig, device: &Device) -> Result<Transformer> {
+    let m = &config.model;
+    let model = if m.from == "scratch" {
+        let json = json!({
+            "model_type": "llama",
+            "vocab_size": config.data.vocab_size(),
+            "hidden_size": m.hidden_size,
+            "intermediate_size": 2 * m.hidden_size,
+            "num_hidden_layers": m.layers,
+            "num_attention_heads": m.heads,
+            "num_key_value_heads": m.kv_heads,
+            "head_dim": m.hidden_size / m.heads.max(1),
+            "sliding_window": m.sliding_window,
+            "tie_word_embeddings": true,
+            "initializer_range": m.initializer_range,
+        });
+        Transformer::new(
+            ModelConfig::from_json_str(&json.to_string(), "model section of the training config")?,
+            device,
+        )?
+    } else {
+        let options = LoadOptions { sliding_window: Some(m.sliding_window), ..Default::default() };
+        load_model(Path::new(&m.from), device, &options)?.model
+    };
+    if model.arch.vocab_size < config.data.vocab_size() {
+        return Err(Error::Invalid(format!(
+            "the model's vocabulary ({}) is smaller than the data's ({})",
+            model.arch.vocab_size,
+            config.data.vocab_size()
+        )));
+    }
+    if m.attention_pattern.is_empty() {
+        return Ok(model);
+    }
+    let mut layout = model.config.clone();
+    layout.attention_pattern = Some(m.attention_pattern.clone());
+    layout.attention_types = None;
+    layout.sliding_window = Some(m.sliding_window);
+    let layers = layout.resolve("model.attention_pattern")?.layers;
+    model.with_attention(&layers)
+}
+
+fn settings(config: &TrainConfig) -> OptimizerSettings {
+    let o = &config.optim;
+    OptimizerSettings {
+        schedule: LrSchedule { peak: o.lr, warmup: o.warmup, total: config.steps, min_ratio: o.min_lr_ratio },
+        weight_decay: o.weight_decay,
+        router_lr: o.router_lr,
+    }
+}
+
+fn routing_for(model: &Transformer, config: &TrainConfig, device: &Device) -> Routing {
+    let routed: Vec<usize> = model
+        .layer_attention()
+        .iter()
+        .enumerate()
+        .filter(|(_, l)| l.type_name() == "routed_attention")
+        .map(|(i, _)| i)
+        .collect();
+    if routed.is_empty() {
+        return Routing::None;
+    }
+    let router = &config.routing.router;
+    let routers = Routers::new(routed, model.arch.hidden_size, router, device);
+    Routing::SwiAttn { policy: SwiAttn::new(routers, router.clone()), regularizer: config.routing.regularizer.clone() }
+}
+
+/// Keep the metric lines of steps `<= step` (resuming from that step's checkpoint).
+fn truncate_metrics(path: &Path, step: usize) -> Result<()> {
+    if !path.exists() {
+        return Ok(());
+    }
+    let text = std::fs::read_to_string(path).map_err(io(path))?;
+    let kept: Vec<&str> = text
+        .lines()
+        .filter(|line| {
+            serde_json::from_str::<serde_json::Value>(line)
+                .ok()
+                .and_then(|v| v["step"].as_u64())
+                .is_some_and(|s| s as usize <= step)
+        })
+        .collect();
+    let tmp = path.with_extension("jsonl.tmp");
+    std::fs::write(&tmp, kept.iter().map(|l| format!("{l}\n")).collect::<String>()).map_err(io(&tmp))?;
+    std::fs::rename(&tmp, path).map_err(io(path))
+}
+
+/// Train (or resume) the run in `run_dir`. `device` must have autodiff. `progress` sees every step.
+pub fn train(
+    config: &TrainConfig,
+    run_dir: &Path,
+    resume: bool,
+    device: &Device,
+    progress: &mut dyn FnMut(&StepMetrics),
+) -> Result<Summary> {
+    std::fs::create_dir_all(run_dir).map_err(io(run_dir))?;
+    let config_path = run_dir.join("config.toml");
+    let resolved = config.to_toml();
+    if resume {
+        let saved = TrainConfig::from_file(&config_path)?;
+        if saved != *config {
+            return Err(Error::Invalid(format!(
+                "{} holds a different config; resume with that one (omit the config) or start a new run directory",
+                config_path.display()
+            )));
+        }
+    } else {
+        if checkpoint::list(run_dir)?.last().is_some() {
+            return Err(Error::Invalid(format!(
+                "{} already has checkpoints: pass --resume to continue it, or choose another run directory",
+                run_dir.display()
+            )));
+        }
+        std::fs::write(&config_path, &resolved).map_err(io(&config_path))?;
+    }
+    let metrics_path = run_dir.join("metrics.jsonl");
+    let latest = if resume { checkpoint::list(run_dir)?.pop() } else { None };
+    let (mut trainer, mut best, resumed_from) = match latest {
+        Some((step, path)) => {
+            let (trainer, state) = checkpoint::load(&path, device, &config.routing.router, settings(config))?;
+            truncate_metrics(&metrics_path, step)?;
+            (trainer, state.best, Some(step))
+        }
+        None => {
+            if metrics_path.exists() {
+                std::fs::remove_file(&metrics_path).map_err(io(&metrics_path))?;
+            }
+            device.seed(config.seed);
+            let model = initial_model(config, device)?;
+            let routing = routing_for(&model, config, device);
+            (Trainer::new(model, routing, settings(config)), None, None)
+        }
+    };
+    let mut metrics =
+        std::fs::OpenOptions::new().create(true).append(true).open(&metrics_path).map_err(io(&metrics_path))?;
+    let mut log = |value: serde_json::Value| -> Result<()> {
+        writeln!(metrics, "{value}").and_then(|_| metrics.flush()).map_err(io(&metrics_path))
+    };
+
+    let eval: Vec<Batch> = (0..config.eval_sequences.div_ceil(config.batch_size))
+        .map(|i| {
+            config.data.batch(config.seed + EVAL_STREAM, (i * config.batch_size) as u64, config.batch_size, device)
+        })
+        .collect();
+    let started = Instant::now();
+    let tokens_per_step = config.batch_size * (seq_len(&config.data) - 1);
+    let mut last = None;
+    let mut last_eval = None;
+    while trainer.step < config.steps {
+        let step_started = Instant::now();
+        let batch =
+            config.data.batch(config.seed, (trainer.step * config.batch_size) as u64, config.batch_size, device);
+        let m = trainer.train_step(&batch)?;
+        if !m.loss.is_finite() {
+            return Err(Error::Invalid(format!(
+                "step {}: the training loss is {} (not finite); stopping",
+                m.step, m.loss
+            )));
+        }
+        progress(&m);
+        fail_point(m.step);
+        let done = m.step == config.steps;
+        if m.step % config.log_every == 0 || done {
+            let mut line = json!({
+                "step": m.step,
+                "loss": m.loss,
+                "lr": m.lr,
+                "tokens_per_s": tokens_per_step as f64 / step_started.elapsed().as_secs_f64(),
+            });
+            if !m.fa_ratio.is_empty() {
+                line["fa_ratio"] = json!(
+                    m.fa_ratio.iter().map(|(l, r)| (l.to_string(), *r)).collect::<std::collections::BTreeMap<_, _>>()
+                );
+                line["penalty"] = json!(m.penalty);
+                if let Routing::SwiAttn { regularizer, .. } = &trainer.routing {
+                    line["mu"] = json!(regularizer.state.values().map(|s| s.mu).collect::<Vec<_>>());
+                }
+            }
+            log(line)?;
+        }
+        if (config.eval_every > 0 && m.step % config.eval_every == 0) || done {
+            let e = trainer.evaluate(&eval)?;
+            if best.is_none_or(|b| e.loss < b.loss) {
+                best = Some(Best { step: m.step, loss: e.loss });
+            }
+            let fa: Vec<f64> = e
+                .routes
+                .values()
+                .map(|seqs| {
+                    let n: usize = seqs.iter().map(Vec::len).sum();
+                    seqs.iter().flatten().filter(|&&f| f).count() as f64 / n.max(1) as f64
+                })
+                .collect();
+            log(
+                json!({"step": m.step, "eval_loss": e.loss, "recall_accuracy": e.recall_accuracy, "eval_fa_ratio": fa}),
+            )?;
+            last_eval = Some(e);
+        }
+        if (config.save_every > 0 && m.step % config.save_every == 0) || done {
+            checkpoint::save(run_dir, &trainer, best)?;
+            checkpoint::prune(run_dir, config.keep_last, best)?;
+        }
+        last = Some(m);
+    }
+    let last_eval = match last_eval {
+        Some(e) => e,
+        None => trainer.evaluate(&eval)?,
+    };
+    Ok(Summary {
+        run_dir: run_dir.to_path_buf(),
+        steps: trainer.step,
+        final_loss: last.map_or(f64::NAN, |m| m.loss),
+        eval_loss: last_eval.loss,
+        recall_accuracy: last_eval.recall_accuracy,
+        best,
+        resumed_from,
+        seconds: started.elapsed().as_secs_f64(),
+    })
+}
+
+/// A test hook: `SWIATTN_FAIL_AT=step:<n>` aborts the process right after step `n` (before its
+/// metrics, evaluation or checkpoint), like a crash.
+fn fail_point(step: usize) {
+    if std::env::var("SWIATTN_FAIL_AT").is_ok_and(|v| v == format!("step:{step}")) {
+        eprintln!("SWIATTN_FAIL_AT: aborting after step {step}");
+        std::process::abort();
+    }
+}
+
+fn seq_len(data: &DataConfig) -> usize {
+    match data {
+        DataConfig::LaggedCopy(t) => t.seq_len,
+        DataConfig::SpanRecall(t) => t.seq_len,
+    }
+}

@@ -1,0 +1,107 @@
+//! `swiattn train`: a training run from a TOML config (see swiattn-train's `config.rs`), with the
+//! resolved config, JSONL metrics and checkpoints in the run directory; `--resume` continues it.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use burn::tensor::Device;
+use indicatif::{ProgressBar, ProgressStyle};
+use swiattn_train::config::{TrainConfig, default_run_dir};
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// The run's TOML config (optional with --resume: the run directory's config.toml is used).
+    config: Option<PathBuf>,
+    /// Run directory [default: runs/<config file stem>].
+    #[arg(long)]
+    run_dir: Option<PathBuf>,
+    /// Continue the run from its latest complete checkpoint.
+    #[arg(long)]
+    resume: bool,
+    /// Override `steps`.
+    #[arg(long)]
+    steps: Option<usize>,
+    /// Override `seed`.
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Override `optim.lr`.
+    #[arg(long)]
+    lr: Option<f64>,
+    /// Override `batch_size`.
+    #[arg(long)]
+    batch_size: Option<usize>,
+    /// Override `model.attention_pattern`.
+    #[arg(long)]
+    attention_pattern: Option<String>,
+    /// Override the routers' FA target (`routing.regularizer.target`).
+    #[arg(long)]
+    fa_target: Option<f64>,
+    /// Print the resolved config and exit.
+    #[arg(long)]
+    print_config: bool,
+}
+
+pub fn run(args: Args, device: &Device) -> anyhow::Result<()> {
+    let run_dir = match (&args.run_dir, &args.config) {
+        (Some(dir), _) => dir.clone(),
+        (None, Some(config)) => default_run_dir(config),
+        (None, None) => anyhow::bail!("give a config file, or --run-dir with --resume"),
+    };
+    let mut config = match &args.config {
+        Some(path) => TrainConfig::from_file(path)?,
+        None if args.resume => TrainConfig::from_file(&run_dir.join("config.toml"))?,
+        None => anyhow::bail!("give a config file (or --resume an existing run)"),
+    };
+    if let Some(v) = args.steps {
+        config.steps = v;
+    }
+    if let Some(v) = args.seed {
+        config.seed = v;
+    }
+    if let Some(v) = args.lr {
+        config.optim.lr = v;
+    }
+    if let Some(v) = args.batch_size {
+        config.batch_size = v;
+    }
+    if let Some(v) = &args.attention_pattern {
+        config.model.attention_pattern = v.clone();
+    }
+    if let Some(v) = args.fa_target {
+        config.routing.regularizer.target = swiattn_router::Budget::new(v)?;
+    }
+    config.validate("command line")?;
+    if args.print_config {
+        print!("{}", config.to_toml());
+        return Ok(());
+    }
+    let bar = ProgressBar::new(config.steps as u64);
+    bar.set_style(
+        ProgressStyle::with_template("{bar:40} {pos}/{len} loss {msg} {per_sec} eta {eta}").expect("valid template"),
+    );
+    let summary = swiattn_train::run::train(&config, &run_dir, args.resume, &device.clone().autodiff(), &mut |m| {
+        bar.set_position(m.step as u64);
+        let fa = if m.fa_ratio.is_empty() {
+            String::new()
+        } else {
+            format!(" FA {:.3}", m.fa_ratio.values().sum::<f64>() / m.fa_ratio.len() as f64)
+        };
+        bar.set_message(format!("{:.4}{fa}", m.loss));
+    })
+    .with_context(|| format!("run {}", run_dir.display()))?;
+    bar.finish_and_clear();
+    if let Some(step) = summary.resumed_from {
+        println!("resumed from step {step}");
+    }
+    println!(
+        "{}: {} steps in {:.1} s; train loss {:.4}, eval loss {:.4}, recall accuracy {:.3}{}",
+        summary.run_dir.display(),
+        summary.steps,
+        summary.seconds,
+        summary.final_loss,
+        summary.eval_loss,
+        summary.recall_accuracy,
+        summary.best.map(|b| format!(", best eval loss {:.4} at step {}", b.loss, b.step)).unwrap_or_default()
+    );
+    Ok(())
+}
