@@ -87,7 +87,8 @@ pub enum Binarize {
     TopK,
 }
 
-/// The ConSA policy: gates, constraints and the noise that samples them.
+/// The ConSA policy: gates, constraints and the step that draws the gate noise.
+#[derive(Clone, Debug)]
 pub struct Consa {
     pub gates: ConsaGates,
     pub config: ConsaConfig,

@@ -7,7 +7,8 @@
 //! | `model/config.json`, `model/model.safetensors` | the model (reloads exactly, layout included) |
 //! | `model_ids.json`, `optimizer.bpk` | parameter ids and AdamW state (optimizer state is keyed by id) |
 //! | `routers.safetensors`, `router_ids.json`, `router_optimizer.bpk` | routers and their Adam state |
-//! | `state.json` | step, regularizer coefficients, router step, best validation |
+//! | `gates.safetensors`, `gate_ids.json`, `router_optimizer.bpk` | ConSA's gates and their Adam state |
+//! | `state.json` | step, regularizer coefficients, router step, ConSA's multipliers, best validation |
 //!
 //! Data and noise are functions of `(seed, step)`, so the step is the data cursor and the RNG state.
 //! A checkpoint is written into `.step-000500.tmp/`, every file is synced, then the directory is
@@ -23,11 +24,15 @@ use burn::tensor::Device;
 use serde::{Deserialize, Serialize};
 use swiattn_core::checkpoint::safetensors::{SafetensorsSource, save as save_safetensors};
 use swiattn_core::checkpoint::{LoadOptions, load_weights_with_ids, named_tensors, param_ids, save_model};
+use swiattn_core::model::ModelShape;
 use swiattn_core::model::{ModelConfig, Transformer};
 use swiattn_core::{Error, Result};
+use swiattn_router::consa::Consa;
+use swiattn_router::lagrangian::AugmentedLagrangian;
 use swiattn_router::regularizer::EfficiencyRegularizer;
 use swiattn_router::router::{RouterConfig, Routers};
 
+use crate::config::ConsaSection;
 use crate::trainer::{Routing, Trainer};
 
 /// The best evaluation so far.
@@ -37,12 +42,21 @@ pub struct Best {
     pub loss: f64,
 }
 
+/// ConSA's state beside its gates.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ConsaState {
+    pub step: usize,
+    pub constraints: Vec<AugmentedLagrangian>,
+}
+
 /// `state.json`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct State {
     pub step: usize,
     pub router_step: usize,
     pub regularizer: Option<EfficiencyRegularizer>,
+    #[serde(default)]
+    pub consa: Option<ConsaState>,
     pub best: Option<Best>,
 }
 
@@ -108,17 +122,23 @@ pub fn save(dir: &Path, trainer: &Trainer, best: Option<Best>) -> Result<PathBuf
     fail_point(step);
     let optimizer = tmp.join("optimizer.bpk");
     trainer.model_optimizer().save(&optimizer).map_err(record_err(&optimizer))?;
-    let (regularizer, router_step) = match &trainer.routing {
-        Routing::None => (None, 0),
+    let router_optimizer = tmp.join("router_optimizer.bpk");
+    let (regularizer, router_step, consa) = match &trainer.routing {
+        Routing::None => (None, 0, None),
         Routing::SwiAttn { policy, regularizer } => {
             save_safetensors(&named_tensors(&policy.routers), &tmp.join("routers.safetensors"))?;
             write_json(&tmp.join("router_ids.json"), &param_ids(&policy.routers))?;
-            let path = tmp.join("router_optimizer.bpk");
-            trainer.router_optimizer().save(&path).map_err(record_err(&path))?;
-            (Some(regularizer.clone()), policy.step)
+            trainer.router_optimizer().save(&router_optimizer).map_err(record_err(&router_optimizer))?;
+            (Some(regularizer.clone()), policy.step, None)
+        }
+        Routing::Consa(consa) => {
+            save_safetensors(&named_tensors(&consa.gates), &tmp.join("gates.safetensors"))?;
+            write_json(&tmp.join("gate_ids.json"), &param_ids(&consa.gates))?;
+            trainer.router_optimizer().save(&router_optimizer).map_err(record_err(&router_optimizer))?;
+            (None, 0, Some(ConsaState { step: consa.step, constraints: consa.constraints.clone() }))
         }
     };
-    write_json(&tmp.join("state.json"), &State { step, router_step, regularizer, best })?;
+    write_json(&tmp.join("state.json"), &State { step, router_step, regularizer, consa, best })?;
     sync_tree(&tmp)?;
 
     let done = checkpoints.join(name(step));
@@ -165,12 +185,13 @@ pub fn prune(dir: &Path, keep: usize, best: Option<Best>) -> Result<()> {
     Ok(())
 }
 
-/// Restore a trainer from a checkpoint directory; `router_config` and the optimizer settings come
-/// from the run's config.
+/// Restore a trainer from a checkpoint directory; the router and ConSA settings and the optimizer
+/// settings come from the run's config.
 pub fn load(
     path: &Path,
     device: &Device,
     router_config: &RouterConfig,
+    consa: Option<&ConsaSection>,
     settings: crate::trainer::OptimizerSettings,
 ) -> Result<(Trainer, State)> {
     let state: State = read_json(&path.join("state.json"))?;
@@ -179,9 +200,23 @@ pub fn load(
     let ids: BTreeMap<String, u64> = read_json(&path.join("model_ids.json"))?;
     let source = SafetensorsSource::open(&model_dir)?;
     let model = load_weights_with_ids(Transformer::new(config, device)?, &source, &LoadOptions::default(), Some(&ids))?;
-    let routing = match &state.regularizer {
-        None => Routing::None,
-        Some(regularizer) => {
+    let routing = match (&state.regularizer, &state.consa) {
+        (None, Some(saved)) => {
+            let section = consa.ok_or_else(|| {
+                Error::Invalid(format!("{}: a ConSA checkpoint, but the run's config has no [consa]", path.display()))
+            })?;
+            let window =
+                model.arch.sliding_window.ok_or_else(|| Error::Invalid("ConSA needs a sliding_window".into()))?;
+            let mut c = Consa::new(section.gates.clone(), ModelShape::of(&model.config), window, device);
+            let ids: BTreeMap<String, u64> = read_json(&path.join("gate_ids.json"))?;
+            let source = SafetensorsSource::open(&path.join("gates.safetensors"))?;
+            c.gates = load_weights_with_ids(c.gates, &source, &LoadOptions::default(), Some(&ids))?;
+            c.step = saved.step;
+            c.constraints = saved.constraints.clone();
+            Routing::Consa(c)
+        }
+        (None, None) => Routing::None,
+        (Some(regularizer), _) => {
             let ids: BTreeMap<String, u64> = read_json(&path.join("router_ids.json"))?;
             let layers: Vec<usize> = model
                 .layer_attention()
@@ -207,7 +242,7 @@ pub fn load(
         .load(&optimizer)
         .map_err(record_err(&optimizer))?;
     trainer.set_model_optimizer(model_optim);
-    if state.regularizer.is_some() {
+    if state.regularizer.is_some() || state.consa.is_some() {
         let path = path.join("router_optimizer.bpk");
         let router_optim = AdamConfig::new().init().load(&path).map_err(record_err(&path))?;
         trainer.set_router_optimizer(router_optim);

@@ -31,6 +31,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use swiattn_core::{Error, Result};
 use swiattn_router::Scope;
+use swiattn_router::consa::{Binarize, ConsaConfig};
 use swiattn_router::regularizer::{Coefficient, EfficiencyRegularizer};
 use swiattn_router::router::RouterConfig;
 
@@ -56,6 +57,25 @@ pub struct TrainConfig {
     pub model: ModelSection,
     pub optim: OptimConfig,
     pub routing: RoutingConfig,
+    /// ConSA: learn a static allocation for `stage1_steps`, binarize it, train on with it fixed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub consa: Option<ConsaSection>,
+}
+
+/// ConSA's two stages in one run.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConsaSection {
+    /// Steps of stage 1 (gates learned); stage 2 (allocation fixed) runs until `steps`.
+    pub stage1_steps: usize,
+    #[serde(default = "top_k")]
+    pub binarize: Binarize,
+    /// The gates (keys in docs/policies.md): `{ granularity = "kv_head", budget = 0.25, ... }`.
+    pub gates: ConsaConfig,
+}
+
+fn top_k() -> Binarize {
+    Binarize::TopK
 }
 
 impl Default for TrainConfig {
@@ -73,6 +93,7 @@ impl Default for TrainConfig {
             model: ModelSection::default(),
             optim: OptimConfig::default(),
             routing: RoutingConfig::default(),
+            consa: None,
         }
     }
 }
@@ -135,11 +156,13 @@ pub struct OptimConfig {
     pub weight_decay: f64,
     /// Learning rate of routers (Adam, no weight decay).
     pub router_lr: f64,
+    /// Clip the model's gradients to this global L2 norm (0: no clipping).
+    pub grad_clip: f64,
 }
 
 impl Default for OptimConfig {
     fn default() -> Self {
-        Self { lr: 5e-3, warmup: 50, min_lr_ratio: 0.1, weight_decay: 0.01, router_lr: 1e-2 }
+        Self { lr: 5e-3, warmup: 50, min_lr_ratio: 0.1, weight_decay: 0.01, router_lr: 1e-2, grad_clip: 1.0 }
     }
 }
 
@@ -197,6 +220,20 @@ impl TrainConfig {
         }
         if !(self.optim.lr > 0.0 && self.optim.lr.is_finite()) {
             return Err(err("optim.lr", format!("{} must be positive", self.optim.lr)));
+        }
+        if let Some(c) = &self.consa {
+            if c.stage1_steps == 0 || c.stage1_steps >= self.steps {
+                return Err(err(
+                    "consa.stage1_steps",
+                    format!("{} must be in 1..steps ({})", c.stage1_steps, self.steps),
+                ));
+            }
+            if self.model.attention_pattern.chars().any(|ch| ch.eq_ignore_ascii_case(&'R')) {
+                return Err(err(
+                    "consa",
+                    "ConSA learns a static allocation; the layout must not have routed layers".into(),
+                ));
+            }
         }
         match &self.data {
             DataConfig::LaggedCopy(t) => t.validate(),

@@ -5,6 +5,7 @@
 //! [`quickstart`] that compares full, sliding, rule and SwiAttn models on the synthetic task.
 
 pub mod checkpoint;
+pub mod clip;
 pub mod config;
 pub mod quickstart;
 pub mod run;

@@ -143,7 +143,8 @@ pub fn run(config: &QuickstartConfig, device: &Device, progress: &mut dyn FnMut(
     let shape = ModelShape::of(&model_config);
     let base = Transformer::new(model_config, device)?;
     let schedule = LrSchedule { peak: config.pretrain_lr, warmup: 50, total: config.pretrain_steps, min_ratio: 0.1 };
-    let settings = |schedule| OptimizerSettings { schedule, weight_decay: 0.01, router_lr: config.router_lr };
+    let settings =
+        |schedule| OptimizerSettings { schedule, weight_decay: 0.01, router_lr: config.router_lr, grad_clip: None };
     let mut trainer = Trainer::new(base, Routing::None, settings(schedule));
     train(&mut trainer, "pretrain (full attention)", config.pretrain_steps, config, device, progress)?;
     let (base, _) = trainer.into_parts();

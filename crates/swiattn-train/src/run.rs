@@ -19,9 +19,12 @@ use std::time::Instant;
 
 use burn::tensor::Device;
 use serde_json::json;
+use swiattn_core::attention::Window;
 use swiattn_core::checkpoint::{LoadOptions, load_model};
+use swiattn_core::model::ModelShape;
 use swiattn_core::model::{ModelConfig, Transformer};
 use swiattn_core::{Error, Result};
+use swiattn_router::consa::Consa;
 use swiattn_router::router::{Routers, SwiAttn};
 
 use crate::checkpoint::{self, Best};
@@ -121,10 +124,15 @@ fn settings(config: &TrainConfig) -> OptimizerSettings {
         schedule: LrSchedule { peak: o.lr, warmup: o.warmup, total: config.steps, min_ratio: o.min_lr_ratio },
         weight_decay: o.weight_decay,
         router_lr: o.router_lr,
+        grad_clip: (o.grad_clip > 0.0).then_some(o.grad_clip),
     }
 }
 
-fn routing_for(model: &Transformer, config: &TrainConfig, device: &Device) -> Routing {
+fn routing_for(model: &Transformer, config: &TrainConfig, device: &Device) -> Result<Routing> {
+    if let Some(section) = &config.consa {
+        let window = Window::new(config.model.sliding_window)?;
+        return Ok(Routing::Consa(Consa::new(section.gates.clone(), ModelShape::of(&model.config), window, device)));
+    }
     let routed: Vec<usize> = model
         .layer_attention()
         .iter()
@@ -133,11 +141,14 @@ fn routing_for(model: &Transformer, config: &TrainConfig, device: &Device) -> Ro
         .map(|(i, _)| i)
         .collect();
     if routed.is_empty() {
-        return Routing::None;
+        return Ok(Routing::None);
     }
     let router = &config.routing.router;
     let routers = Routers::new(routed, model.arch.hidden_size, router, device);
-    Routing::SwiAttn { policy: SwiAttn::new(routers, router.clone()), regularizer: config.routing.regularizer.clone() }
+    Ok(Routing::SwiAttn {
+        policy: SwiAttn::new(routers, router.clone()),
+        regularizer: config.routing.regularizer.clone(),
+    })
 }
 
 /// Keep the metric lines of steps `<= step` (resuming from that step's checkpoint).
@@ -192,7 +203,8 @@ pub fn train(
     let latest = if resume { checkpoint::list(run_dir)?.pop() } else { None };
     let (mut trainer, mut best, resumed_from) = match latest {
         Some((step, path)) => {
-            let (trainer, state) = checkpoint::load(&path, device, &config.routing.router, settings(config))?;
+            let (trainer, state) =
+                checkpoint::load(&path, device, &config.routing.router, config.consa.as_ref(), settings(config))?;
             truncate_metrics(&metrics_path, step)?;
             (trainer, state.best, Some(step))
         }
@@ -202,7 +214,7 @@ pub fn train(
             }
             device.seed(config.seed);
             let model = initial_model(config, device)?;
-            let routing = routing_for(&model, config, device);
+            let routing = routing_for(&model, config, device)?;
             (Trainer::new(model, routing, settings(config)), None, None)
         }
     };
@@ -234,12 +246,24 @@ pub fn train(
         }
         progress(&m);
         fail_point(m.step);
+        if let (Some(section), Routing::Consa(consa)) = (&config.consa, &trainer.routing)
+            && m.step == section.stage1_steps
+        {
+            let allocation = consa.binarize(section.binarize)?;
+            allocation.save(&run_dir.join("allocation.json"))?;
+            swiattn_router::plot::allocation(&allocation, &run_dir.join("allocation.png"))?;
+            log(
+                json!({"step": m.step, "stage": 2, "allocation_fa_ratio": allocation.fa_ratio(), "expected_ratio": consa.expected_ratio()}),
+            )?;
+            trainer.convert(&allocation.layers())?;
+        }
         let done = m.step == config.steps;
         if m.step % config.log_every == 0 || done {
             let mut line = json!({
                 "step": m.step,
                 "loss": m.loss,
                 "lr": m.lr,
+                "grad_norm": m.grad_norm,
                 "tokens_per_s": tokens_per_step as f64 / step_started.elapsed().as_secs_f64(),
             });
             if !m.fa_ratio.is_empty() {
@@ -247,8 +271,16 @@ pub fn train(
                     m.fa_ratio.iter().map(|(l, r)| (l.to_string(), *r)).collect::<std::collections::BTreeMap<_, _>>()
                 );
                 line["penalty"] = json!(m.penalty);
-                if let Routing::SwiAttn { regularizer, .. } = &trainer.routing {
-                    line["mu"] = json!(regularizer.state.values().map(|s| s.mu).collect::<Vec<_>>());
+                match &trainer.routing {
+                    Routing::SwiAttn { regularizer, .. } => {
+                        line["mu"] = json!(regularizer.state.values().map(|s| s.mu).collect::<Vec<_>>());
+                    }
+                    Routing::Consa(consa) => {
+                        line["expected_fa_ratio"] = json!(consa.expected_ratio());
+                        line["multipliers"] =
+                            json!(consa.constraints.iter().map(|c| c.multipliers).collect::<Vec<_>>());
+                    }
+                    Routing::None => {}
                 }
             }
             log(line)?;

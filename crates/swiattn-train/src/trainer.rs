@@ -13,18 +13,22 @@ use burn::optim::{AdamConfig, AdamWConfig, GradientsParams, ModuleOptimizer};
 use burn::tensor::{Int, Tensor, activation::log_softmax};
 use swiattn_core::Result;
 use swiattn_core::model::{Routes, Transformer};
+use swiattn_router::consa::Consa;
 use swiattn_router::regularizer::EfficiencyRegularizer;
 use swiattn_router::router::SwiAttn;
 use swiattn_router::{Decision, Hard, PolicyController};
 
 use crate::schedule::LrSchedule;
 
-/// How the routed layers of the model are routed while training.
+/// What decides the attention of the model's layers while training, beside the model itself.
 pub enum Routing {
-    /// No routed layers.
+    /// The model's own layout.
     None,
     /// SwiAttn routers and their efficiency regularizer.
     SwiAttn { policy: SwiAttn, regularizer: EfficiencyRegularizer },
+    /// ConSA's stage 1: hard-concrete gates on every unit, held to the budget by the augmented
+    /// Lagrangian.
+    Consa(Consa),
 }
 
 /// One batch: `input` and `target` are `[batch, len]` (target = input shifted by one);
@@ -62,6 +66,8 @@ pub struct StepMetrics {
     pub fa_ratio: BTreeMap<usize, f64>,
     /// The regularizer's penalty, when routers are trained.
     pub penalty: Option<f64>,
+    /// Global L2 norm of the model's gradients, before clipping.
+    pub grad_norm: f64,
 }
 
 /// Optimizer settings.
@@ -71,6 +77,8 @@ pub struct OptimizerSettings {
     pub weight_decay: f64,
     /// Learning rate of the routers (Adam, no weight decay).
     pub router_lr: f64,
+    /// Clip the model's gradients to this global L2 norm.
+    pub grad_clip: Option<f64>,
 }
 
 /// The model, its routing, optimizers and step counter.
@@ -146,7 +154,21 @@ impl Trainer {
                 let hidden = model.hidden_states(input, &mut controller, None)?;
                 Ok((hidden, std::mem::take(&mut controller.decisions)))
             }
+            Routing::Consa(consa) => {
+                let mut controller = PolicyController::new(consa, model.arch.num_heads, training);
+                let hidden = model.hidden_states(input, &mut controller, None)?;
+                Ok((hidden, std::mem::take(&mut controller.decisions)))
+            }
         }
+    }
+
+    /// Switch the model to a new attention layout (weights, parameter ids and optimizer state
+    /// kept) and stop the current routing: ConSA's passage to stage 2.
+    pub fn convert(&mut self, layers: &[swiattn_core::model::LayerAttention]) -> Result<()> {
+        let model = self.model.take().expect("the model is present between steps");
+        self.model = Some(model.with_attention(layers)?);
+        self.routing = Routing::None;
+        Ok(())
     }
 
     /// One optimizer step on `batch`.
@@ -156,6 +178,7 @@ impl Trainer {
         let (nll, _) = next_token_nll(model.logits(hidden), batch.target.clone());
         let penalty = match &self.routing {
             Routing::SwiAttn { regularizer, .. } => regularizer.penalty(&decisions),
+            Routing::Consa(consa) => Some(consa.penalty()),
             Routing::None => None,
         };
         let loss = match &penalty {
@@ -164,14 +187,28 @@ impl Trainer {
         };
         let mut grads = loss.backward();
         let lr = self.settings.schedule.at(self.step);
-        if let Routing::SwiAttn { policy, regularizer } = &mut self.routing {
-            let router_grads = GradientsParams::from_module(&mut grads, &policy.routers);
-            let routers = std::mem::take(&mut policy.routers);
-            policy.routers = self.router_optim.step(self.settings.router_lr, routers, router_grads);
-            regularizer.update(&decisions);
-            policy.step += 1;
+        match &mut self.routing {
+            Routing::SwiAttn { policy, regularizer } => {
+                let router_grads = GradientsParams::from_module(&mut grads, &policy.routers);
+                let routers = std::mem::take(&mut policy.routers);
+                policy.routers = self.router_optim.step(self.settings.router_lr, routers, router_grads);
+                regularizer.update(&decisions);
+                policy.step += 1;
+            }
+            Routing::Consa(consa) => {
+                let gate_grads = GradientsParams::from_module(&mut grads, &consa.gates);
+                let gates = consa.gates.clone();
+                consa.gates = self.router_optim.step(self.settings.router_lr, gates, gate_grads);
+                consa.ascend();
+                consa.step += 1;
+            }
+            Routing::None => {}
         }
-        let model_grads = GradientsParams::from_grads(grads, &model);
+        let mut model_grads = GradientsParams::from_grads(grads, &model);
+        let grad_norm = match self.settings.grad_clip {
+            Some(max) => crate::clip::clip_global_norm(&mut model_grads, &model, max),
+            None => crate::clip::global_norm(&model_grads, &model),
+        };
         self.model = Some(self.model_optim.step(lr, model, model_grads));
         self.step += 1;
         Ok(StepMetrics {
@@ -180,6 +217,7 @@ impl Trainer {
             lr,
             fa_ratio: decisions.iter().map(|(&l, d)| (l, d.hard.fa_ratio())).collect(),
             penalty: penalty.map(|p| p.into_scalar::<f32>() as f64),
+            grad_norm,
         })
     }
 
@@ -193,6 +231,11 @@ impl Trainer {
                 let mut eval = SwiAttn::new(policy.routers.valid(), policy.config.clone());
                 eval.step = policy.step;
                 Routing::SwiAttn { policy: eval, regularizer: regularizer.clone() }
+            }
+            Routing::Consa(consa) => {
+                let mut eval = consa.clone();
+                eval.gates = eval.gates.valid();
+                Routing::Consa(eval)
             }
         };
         let (mut nll_sum, mut tokens, mut hits, mut recalls) = (0.0, 0usize, 0usize, 0usize);

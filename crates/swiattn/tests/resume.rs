@@ -24,6 +24,31 @@ lr = 3e-3
 warmup = 5
 "#;
 
+/// ConSA's two stages in one run: gates for 20 steps, then the binarized allocation.
+const CONSA: &str = r#"
+steps = 30
+batch_size = 4
+eval_every = 15
+eval_sequences = 8
+save_every = 10
+log_every = 1
+[data]
+task = "lagged_copy"
+seq_len = 32
+lag = 12
+[model]
+sliding_window = 4
+attention_pattern = "FF"
+kv_heads = 2
+[optim]
+lr = 3e-3
+warmup = 5
+router_lr = 0.05
+[consa]
+stage1_steps = 20
+gates = { granularity = "kv_head", budget = 0.5 }
+"#;
+
 fn train(dir: &Path, args: &[&str], fail_at: Option<&str>) -> bool {
     let mut command = Command::new(env!("CARGO_BIN_EXE_swiattn"));
     command.arg("train").args(args).arg("--run-dir").arg(dir.join("run"));
@@ -84,4 +109,39 @@ fn resumed_runs_continue_exactly() {
 
     // A finished run refuses to start over in the same directory.
     assert!(!train(&reference, &[config], None));
+}
+
+#[test]
+fn consa_runs_both_stages_and_resume_exactly() {
+    let root = tempfile::tempdir().unwrap();
+    let config = root.path().join("consa.toml");
+    std::fs::write(&config, CONSA).unwrap();
+    let config = config.to_str().unwrap();
+
+    let reference = root.path().join("reference");
+    assert!(train(&reference, &[config], None));
+    let want = metrics(&reference);
+    let stage2 = want.iter().find(|m| m.get("stage").is_some()).expect("a stage-2 line");
+    assert_eq!(stage2["step"], 20);
+    assert_eq!(stage2["allocation_fa_ratio"], 0.5, "top-k meets the budget exactly");
+    assert!(want.iter().any(|m| m.get("multipliers").is_some()), "stage 1 logs the multipliers");
+    let allocation = swiattn_core::model::Allocation::load(&reference.join("run/allocation.json")).unwrap();
+    assert_eq!(allocation.fa_ratio(), 0.5);
+    assert!(reference.join("run/allocation.png").exists());
+    // The final model carries the allocation as its layout.
+    let final_config =
+        std::fs::read_to_string(reference.join("run/checkpoints/step-000030/model/config.json")).unwrap();
+    assert!(final_config.contains("attention_types"), "{final_config}");
+
+    // Killed in stage 1 (after step 15): resumes from step 10 with the gates and multipliers.
+    let stage1 = root.path().join("stage1");
+    assert!(!train(&stage1, &[config], Some("step:15")));
+    assert!(train(&stage1, &["--resume"], None));
+    assert_eq!(metrics(&stage1), want, "resumed inside stage 1");
+
+    // Killed in stage 2 while saving step 30: resumes from step 20 with the fixed allocation.
+    let stage2_run = root.path().join("stage2");
+    assert!(!train(&stage2_run, &[config], Some("save:30")));
+    assert!(train(&stage2_run, &["--resume"], None));
+    assert_eq!(metrics(&stage2_run), want, "resumed inside stage 2");
 }
