@@ -17,7 +17,8 @@ if [[ ${SWIATTN_SKIP_WGPU:-0} == 1 ]]; then
   echo "== wgpu: skipped (SWIATTN_SKIP_WGPU=1)"
   exit 0
 fi
-if ! ldconfig -p | grep -q 'libvulkan.so.1' || ! ls /usr/share/vulkan/icd.d/*.json >/dev/null 2>&1; then
+# (grep without -q: an early exit would SIGPIPE ldconfig and fail the pipeline under pipefail)
+if ! ldconfig -p | grep 'libvulkan.so.1' >/dev/null || ! ls /usr/share/vulkan/icd.d/*.json >/dev/null 2>&1; then
   if command -v apt-get >/dev/null && [[ $(id -u) == 0 ]]; then
     echo "== installing Mesa's software Vulkan (mesa-vulkan-drivers libvulkan1)"
     apt-get update -qq >/dev/null 2>&1 || true
