@@ -7,10 +7,13 @@ use tokenizers::Tokenizer;
 
 use crate::{Error, Result};
 
-/// Load a `tokenizer.json`.
+/// Load a `tokenizer.json`, or the tokenizer inside a `.gguf` model file.
 pub fn load_tokenizer(path: &Path) -> Result<Tokenizer> {
     if !path.exists() {
         return Err(Error::io(path, std::io::Error::new(std::io::ErrorKind::NotFound, "no such file")));
+    }
+    if path.extension().is_some_and(|e| e == "gguf") {
+        return crate::checkpoint::gguf::tokenizer_from_gguf(&crate::checkpoint::gguf::GgufFile::open(path)?);
     }
     Tokenizer::from_file(path)
         .map_err(|e| Error::format(path.display().to_string(), format!("not a tokenizer.json: {e}")))

@@ -91,15 +91,19 @@ impl EfficiencyRegularizer {
             .reduce(|a, b| a + b)
     }
 
-    /// Adapt the coefficients to the measured (hard) ratios of the last step.
-    pub fn update(&mut self, decisions: &BTreeMap<usize, Decision>) {
+    /// Adapt the coefficients to the last step's measured (hard) FA ratio of each routed layer
+    /// ([`measured`]; averaged over the micro-batches when gradients are accumulated).
+    pub fn update(&mut self, measured: &BTreeMap<usize, f64>) {
         let t = self.target.fraction();
-        for (key, ds) in self.groups(decisions) {
-            if ds.is_empty() {
+        let groups: Vec<(String, Vec<f64>)> = match self.scope {
+            Scope::Global => vec![("all".to_string(), measured.values().copied().collect())],
+            Scope::PerLayer => measured.iter().map(|(&l, &r)| (l.to_string(), vec![r])).collect(),
+        };
+        for (key, ratios) in groups {
+            if ratios.is_empty() {
                 continue;
             }
-            let measured = ds.iter().map(|d| d.hard.fa_ratio()).sum::<f64>() / ds.len() as f64;
-            let e = measured - t;
+            let e = ratios.iter().sum::<f64>() / ratios.len() as f64 - t;
             let state = self.state.entry(key).or_default();
             match self.coefficient {
                 Coefficient::Fixed { .. } => {}
@@ -111,4 +115,9 @@ impl EfficiencyRegularizer {
             }
         }
     }
+}
+
+/// The measured (hard) FA ratio of each routed layer in one forward pass's decisions.
+pub fn measured(decisions: &BTreeMap<usize, Decision>) -> BTreeMap<usize, f64> {
+    decisions.iter().map(|(&l, d)| (l, d.hard.fa_ratio())).collect()
 }

@@ -43,7 +43,7 @@ fn track(target: f64, coefficient: Coefficient, estimator: Estimator, steps: usi
         let loss = (gate_of(&decisions[&0]) * utility.clone()).mean().neg() + regularizer.penalty(&decisions).unwrap();
         let grads = GradientsParams::from_grads(loss.backward(), &policy.routers);
         policy.routers = adam.step(ROUTER_LR, policy.routers, grads);
-        regularizer.update(&decisions);
+        regularizer.update(&swiattn_router::regularizer::measured(&decisions));
         policy.step += 1;
         if step >= steps - 100 {
             let hard = match &decisions[&0].hard {

@@ -5,6 +5,7 @@
 //! seed = 0
 //! steps = 2000
 //! batch_size = 16
+//! grad_accumulation = 1       # micro-batches per optimizer step
 //!
 //! [data]                      # synthetic tasks (no downloads)
 //! task = "lagged_copy"        # or "span_recall" (see synthetic.rs for their keys)
@@ -35,6 +36,7 @@ use swiattn_router::consa::{Binarize, ConsaConfig};
 use swiattn_router::regularizer::{Coefficient, EfficiencyRegularizer};
 use swiattn_router::router::RouterConfig;
 
+use crate::data::packed::TextData;
 use crate::synthetic::{LaggedCopy, RecallConfig};
 
 /// A training run.
@@ -43,7 +45,11 @@ use crate::synthetic::{LaggedCopy, RecallConfig};
 pub struct TrainConfig {
     pub seed: u64,
     pub steps: usize,
+    /// Sequences per micro-batch.
     pub batch_size: usize,
+    /// Micro-batches per optimizer step (gradient accumulation): a step sees
+    /// `batch_size · grad_accumulation` sequences.
+    pub grad_accumulation: usize,
     /// Steps between evaluations on held-out data (0: only at the end).
     pub eval_every: usize,
     pub eval_sequences: usize,
@@ -84,6 +90,7 @@ impl Default for TrainConfig {
             seed: 0,
             steps: 2000,
             batch_size: 16,
+            grad_accumulation: 1,
             eval_every: 500,
             eval_sequences: 256,
             save_every: 500,
@@ -98,12 +105,14 @@ impl Default for TrainConfig {
     }
 }
 
-/// Where the training sequences come from.
+/// Where the training sequences come from: a synthetic task, or text shards from
+/// `swiattn data prepare`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "task", rename_all = "snake_case", deny_unknown_fields)]
 pub enum DataConfig {
     LaggedCopy(LaggedCopy),
     SpanRecall(RecallConfig),
+    Text(TextData),
 }
 
 impl Default for DataConfig {
@@ -215,6 +224,9 @@ impl TrainConfig {
         if self.batch_size == 0 {
             return Err(err("batch_size", "must be at least 1".into()));
         }
+        if self.grad_accumulation == 0 {
+            return Err(err("grad_accumulation", "must be at least 1".into()));
+        }
         if self.log_every == 0 {
             return Err(err("log_every", "must be at least 1".into()));
         }
@@ -238,6 +250,8 @@ impl TrainConfig {
         match &self.data {
             DataConfig::LaggedCopy(t) => t.validate(),
             DataConfig::SpanRecall(t) => t.validate(),
+            DataConfig::Text(t) if t.seq_len < 2 => Err(Error::Invalid("seq_len must be at least 2".into())),
+            DataConfig::Text(_) => Ok(()),
         }
         .map_err(|e| err("data", e.to_string()))?;
         Ok(())

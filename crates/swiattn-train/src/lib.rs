@@ -7,6 +7,9 @@
 pub mod checkpoint;
 pub mod clip;
 pub mod config;
+pub mod data;
+pub mod finite;
+pub mod mfu;
 pub mod quickstart;
 pub mod run;
 pub mod schedule;

@@ -18,6 +18,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use burn::tensor::Device;
+use serde::Serialize;
 use serde_json::json;
 use swiattn_core::attention::Window;
 use swiattn_core::checkpoint::{LoadOptions, load_model};
@@ -28,46 +29,38 @@ use swiattn_router::consa::Consa;
 use swiattn_router::router::{Routers, SwiAttn};
 
 use crate::checkpoint::{self, Best};
-use crate::config::{DataConfig, TrainConfig};
+use crate::config::TrainConfig;
+use crate::data::Dataset;
 use crate::schedule::LrSchedule;
-use crate::synthetic::Example;
-use crate::trainer::{Batch, OptimizerSettings, Routing, StepMetrics, Trainer};
+use crate::trainer::{Batch, Evaluation, OptimizerSettings, Routing, StepMetrics, Trainer};
 
-/// The seed offset of the held-out evaluation stream.
-const EVAL_STREAM: u64 = 1_000_003;
-
-impl DataConfig {
-    pub fn vocab_size(&self) -> usize {
-        match self {
-            DataConfig::LaggedCopy(t) => t.vocab_size(),
-            DataConfig::SpanRecall(t) => t.vocab_size(),
-        }
-    }
-
-    pub fn example(&self, seed: u64, index: u64) -> Example {
-        match self {
-            DataConfig::LaggedCopy(t) => t.example(seed, index),
-            DataConfig::SpanRecall(t) => t.example(seed, index),
-        }
-    }
-
-    /// Sequences `start..start + n` of the stream seeded by `seed`.
-    pub fn batch(&self, seed: u64, start: u64, n: usize, device: &Device) -> Batch {
-        Batch::from_examples((0..n as u64).map(|i| self.example(seed, start + i)).collect(), device)
-    }
-}
-
-/// What a finished run reports.
-#[derive(Clone, Debug)]
+/// What a finished run reports (also written to `<run>/summary.json`).
+#[derive(Clone, Debug, Serialize)]
 pub struct Summary {
     pub run_dir: PathBuf,
     pub steps: usize,
     pub final_loss: f64,
     pub eval_loss: f64,
-    pub recall_accuracy: f64,
+    /// Accuracy at the far-back positions (synthetic tasks only).
+    pub recall_accuracy: Option<f64>,
+    /// Held-out FA ratio of each routed layer at the last evaluation.
+    pub eval_fa_ratio: Vec<f64>,
     pub best: Option<Best>,
     pub resumed_from: Option<usize>,
+    /// Wall time of this invocation (since a resume, if resumed).
     pub seconds: f64,
+    /// Mean training throughput and model FLOPs utilization of this invocation's steps.
+    pub tokens_per_s: f64,
+    pub mfu: f64,
+    /// The device's measured matmul throughput, FLOP/s (the MFU denominator).
+    pub matmul_ceiling: f64,
+}
+
+/// What the progress display sees after every step.
+pub struct Progress<'a> {
+    pub metrics: &'a StepMetrics,
+    pub tokens_per_s: f64,
+    pub mfu: f64,
 }
 
 fn io(path: &Path) -> impl Fn(std::io::Error) -> Error + '_ {
@@ -76,12 +69,12 @@ fn io(path: &Path) -> impl Fn(std::io::Error) -> Error + '_ {
 
 /// The model to start from: from scratch in the configured shape, or a checkpoint; then converted
 /// to the configured attention layout.
-fn initial_model(config: &TrainConfig, device: &Device) -> Result<Transformer> {
+fn initial_model(config: &TrainConfig, data: &Dataset, device: &Device) -> Result<Transformer> {
     let m = &config.model;
     let model = if m.from == "scratch" {
         let json = json!({
             "model_type": "llama",
-            "vocab_size": config.data.vocab_size(),
+            "vocab_size": data.vocab_size(),
             "hidden_size": m.hidden_size,
             "intermediate_size": 2 * m.hidden_size,
             "num_hidden_layers": m.layers,
@@ -100,11 +93,11 @@ fn initial_model(config: &TrainConfig, device: &Device) -> Result<Transformer> {
         let options = LoadOptions { sliding_window: Some(m.sliding_window), ..Default::default() };
         load_model(Path::new(&m.from), device, &options)?.model
     };
-    if model.arch.vocab_size < config.data.vocab_size() {
+    if model.arch.vocab_size < data.vocab_size() {
         return Err(Error::Invalid(format!(
             "the model's vocabulary ({}) is smaller than the data's ({})",
             model.arch.vocab_size,
-            config.data.vocab_size()
+            data.vocab_size()
         )));
     }
     if m.attention_pattern.is_empty() {
@@ -177,7 +170,7 @@ pub fn train(
     run_dir: &Path,
     resume: bool,
     device: &Device,
-    progress: &mut dyn FnMut(&StepMetrics),
+    progress: &mut dyn FnMut(&Progress),
 ) -> Result<Summary> {
     std::fs::create_dir_all(run_dir).map_err(io(run_dir))?;
     let config_path = run_dir.join("config.toml");
@@ -199,6 +192,7 @@ pub fn train(
         }
         std::fs::write(&config_path, &resolved).map_err(io(&config_path))?;
     }
+    let data = Dataset::open(&config.data)?;
     let metrics_path = run_dir.join("metrics.jsonl");
     let latest = if resume { checkpoint::list(run_dir)?.pop() } else { None };
     let (mut trainer, mut best, resumed_from) = match latest {
@@ -213,7 +207,7 @@ pub fn train(
                 std::fs::remove_file(&metrics_path).map_err(io(&metrics_path))?;
             }
             device.seed(config.seed);
-            let model = initial_model(config, device)?;
+            let model = initial_model(config, &data, device)?;
             let routing = routing_for(&model, config, device)?;
             (Trainer::new(model, routing, settings(config)), None, None)
         }
@@ -225,26 +219,28 @@ pub fn train(
     };
 
     let eval: Vec<Batch> = (0..config.eval_sequences.div_ceil(config.batch_size))
-        .map(|i| {
-            config.data.batch(config.seed + EVAL_STREAM, (i * config.batch_size) as u64, config.batch_size, device)
-        })
+        .map(|i| data.eval_batch(config.seed, (i * config.batch_size) as u64, config.batch_size, device))
         .collect();
+    let matmul_ceiling = crate::mfu::matmul_ceiling(device);
     let started = Instant::now();
-    let tokens_per_step = config.batch_size * (seq_len(&config.data) - 1);
+    let (mut tokens_done, mut flops_done) = (0.0, 0.0);
+    let sequences_per_step = config.batch_size * config.grad_accumulation;
+    let tokens_per_step = sequences_per_step * data.seq_len();
     let mut last = None;
     let mut last_eval = None;
     while trainer.step < config.steps {
         let step_started = Instant::now();
-        let batch =
-            config.data.batch(config.seed, (trainer.step * config.batch_size) as u64, config.batch_size, device);
-        let m = trainer.train_step(&batch)?;
-        if !m.loss.is_finite() {
-            return Err(Error::Invalid(format!(
-                "step {}: the training loss is {} (not finite); stopping",
-                m.step, m.loss
-            )));
-        }
-        progress(&m);
+        let cursor = trainer.step * sequences_per_step;
+        let batches: Vec<Batch> = (0..config.grad_accumulation)
+            .map(|m| data.train_batch(config.seed, (cursor + m * config.batch_size) as u64, config.batch_size, device))
+            .collect();
+        let m = trainer.train_step(&batches).map_err(|e| Error::Invalid(format!("{}: {e}", run_dir.display())))?;
+        let seconds = step_started.elapsed().as_secs_f64();
+        let fa = if m.fa_ratio.is_empty() { 0.0 } else { m.fa_ratio.values().sum::<f64>() / m.fa_ratio.len() as f64 };
+        let flops = crate::mfu::step_flops(&trainer.model().arch, sequences_per_step, data.seq_len(), fa)?;
+        let (tokens_per_s, mfu) = (tokens_per_step as f64 / seconds, flops / seconds / matmul_ceiling);
+        (tokens_done, flops_done) = (tokens_done + tokens_per_step as f64, flops_done + flops);
+        progress(&Progress { metrics: &m, tokens_per_s, mfu });
         fail_point(m.step);
         if let (Some(section), Routing::Consa(consa)) = (&config.consa, &trainer.routing)
             && m.step == section.stage1_steps
@@ -264,7 +260,8 @@ pub fn train(
                 "loss": m.loss,
                 "lr": m.lr,
                 "grad_norm": m.grad_norm,
-                "tokens_per_s": tokens_per_step as f64 / step_started.elapsed().as_secs_f64(),
+                "tokens_per_s": tokens_per_s,
+                "mfu": mfu,
             });
             if !m.fa_ratio.is_empty() {
                 line["fa_ratio"] = json!(
@@ -290,14 +287,7 @@ pub fn train(
             if best.is_none_or(|b| e.loss < b.loss) {
                 best = Some(Best { step: m.step, loss: e.loss });
             }
-            let fa: Vec<f64> = e
-                .routes
-                .values()
-                .map(|seqs| {
-                    let n: usize = seqs.iter().map(Vec::len).sum();
-                    seqs.iter().flatten().filter(|&&f| f).count() as f64 / n.max(1) as f64
-                })
-                .collect();
+            let fa = held_out_fa_ratio(&e);
             log(
                 json!({"step": m.step, "eval_loss": e.loss, "recall_accuracy": e.recall_accuracy, "eval_fa_ratio": fa}),
             )?;
@@ -313,16 +303,46 @@ pub fn train(
         Some(e) => e,
         None => trainer.evaluate(&eval)?,
     };
-    Ok(Summary {
+    if let Some(routes) = first_sequence_routes(&last_eval) {
+        let title = format!("held-out routes at step {} (dark: full attention)", trainer.step);
+        swiattn_router::plot::routing(&routes, &title, &run_dir.join("routing.png"))?;
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    let summary = Summary {
         run_dir: run_dir.to_path_buf(),
         steps: trainer.step,
         final_loss: last.map_or(f64::NAN, |m| m.loss),
         eval_loss: last_eval.loss,
         recall_accuracy: last_eval.recall_accuracy,
+        eval_fa_ratio: held_out_fa_ratio(&last_eval),
         best,
         resumed_from,
-        seconds: started.elapsed().as_secs_f64(),
-    })
+        seconds,
+        tokens_per_s: tokens_done / seconds,
+        mfu: flops_done / seconds / matmul_ceiling,
+        matmul_ceiling,
+    };
+    let path = run_dir.join("summary.json");
+    std::fs::write(&path, serde_json::to_string_pretty(&summary).expect("serializes")).map_err(io(&path))?;
+    Ok(summary)
+}
+
+/// The FA ratio of each routed layer over all held-out tokens.
+fn held_out_fa_ratio(e: &Evaluation) -> Vec<f64> {
+    e.routes
+        .values()
+        .map(|seqs| {
+            let n: usize = seqs.iter().map(Vec::len).sum();
+            seqs.iter().flatten().filter(|&&f| f).count() as f64 / n.max(1) as f64
+        })
+        .collect()
+}
+
+/// `(layer, FA flags)` of the first held-out sequence, for routed layers.
+fn first_sequence_routes(e: &Evaluation) -> Option<Vec<(usize, Vec<bool>)>> {
+    let routes: Vec<(usize, Vec<bool>)> =
+        e.routes.iter().filter_map(|(&l, seqs)| seqs.first().map(|s| (l, s.clone()))).collect();
+    (!routes.is_empty()).then_some(routes)
 }
 
 /// A test hook: `SWIATTN_FAIL_AT=step:<n>` aborts the process right after step `n` (before its
@@ -331,12 +351,5 @@ fn fail_point(step: usize) {
     if std::env::var("SWIATTN_FAIL_AT").is_ok_and(|v| v == format!("step:{step}")) {
         eprintln!("SWIATTN_FAIL_AT: aborting after step {step}");
         std::process::abort();
-    }
-}
-
-fn seq_len(data: &DataConfig) -> usize {
-    match data {
-        DataConfig::LaggedCopy(t) => t.seq_len,
-        DataConfig::SpanRecall(t) => t.seq_len,
     }
 }

@@ -9,12 +9,12 @@
 use std::collections::BTreeMap;
 
 use burn::module::Module;
-use burn::optim::{AdamConfig, AdamWConfig, GradientsParams, ModuleOptimizer};
+use burn::optim::{AdamConfig, AdamWConfig, GradientsAccumulator, GradientsParams, ModuleOptimizer};
 use burn::tensor::{Int, Tensor, activation::log_softmax};
-use swiattn_core::Result;
 use swiattn_core::model::{Routes, Transformer};
+use swiattn_core::{Error, Result};
 use swiattn_router::consa::Consa;
-use swiattn_router::regularizer::EfficiencyRegularizer;
+use swiattn_router::regularizer::{EfficiencyRegularizer, measured};
 use swiattn_router::router::SwiAttn;
 use swiattn_router::{Decision, Hard, PolicyController};
 
@@ -171,54 +171,105 @@ impl Trainer {
         Ok(())
     }
 
-    /// One optimizer step on `batch`.
-    pub fn train_step(&mut self, batch: &Batch) -> Result<StepMetrics> {
+    /// One optimizer step on the micro-batches of `batches` (gradient accumulation: the step's
+    /// gradient is the mean of theirs, as for one batch of all their sequences). A non-finite loss
+    /// or gradient stops with an error naming the step and the first tensor that holds it.
+    pub fn train_step(&mut self, batches: &[Batch]) -> Result<StepMetrics> {
         let model = self.model.take().expect("the model is present between steps");
-        let (hidden, decisions) = Self::forward(&model, &mut self.routing, batch.input.clone(), true)?;
-        let (nll, _) = next_token_nll(model.logits(hidden), batch.target.clone());
-        let penalty = match &self.routing {
-            Routing::SwiAttn { regularizer, .. } => regularizer.penalty(&decisions),
-            Routing::Consa(consa) => Some(consa.penalty()),
-            Routing::None => None,
+        let result = self.accumulate(&model, batches);
+        let (loss, penalty, fa_ratio, mut model_grads) = match result {
+            Ok(parts) => parts,
+            Err(e) => {
+                self.model = Some(model);
+                return Err(e);
+            }
         };
-        let loss = match &penalty {
-            Some(p) => nll.clone() + p.clone(),
-            None => nll.clone(),
-        };
-        let mut grads = loss.backward();
-        let lr = self.settings.schedule.at(self.step);
+        let grad_norm = crate::clip::global_norm(&model_grads, &model);
+        if !loss.is_finite() || !grad_norm.is_finite() {
+            let culprit = crate::finite::first_non_finite(&model, Some(&model_grads))
+                .unwrap_or_else(|| "none of the parameters or their gradients (the input or a router)".into());
+            self.model = Some(model);
+            return Err(Error::Invalid(format!(
+                "step {}: loss {loss}, gradient norm {grad_norm}; first non-finite tensor: {culprit}",
+                self.step + 1
+            )));
+        }
+        if let Some(max) = self.settings.grad_clip {
+            crate::clip::clip_global_norm(&mut model_grads, &model, max);
+        }
         match &mut self.routing {
             Routing::SwiAttn { policy, regularizer } => {
-                let router_grads = GradientsParams::from_module(&mut grads, &policy.routers);
-                let routers = std::mem::take(&mut policy.routers);
-                policy.routers = self.router_optim.step(self.settings.router_lr, routers, router_grads);
-                regularizer.update(&decisions);
+                regularizer.update(&fa_ratio);
                 policy.step += 1;
             }
             Routing::Consa(consa) => {
-                let gate_grads = GradientsParams::from_module(&mut grads, &consa.gates);
-                let gates = consa.gates.clone();
-                consa.gates = self.router_optim.step(self.settings.router_lr, gates, gate_grads);
                 consa.ascend();
                 consa.step += 1;
             }
             Routing::None => {}
         }
-        let mut model_grads = GradientsParams::from_grads(grads, &model);
-        let grad_norm = match self.settings.grad_clip {
-            Some(max) => crate::clip::clip_global_norm(&mut model_grads, &model, max),
-            None => crate::clip::global_norm(&model_grads, &model),
-        };
+        let lr = self.settings.schedule.at(self.step);
         self.model = Some(self.model_optim.step(lr, model, model_grads));
         self.step += 1;
-        Ok(StepMetrics {
-            step: self.step,
-            loss: nll.into_scalar::<f32>() as f64,
-            lr,
-            fa_ratio: decisions.iter().map(|(&l, d)| (l, d.hard.fa_ratio())).collect(),
-            penalty: penalty.map(|p| p.into_scalar::<f32>() as f64),
-            grad_norm,
-        })
+        Ok(StepMetrics { step: self.step, loss, lr, fa_ratio, penalty, grad_norm })
+    }
+
+    /// Forward and backward over the micro-batches: the mean loss and penalty, the mean measured
+    /// FA ratio per routed layer, and the model's mean gradients; the routers' (or gates')
+    /// optimizer step is taken here on their mean gradients.
+    #[allow(clippy::type_complexity)]
+    fn accumulate(
+        &mut self,
+        model: &Transformer,
+        batches: &[Batch],
+    ) -> Result<(f64, Option<f64>, BTreeMap<usize, f64>, GradientsParams)> {
+        let k = batches.len() as f64;
+        let mut model_acc = GradientsAccumulator::<Transformer>::new();
+        let (mut router_acc, mut gate_acc) = (GradientsAccumulator::new(), GradientsAccumulator::new());
+        let (mut loss, mut penalty_sum, mut fa_ratio) = (0.0, None::<f64>, BTreeMap::<usize, f64>::new());
+        for batch in batches {
+            let (hidden, decisions) = Self::forward(model, &mut self.routing, batch.input.clone(), true)?;
+            let (nll, _) = next_token_nll(model.logits(hidden), batch.target.clone());
+            let penalty = match &self.routing {
+                Routing::SwiAttn { regularizer, .. } => regularizer.penalty(&decisions),
+                Routing::Consa(consa) => Some(consa.penalty()),
+                Routing::None => None,
+            };
+            let objective = match &penalty {
+                Some(p) => nll.clone() + p.clone(),
+                None => nll.clone(),
+            };
+            let mut grads = (objective / k).backward();
+            match &self.routing {
+                Routing::SwiAttn { policy, .. } => {
+                    router_acc.accumulate(&policy.routers, GradientsParams::from_module(&mut grads, &policy.routers))
+                }
+                Routing::Consa(consa) => {
+                    gate_acc.accumulate(&consa.gates, GradientsParams::from_module(&mut grads, &consa.gates))
+                }
+                Routing::None => {}
+            }
+            model_acc.accumulate(model, GradientsParams::from_grads(grads, model));
+            loss += nll.into_scalar::<f32>() as f64 / k;
+            if let Some(p) = penalty {
+                *penalty_sum.get_or_insert(0.0) += p.into_scalar::<f32>() as f64 / k;
+            }
+            for (layer, ratio) in measured(&decisions) {
+                *fa_ratio.entry(layer).or_default() += ratio / k;
+            }
+        }
+        match &mut self.routing {
+            Routing::SwiAttn { policy, .. } => {
+                let routers = std::mem::take(&mut policy.routers);
+                policy.routers = self.router_optim.step(self.settings.router_lr, routers, router_acc.grads());
+            }
+            Routing::Consa(consa) => {
+                let gates = consa.gates.clone();
+                consa.gates = self.router_optim.step(self.settings.router_lr, gates, gate_acc.grads());
+            }
+            Routing::None => {}
+        }
+        Ok((loss, penalty_sum, fa_ratio, model_acc.grads()))
     }
 
     /// Evaluate without gradients: mean NLL, accuracy at the recall positions, and the routes each
@@ -266,7 +317,7 @@ impl Trainer {
         }
         Ok(Evaluation {
             loss: nll_sum / tokens.max(1) as f64,
-            recall_accuracy: hits as f64 / recalls.max(1) as f64,
+            recall_accuracy: (recalls > 0).then(|| hits as f64 / recalls as f64),
             routes,
         })
     }
@@ -280,7 +331,8 @@ fn host_ints<const D: usize>(t: Tensor<D, Int>) -> Vec<i64> {
 #[derive(Clone, Debug)]
 pub struct Evaluation {
     pub loss: f64,
-    pub recall_accuracy: f64,
+    /// Accuracy at the recall positions; `None` when the data has none (text).
+    pub recall_accuracy: Option<f64>,
     /// `routes[layer][sequence]`: the FA flag of each token, for routed layers.
     pub routes: BTreeMap<usize, Vec<Vec<bool>>>,
 }

@@ -2,6 +2,7 @@
 
 mod account;
 mod allocate;
+mod data;
 mod demo;
 mod info;
 mod model_config;
@@ -30,6 +31,9 @@ enum Command {
     /// The main demonstration: full, sliding-only, a rule baseline and SwiAttn trained on synthetic
     /// far-back recall (no downloads), compared on recall accuracy, loss, FA ratio and FLOPs.
     Quickstart(quickstart::Args),
+    /// Data preparation for training on text.
+    #[command(subcommand)]
+    Data(data::Command),
     /// Train (or resume) a run from a TOML config: metrics, evaluations and checkpoints in its
     /// run directory.
     Train(train::Args),
@@ -61,6 +65,7 @@ fn main() -> anyhow::Result<()> {
         Command::Quickstart(args) => quickstart::run(args, backend, &device),
         Command::Demo(args) => demo::run(args, backend, &device),
         Command::Train(args) => train::run(args, &device),
+        Command::Data(command) => data::run(command),
         Command::Ppl(args) => ppl::run(args, backend, &device),
         Command::Info(args) => info::run(args, &device),
         Command::Selftest(args) => selftest::run(args, backend, &device),

@@ -76,17 +76,16 @@ pub fn run(args: Args, device: &Device) -> anyhow::Result<()> {
         return Ok(());
     }
     let bar = ProgressBar::new(config.steps as u64);
-    bar.set_style(
-        ProgressStyle::with_template("{bar:40} {pos}/{len} loss {msg} {per_sec} eta {eta}").expect("valid template"),
-    );
-    let summary = swiattn_train::run::train(&config, &run_dir, args.resume, &device.clone().autodiff(), &mut |m| {
+    bar.set_style(ProgressStyle::with_template("{bar:40} {pos}/{len} {msg} eta {eta}").expect("valid template"));
+    let summary = swiattn_train::run::train(&config, &run_dir, args.resume, &device.clone().autodiff(), &mut |p| {
+        let m = p.metrics;
         bar.set_position(m.step as u64);
         let fa = if m.fa_ratio.is_empty() {
             String::new()
         } else {
-            format!(" FA {:.3}", m.fa_ratio.values().sum::<f64>() / m.fa_ratio.len() as f64)
+            format!(" · FA {:.3}", m.fa_ratio.values().sum::<f64>() / m.fa_ratio.len() as f64)
         };
-        bar.set_message(format!("{:.4}{fa}", m.loss));
+        bar.set_message(format!("loss {:.4}{fa} · {:.0} tok/s · MFU {:.1}%", m.loss, p.tokens_per_s, 100.0 * p.mfu));
     })
     .with_context(|| format!("run {}", run_dir.display()))?;
     bar.finish_and_clear();
@@ -94,14 +93,24 @@ pub fn run(args: Args, device: &Device) -> anyhow::Result<()> {
         println!("resumed from step {step}");
     }
     println!(
-        "{}: {} steps in {:.1} s; train loss {:.4}, eval loss {:.4}, recall accuracy {:.3}{}",
+        "{}: {} steps in {:.1} s; train loss {:.4}, eval loss {:.4}{}{}",
         summary.run_dir.display(),
         summary.steps,
         summary.seconds,
         summary.final_loss,
         summary.eval_loss,
-        summary.recall_accuracy,
+        summary.recall_accuracy.map(|a| format!(", recall accuracy {a:.3}")).unwrap_or_default(),
         summary.best.map(|b| format!(", best eval loss {:.4} at step {}", b.loss, b.step)).unwrap_or_default()
+    );
+    if !summary.eval_fa_ratio.is_empty() {
+        let ratios: Vec<String> = summary.eval_fa_ratio.iter().map(|r| format!("{r:.3}")).collect();
+        println!("held-out FA ratio per routed layer: {} (routing.png)", ratios.join(" "));
+    }
+    println!(
+        "{:.0} tokens/s, MFU {:.2}% of a measured matmul ceiling of {:.1} GFLOP/s (summary.json)",
+        summary.tokens_per_s,
+        100.0 * summary.mfu,
+        summary.matmul_ceiling / 1e9
     );
     Ok(())
 }

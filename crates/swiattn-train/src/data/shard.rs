@@ -1,0 +1,118 @@
+//! Token shards: a small header and the token ids of many documents, each followed by the end-of-
+//! document token, as little-endian u16 (when the vocabulary fits) or u32. Read memory-mapped.
+//!
+//! Header (32 bytes): `"SWTOKENS"`, format version `u32` (1), bytes per token `u32` (2 or 4),
+//! vocabulary size `u32`, end-of-document id `u32`, token count `u64`; then the tokens. The
+//! tokenizer's fingerprint (FNV-1a of its JSON) is in the shard set's `meta.json`.
+
+use std::io::Write;
+use std::path::Path;
+
+use memmap2::Mmap;
+use swiattn_core::{Error, Result};
+
+const MAGIC: &[u8; 8] = b"SWTOKENS";
+const VERSION: u32 = 1;
+const HEADER: usize = 32;
+
+/// Write `tokens` as one shard.
+pub fn write(path: &Path, tokens: &[u32], vocab_size: usize, eod: u32) -> Result<()> {
+    let width: u32 = if vocab_size <= 1 << 16 { 2 } else { 4 };
+    let mut out = Vec::with_capacity(HEADER + tokens.len() * width as usize);
+    out.extend_from_slice(MAGIC);
+    for v in [VERSION, width, vocab_size as u32, eod] {
+        out.extend_from_slice(&v.to_le_bytes());
+    }
+    out.extend_from_slice(&(tokens.len() as u64).to_le_bytes());
+    for &t in tokens {
+        if width == 2 {
+            out.extend_from_slice(&(t as u16).to_le_bytes());
+        } else {
+            out.extend_from_slice(&t.to_le_bytes());
+        }
+    }
+    let tmp = path.with_extension("tmp");
+    let mut file = std::fs::File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
+    file.write_all(&out).and_then(|_| file.sync_all()).map_err(|e| Error::io(&tmp, e))?;
+    std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
+}
+
+/// A memory-mapped shard.
+pub struct Shard {
+    mmap: Mmap,
+    width: usize,
+    pub vocab_size: usize,
+    pub eod: u32,
+    pub len: usize,
+}
+
+impl Shard {
+    pub fn open(path: &Path) -> Result<Self> {
+        let name = path.display().to_string();
+        let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+        // SAFETY: opened read-only; shards are written once (via rename) and never modified.
+        let mmap = unsafe { Mmap::map(&file) }.map_err(|e| Error::io(path, e))?;
+        if mmap.len() < HEADER || &mmap[..8] != MAGIC {
+            return Err(Error::format(name, "not a swiattn token shard (bad magic)"));
+        }
+        let word = |at: usize| u32::from_le_bytes(mmap[at..at + 4].try_into().unwrap());
+        if word(8) != VERSION {
+            return Err(Error::format(name, format!("shard version {} (this build reads {VERSION})", word(8))));
+        }
+        let width = word(12) as usize;
+        let len = u64::from_le_bytes(mmap[24..32].try_into().unwrap()) as usize;
+        if !(width == 2 || width == 4) || mmap.len() != HEADER + len * width {
+            return Err(Error::format(name, format!("{} bytes do not hold {len} tokens of {width} bytes", mmap.len())));
+        }
+        Ok(Self { vocab_size: word(16) as usize, eod: word(20), width, len, mmap })
+    }
+
+    /// Tokens `start..start + n` (clipped to the shard).
+    pub fn tokens(&self, start: usize, n: usize) -> Vec<u32> {
+        let end = (start + n).min(self.len);
+        let bytes = &self.mmap[HEADER + start * self.width..HEADER + end * self.width];
+        match self.width {
+            2 => bytes.chunks_exact(2).map(|b| u16::from_le_bytes([b[0], b[1]]) as u32).collect(),
+            _ => bytes.chunks_exact(4).map(|b| u32::from_le_bytes(b.try_into().unwrap())).collect(),
+        }
+    }
+}
+
+/// FNV-1a 64 of `bytes`: a stable fingerprint (std's hasher is not stable across releases).
+pub fn fingerprint(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| (h ^ b as u64).wrapping_mul(0x0100_0000_01b3))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip_in_both_widths() {
+        let dir = tempfile::tempdir().unwrap();
+        for (vocab, width) in [(1 << 16, 2), ((1 << 16) + 1, 4)] {
+            let tokens: Vec<u32> = (0..1000).map(|i| (i * 7919) % vocab as u32).collect();
+            let path = dir.path().join(format!("{vocab}.bin"));
+            write(&path, &tokens, vocab, 3).unwrap();
+            let shard = Shard::open(&path).unwrap();
+            assert_eq!((shard.width, shard.vocab_size, shard.eod, shard.len), (width, vocab, 3, 1000));
+            assert_eq!(shard.tokens(0, 1000), tokens);
+            assert_eq!(shard.tokens(990, 50), tokens[990..], "clipped at the end");
+            assert_eq!(std::fs::metadata(&path).unwrap().len() as usize, HEADER + 1000 * width);
+        }
+    }
+
+    #[test]
+    fn damaged_shards_are_named_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.bin");
+        write(&path, &[1, 2, 3], 10, 0).unwrap();
+        let bytes = std::fs::read(&path).unwrap();
+        std::fs::write(&path, &bytes[..bytes.len() - 1]).unwrap();
+        let err = Shard::open(&path).err().expect("truncated").to_string();
+        assert!(err.contains("s.bin") && err.contains("3 tokens"), "{err}");
+        std::fs::write(&path, b"not a shard at all, just some bytes").unwrap();
+        let err = Shard::open(&path).err().expect("bad magic").to_string();
+        assert!(err.contains("s.bin") && err.contains("magic"), "{err}");
+    }
+}

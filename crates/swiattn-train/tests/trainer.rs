@@ -1,0 +1,111 @@
+//! The optimizer step: gradient accumulation equals one large batch, and a non-finite loss stops
+//! the step with the tensor named.
+
+use burn::module::{Module, ModuleMapper, Param};
+use burn::tensor::{Device, Tensor};
+use swiattn_core::attention::Window;
+use swiattn_core::checkpoint::param_ids;
+use swiattn_core::model::{LayerAttention, ModelConfig, Transformer};
+use swiattn_core::testing::test_device;
+use swiattn_router::regularizer::{Coefficient, EfficiencyRegularizer};
+use swiattn_router::router::{RouterConfig, Routers, SwiAttn};
+use swiattn_router::{Budget, Scope};
+use swiattn_train::schedule::LrSchedule;
+use swiattn_train::synthetic::LaggedCopy;
+use swiattn_train::trainer::{Batch, OptimizerSettings, Routing, Trainer};
+
+const HIDDEN: usize = 32;
+
+fn task() -> LaggedCopy {
+    LaggedCopy { seq_len: 40, lag: 12, ..LaggedCopy::default() }
+}
+
+/// A 2-layer model with both layers routed (window 4) and SwiAttn routers.
+fn trainer(device: &Device) -> Trainer {
+    // The device's seed is process-wide state: hold it against the other tests' threads.
+    static SEED: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _seeded = SEED.lock().unwrap_or_else(|e| e.into_inner());
+    device.seed(3);
+    let json = serde_json::json!({
+        "model_type": "llama", "vocab_size": task().vocab_size(), "hidden_size": HIDDEN,
+        "intermediate_size": 2 * HIDDEN, "num_hidden_layers": 2, "num_attention_heads": 2,
+        "num_key_value_heads": 1, "head_dim": HIDDEN / 2, "tie_word_embeddings": true,
+    });
+    let config = ModelConfig::from_json_str(&json.to_string(), "test model").unwrap();
+    let window = Window::new(4).unwrap();
+    let model =
+        Transformer::new(config, device).unwrap().with_attention(&vec![LayerAttention::Routed(window); 2]).unwrap();
+    // Start near a 50/50 split so that routes, gates and the regularizer all matter.
+    let router_config = RouterConfig { init_bias: 0.0, ..RouterConfig::default() };
+    let routers = Routers::new(vec![0, 1], HIDDEN, &router_config, device);
+    let regularizer =
+        EfficiencyRegularizer::new(Budget::new(0.25).unwrap(), Coefficient::DualAscent { lr: 0.5 }, Scope::Global);
+    let routing = Routing::SwiAttn { policy: SwiAttn::new(routers, router_config), regularizer };
+    let settings = OptimizerSettings {
+        schedule: LrSchedule::constant(1e-2),
+        weight_decay: 0.01,
+        router_lr: 1e-2,
+        grad_clip: None,
+    };
+    let mut trainer = Trainer::new(model, routing, settings);
+    // burn initializes parameters lazily, at first use: draw them now, while the seed holds.
+    trainer.evaluate(&[batch(0, 1, device)]).unwrap();
+    trainer
+}
+
+fn batch(start: u64, n: usize, device: &Device) -> Batch {
+    Batch::from_examples((0..n as u64).map(|i| task().example(0, start + i)).collect(), device)
+}
+
+fn close(a: f64, b: f64, rel: f64) -> bool {
+    (a - b).abs() <= rel * a.abs().max(b.abs()).max(1e-12)
+}
+
+/// fp32: a sum of 2 means vs one mean reorders additions, ~1e-6 relative; Adam divides by
+/// √v + ε, which keeps that at ~1e-5 after the steps.
+#[test]
+fn accumulated_micro_batches_step_like_one_batch() {
+    let device = test_device().autodiff();
+    let mut whole = trainer(&device);
+    let mut micro = trainer(&device);
+    for step in 0..3u64 {
+        let a = whole.train_step(&[batch(step * 8, 8, &device)]).unwrap();
+        let b = micro.train_step(&[batch(step * 8, 4, &device), batch(step * 8 + 4, 4, &device)]).unwrap();
+        assert!(close(a.loss, b.loss, 1e-5), "step {step} loss: {} vs {}", a.loss, b.loss);
+        assert!(close(a.grad_norm, b.grad_norm, 1e-4), "step {step} gradient norm: {} vs {}", a.grad_norm, b.grad_norm);
+        assert!(close(a.penalty.unwrap(), b.penalty.unwrap(), 1e-4), "step {step}: {a:?} vs {b:?}");
+        for (layer, ratio) in &a.fa_ratio {
+            assert!(close(*ratio, b.fa_ratio[layer], 1e-9), "step {step} layer {layer}: {a:?} vs {b:?}");
+        }
+        assert!(a.fa_ratio.values().all(|r| *r > 0.05 && *r < 0.95), "both branches in use: {a:?}");
+    }
+}
+
+/// Multiplies one parameter by NaN.
+struct Poison(u64);
+
+impl ModuleMapper for Poison {
+    fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+        if param.id.val() == self.0 { param.map(|t| t.mul_scalar(f32::NAN)) } else { param }
+    }
+}
+
+#[test]
+fn a_non_finite_step_names_the_tensor_and_leaves_the_model_usable() {
+    let device = test_device().autodiff();
+    let mut trainer = trainer(&device);
+    trainer.train_step(&[batch(0, 4, &device)]).unwrap();
+    let name = "model.layers.1.mlp.up_proj.weight";
+    let id = param_ids(trainer.model())[name];
+    let (model, routing) = trainer.into_parts();
+    let settings = OptimizerSettings {
+        schedule: LrSchedule::constant(1e-2),
+        weight_decay: 0.01,
+        router_lr: 1e-2,
+        grad_clip: None,
+    };
+    let mut poisoned = Trainer::new(model.map(&mut Poison(id)), routing, settings);
+    let err = poisoned.train_step(&[batch(4, 4, &device)]).unwrap_err().to_string();
+    assert!(err.contains("step 1") && err.contains(name) && err.contains("NaN"), "{err}");
+    assert!(poisoned.evaluate(&[batch(8, 2, &device)]).unwrap().loss.is_nan(), "the model is still there");
+}
