@@ -48,6 +48,21 @@ impl BackendKind {
         }
     }
 
+    /// `n` devices of this backend for data parallelism: CUDA devices 0..n, the first n discrete
+    /// GPUs for wgpu; the CPU has one device, which `n` threads then share.
+    pub fn devices(self, n: usize) -> Result<Vec<Device>> {
+        let first = self.device()?;
+        Ok(match self {
+            #[cfg(feature = "cuda")]
+            BackendKind::Cuda => (0..n).map(Device::cuda).collect(),
+            #[cfg(feature = "wgpu")]
+            BackendKind::Wgpu if n > 1 => {
+                (0..n).map(|i| Device::wgpu(burn::tensor::DeviceKind::DiscreteGpu(i))).collect()
+            }
+            _ => vec![first; n],
+        })
+    }
+
     /// The default device of this backend, or an error naming the missing cargo feature.
     pub fn device(self) -> Result<Device> {
         match self {

@@ -120,8 +120,9 @@ impl Router {
         Self { hidden, output }
     }
 
-    /// Logits `[batch, len]`.
+    /// Logits `[batch, len]`, fp32 like the router's weights whatever the model's dtype.
     pub fn forward(&self, x: Tensor<3>) -> Tensor<2> {
+        let x = x.cast(burn::tensor::DType::F32);
         let x = match &self.hidden {
             Some(hidden) => activation::silu(hidden.forward(x)),
             None => x,

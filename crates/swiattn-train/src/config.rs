@@ -6,6 +6,7 @@
 //! steps = 2000
 //! batch_size = 16
 //! grad_accumulation = 1       # micro-batches per optimizer step
+//! devices = 1                 # data parallel over this many GPUs (grad_accumulation a multiple)
 //!
 //! [data]                      # synthetic tasks (no downloads)
 //! task = "lagged_copy"        # or "span_recall" (see synthetic.rs for their keys)
@@ -37,6 +38,7 @@ use swiattn_router::regularizer::{Coefficient, EfficiencyRegularizer};
 use swiattn_router::router::RouterConfig;
 
 use crate::data::packed::TextData;
+use crate::precision::Precision;
 use crate::synthetic::{LaggedCopy, RecallConfig};
 
 /// A training run.
@@ -50,6 +52,9 @@ pub struct TrainConfig {
     /// Micro-batches per optimizer step (gradient accumulation): a step sees
     /// `batch_size · grad_accumulation` sequences.
     pub grad_accumulation: usize,
+    /// Data-parallel devices of the backend (CUDA 0..devices); the micro-batches of a step are
+    /// spread over them, so `grad_accumulation` must be a multiple.
+    pub devices: usize,
     /// Steps between evaluations on held-out data (0: only at the end).
     pub eval_every: usize,
     pub eval_sequences: usize,
@@ -91,6 +96,7 @@ impl Default for TrainConfig {
             steps: 2000,
             batch_size: 16,
             grad_accumulation: 1,
+            devices: 1,
             eval_every: 500,
             eval_sequences: 256,
             save_every: 500,
@@ -136,6 +142,8 @@ pub struct ModelSection {
     pub sliding_window: usize,
     /// The layout to train (F, S, R, H per layer, tiled); empty keeps the model's own.
     pub attention_pattern: String,
+    /// `f32`, or `bf16` / `f16`: compute in that dtype with fp32 master weights.
+    pub dtype: Precision,
 }
 
 impl Default for ModelSection {
@@ -149,6 +157,7 @@ impl Default for ModelSection {
             initializer_range: 0.1,
             sliding_window: 16,
             attention_pattern: "F".into(),
+            dtype: Precision::F32,
         }
     }
 }
@@ -226,6 +235,15 @@ impl TrainConfig {
         }
         if self.grad_accumulation == 0 {
             return Err(err("grad_accumulation", "must be at least 1".into()));
+        }
+        if self.devices == 0 || self.grad_accumulation % self.devices != 0 {
+            return Err(err(
+                "devices",
+                format!(
+                    "{} devices need grad_accumulation ({}) to be a multiple of them (a micro-batch per device)",
+                    self.devices, self.grad_accumulation
+                ),
+            ));
         }
         if self.log_every == 0 {
             return Err(err("log_every", "must be at least 1".into()));

@@ -10,6 +10,8 @@ pub mod config;
 pub mod data;
 pub mod finite;
 pub mod mfu;
+mod micro;
+pub mod precision;
 pub mod quickstart;
 pub mod run;
 pub mod schedule;

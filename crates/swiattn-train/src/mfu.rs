@@ -10,7 +10,7 @@
 
 use std::time::Instant;
 
-use burn::tensor::{Device, Distribution, Tensor};
+use burn::tensor::{DType, Device, Distribution, Tensor};
 use swiattn_core::Result;
 use swiattn_core::model::Arch;
 use swiattn_router::accounting::{Routing, account};
@@ -30,14 +30,15 @@ pub fn step_flops(arch: &Arch, sequences: usize, len: usize, fa_ratio: f64) -> R
     Ok(3.0 * sequences as f64 * (2.0 * matmul_parameters(arch) as f64 * len as f64 + attention))
 }
 
-/// The device's matmul throughput in FLOP/s: square fp32 matmuls of growing size (256, 512, …,
-/// until one takes over 50 ms or the size reaches 4096), best of 3 timed runs each after a warm-up.
-pub fn matmul_ceiling(device: &Device) -> f64 {
+/// The device's matmul throughput in FLOP/s in `dtype` (the compute dtype): square matmuls of
+/// growing size (256, 512, …, until one takes over 50 ms or the size reaches 4096), best of 3 timed
+/// runs each after a warm-up.
+pub fn matmul_ceiling(device: &Device, dtype: DType) -> f64 {
     let mut best = 0.0f64;
     let mut n: usize = 256;
     loop {
-        let a = Tensor::<2>::random([n, n], Distribution::Default, device);
-        let b = Tensor::<2>::random([n, n], Distribution::Default, device);
+        let a = Tensor::<2>::random([n, n], Distribution::Default, device).cast(dtype);
+        let b = Tensor::<2>::random([n, n], Distribution::Default, device).cast(dtype);
         let run = || {
             let started = Instant::now();
             // Reading one element back waits for the device.

@@ -52,7 +52,7 @@ pub struct Summary {
     /// Mean training throughput and model FLOPs utilization of this invocation's steps.
     pub tokens_per_s: f64,
     pub mfu: f64,
-    /// The device's measured matmul throughput, FLOP/s (the MFU denominator).
+    /// One device's measured matmul throughput, FLOP/s (MFU's denominator: this × devices).
     pub matmul_ceiling: f64,
 }
 
@@ -164,14 +164,16 @@ fn truncate_metrics(path: &Path, step: usize) -> Result<()> {
     std::fs::rename(&tmp, path).map_err(io(path))
 }
 
-/// Train (or resume) the run in `run_dir`. `device` must have autodiff. `progress` sees every step.
+/// Train (or resume) the run in `run_dir` on `devices` (autodiff; `config.devices` of them, data
+/// parallel when more than one, the model kept on the first). `progress` sees every step.
 pub fn train(
     config: &TrainConfig,
     run_dir: &Path,
     resume: bool,
-    device: &Device,
+    devices: &[Device],
     progress: &mut dyn FnMut(&Progress),
 ) -> Result<Summary> {
+    let device = devices.first().ok_or_else(|| Error::Invalid("no device to train on".into()))?;
     std::fs::create_dir_all(run_dir).map_err(io(run_dir))?;
     let config_path = run_dir.join("config.toml");
     let resolved = config.to_toml();
@@ -212,6 +214,8 @@ pub fn train(
             (Trainer::new(model, routing, settings(config)), None, None)
         }
     };
+    trainer.precision = config.model.dtype;
+    trainer.devices = devices.to_vec();
     let mut metrics =
         std::fs::OpenOptions::new().create(true).append(true).open(&metrics_path).map_err(io(&metrics_path))?;
     let mut log = |value: serde_json::Value| -> Result<()> {
@@ -221,7 +225,9 @@ pub fn train(
     let eval: Vec<Batch> = (0..config.eval_sequences.div_ceil(config.batch_size))
         .map(|i| data.eval_batch(config.seed, (i * config.batch_size) as u64, config.batch_size, device))
         .collect();
-    let matmul_ceiling = crate::mfu::matmul_ceiling(device);
+    // One device's ceiling; MFU divides by it times the number of devices.
+    let matmul_ceiling = crate::mfu::matmul_ceiling(&device.clone().inner(), config.model.dtype.dtype());
+    let peak = matmul_ceiling * devices.len() as f64;
     let started = Instant::now();
     let (mut tokens_done, mut flops_done) = (0.0, 0.0);
     let sequences_per_step = config.batch_size * config.grad_accumulation;
@@ -238,7 +244,7 @@ pub fn train(
         let seconds = step_started.elapsed().as_secs_f64();
         let fa = if m.fa_ratio.is_empty() { 0.0 } else { m.fa_ratio.values().sum::<f64>() / m.fa_ratio.len() as f64 };
         let flops = crate::mfu::step_flops(&trainer.model().arch, sequences_per_step, data.seq_len(), fa)?;
-        let (tokens_per_s, mfu) = (tokens_per_step as f64 / seconds, flops / seconds / matmul_ceiling);
+        let (tokens_per_s, mfu) = (tokens_per_step as f64 / seconds, flops / seconds / peak);
         (tokens_done, flops_done) = (tokens_done + tokens_per_step as f64, flops_done + flops);
         progress(&Progress { metrics: &m, tokens_per_s, mfu });
         fail_point(m.step);
@@ -319,7 +325,7 @@ pub fn train(
         resumed_from,
         seconds,
         tokens_per_s: tokens_done / seconds,
-        mfu: flops_done / seconds / matmul_ceiling,
+        mfu: flops_done / seconds / peak,
         matmul_ceiling,
     };
     let path = run_dir.join("summary.json");

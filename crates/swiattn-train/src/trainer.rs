@@ -9,15 +9,17 @@
 use std::collections::BTreeMap;
 
 use burn::module::Module;
-use burn::optim::{AdamConfig, AdamWConfig, GradientsAccumulator, GradientsParams, ModuleOptimizer};
-use burn::tensor::{Int, Tensor, activation::log_softmax};
+use burn::optim::{AdamConfig, AdamWConfig, GradientsParams, ModuleOptimizer};
+use burn::tensor::{Device, Int, Tensor, activation::log_softmax};
 use swiattn_core::model::{Routes, Transformer};
 use swiattn_core::{Error, Result};
 use swiattn_router::consa::Consa;
-use swiattn_router::regularizer::{EfficiencyRegularizer, measured};
+use swiattn_router::regularizer::EfficiencyRegularizer;
 use swiattn_router::router::SwiAttn;
 use swiattn_router::{Decision, Hard, PolicyController};
 
+use crate::micro;
+use crate::precision::Precision;
 use crate::schedule::LrSchedule;
 
 /// What decides the attention of the model's layers while training, beside the model itself.
@@ -29,6 +31,26 @@ pub enum Routing {
     /// ConSA's stage 1: hard-concrete gates on every unit, held to the budget by the augmented
     /// Lagrangian.
     Consa(Consa),
+}
+
+impl Routing {
+    /// A replica on `device` (autodiff) for data parallelism: trainable parameters are fresh
+    /// leaves there; settings, steps and coefficients are copied.
+    pub fn fork(&self, device: &Device) -> Routing {
+        match self {
+            Routing::None => Routing::None,
+            Routing::SwiAttn { policy, regularizer } => {
+                let mut replica = SwiAttn::new(policy.routers.clone().fork(device), policy.config.clone());
+                replica.step = policy.step;
+                Routing::SwiAttn { policy: replica, regularizer: regularizer.clone() }
+            }
+            Routing::Consa(consa) => {
+                let mut replica = consa.clone();
+                replica.gates = replica.gates.fork(device);
+                Routing::Consa(replica)
+            }
+        }
+    }
 }
 
 /// One batch: `input` and `target` are `[batch, len]` (target = input shifted by one);
@@ -52,6 +74,15 @@ impl Batch {
             input: Tensor::from_data(burn::tensor::TensorData::new(take(0..t), [n, t]), device),
             target: Tensor::from_data(burn::tensor::TensorData::new(take(1..t + 1), [n, t]), device),
             recall: examples.into_iter().map(|e| e.recall).collect(),
+        }
+    }
+
+    /// The batch on another device.
+    pub fn to_device(&self, device: &Device) -> Self {
+        Batch {
+            input: self.input.clone().to_device(device),
+            target: self.target.clone().to_device(device),
+            recall: self.recall.clone(),
         }
     }
 }
@@ -89,12 +120,19 @@ pub struct Trainer {
     model_optim: ModuleOptimizer,
     router_optim: ModuleOptimizer,
     pub step: usize,
+    /// The compute dtype (fp32 master weights either way).
+    pub precision: Precision,
+    /// Data-parallel devices (autodiff), the model's own first; empty or one: no data parallelism.
+    pub devices: Vec<Device>,
 }
 
 /// Mean next-token NLL of `logits` `[batch, len, vocab]` against `target` `[batch, len]`, and the
-/// per-position NLL `[batch, len]`.
+/// per-position NLL `[batch, len]`; in fp32 whatever the model's dtype.
 pub fn next_token_nll(logits: Tensor<3>, target: Tensor<2, Int>) -> (Tensor<1>, Tensor<2>) {
-    let nll = log_softmax(logits, 2).gather(2, target.unsqueeze_dim(2)).neg().squeeze_dim::<2>(2);
+    let nll = log_softmax(logits.cast(burn::tensor::DType::F32), 2)
+        .gather(2, target.unsqueeze_dim(2))
+        .neg()
+        .squeeze_dim::<2>(2);
     (nll.clone().mean(), nll)
 }
 
@@ -103,7 +141,16 @@ impl Trainer {
     pub fn new(model: Transformer, routing: Routing, settings: OptimizerSettings) -> Self {
         let model_optim = AdamWConfig::new().with_weight_decay(settings.weight_decay as f32).init();
         let router_optim = AdamConfig::new().init();
-        Self { model: Some(model), routing, settings, model_optim, router_optim, step: 0 }
+        Self {
+            model: Some(model),
+            routing,
+            settings,
+            model_optim,
+            router_optim,
+            step: 0,
+            precision: Precision::F32,
+            devices: Vec::new(),
+        }
     }
 
     pub fn model(&self) -> &Transformer {
@@ -140,7 +187,7 @@ impl Trainer {
     }
 
     /// Forward with the routing's decisions: hidden states and the decisions of routed layers.
-    fn forward(
+    pub(crate) fn forward(
         model: &Transformer,
         routing: &mut Routing,
         input: Tensor<2, Int>,
@@ -214,68 +261,38 @@ impl Trainer {
         Ok(StepMetrics { step: self.step, loss, lr, fa_ratio, penalty, grad_norm })
     }
 
-    /// Forward and backward over the micro-batches: the mean loss and penalty, the mean measured
-    /// FA ratio per routed layer, and the model's mean gradients; the routers' (or gates')
-    /// optimizer step is taken here on their mean gradients.
+    /// Forward and backward over the micro-batches (on the data-parallel devices when there are
+    /// several): the mean loss and penalty, the mean measured FA ratio per routed layer, and the
+    /// model's mean gradients; the routers' (or gates') optimizer step is taken here.
     #[allow(clippy::type_complexity)]
     fn accumulate(
         &mut self,
         model: &Transformer,
         batches: &[Batch],
     ) -> Result<(f64, Option<f64>, BTreeMap<usize, f64>, GradientsParams)> {
-        let k = batches.len() as f64;
-        let mut model_acc = GradientsAccumulator::<Transformer>::new();
-        let (mut router_acc, mut gate_acc) = (GradientsAccumulator::new(), GradientsAccumulator::new());
-        let (mut loss, mut penalty_sum, mut fa_ratio) = (0.0, None::<f64>, BTreeMap::<usize, f64>::new());
-        for batch in batches {
-            let (hidden, decisions) = Self::forward(model, &mut self.routing, batch.input.clone(), true)?;
-            let (nll, _) = next_token_nll(model.logits(hidden), batch.target.clone());
-            let penalty = match &self.routing {
-                Routing::SwiAttn { regularizer, .. } => regularizer.penalty(&decisions),
-                Routing::Consa(consa) => Some(consa.penalty()),
-                Routing::None => None,
-            };
-            let objective = match &penalty {
-                Some(p) => nll.clone() + p.clone(),
-                None => nll.clone(),
-            };
-            let mut grads = (objective / k).backward();
-            match &self.routing {
-                Routing::SwiAttn { policy, .. } => {
-                    router_acc.accumulate(&policy.routers, GradientsParams::from_module(&mut grads, &policy.routers))
-                }
-                Routing::Consa(consa) => {
-                    gate_acc.accumulate(&consa.gates, GradientsParams::from_module(&mut grads, &consa.gates))
-                }
-                Routing::None => {}
-            }
-            model_acc.accumulate(model, GradientsParams::from_grads(grads, model));
-            loss += nll.into_scalar::<f32>() as f64 / k;
-            if let Some(p) = penalty {
-                *penalty_sum.get_or_insert(0.0) += p.into_scalar::<f32>() as f64 / k;
-            }
-            for (layer, ratio) in measured(&decisions) {
-                *fa_ratio.entry(layer).or_default() += ratio / k;
-            }
-        }
-        match &mut self.routing {
-            Routing::SwiAttn { policy, .. } => {
+        let part = if self.devices.len() > 1 {
+            micro::data_parallel(model, &self.routing, self.precision, batches, &self.devices)?
+        } else {
+            micro::passes(model, &mut self.routing, self.precision, batches, batches.len() as f64)?
+        };
+        match (&mut self.routing, part.policy_grads) {
+            (Routing::SwiAttn { policy, .. }, Some(grads)) => {
                 let routers = std::mem::take(&mut policy.routers);
-                policy.routers = self.router_optim.step(self.settings.router_lr, routers, router_acc.grads());
+                policy.routers = self.router_optim.step(self.settings.router_lr, routers, grads);
             }
-            Routing::Consa(consa) => {
+            (Routing::Consa(consa), Some(grads)) => {
                 let gates = consa.gates.clone();
-                consa.gates = self.router_optim.step(self.settings.router_lr, gates, gate_acc.grads());
+                consa.gates = self.router_optim.step(self.settings.router_lr, gates, grads);
             }
-            Routing::None => {}
+            _ => {}
         }
-        Ok((loss, penalty_sum, fa_ratio, model_acc.grads()))
+        Ok((part.loss, part.penalty, part.fa_ratio, part.model_grads))
     }
 
     /// Evaluate without gradients: mean NLL, accuracy at the recall positions, and the routes each
     /// routed layer took for every sequence (`routes[layer][b]`, one FA flag per token).
     pub fn evaluate(&mut self, batches: &[Batch]) -> Result<Evaluation> {
-        let model = self.model().valid();
+        let model = self.precision.compute_copy(&self.model().valid());
         let mut routing = match &self.routing {
             Routing::None => Routing::None,
             Routing::SwiAttn { policy, regularizer } => {

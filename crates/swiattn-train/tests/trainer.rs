@@ -2,7 +2,7 @@
 //! the step with the tensor named.
 
 use burn::module::{Module, ModuleMapper, Param};
-use burn::tensor::{Device, Tensor};
+use burn::tensor::{DType, Device, Tensor};
 use swiattn_core::attention::Window;
 use swiattn_core::checkpoint::param_ids;
 use swiattn_core::model::{LayerAttention, ModelConfig, Transformer};
@@ -10,6 +10,7 @@ use swiattn_core::testing::test_device;
 use swiattn_router::regularizer::{Coefficient, EfficiencyRegularizer};
 use swiattn_router::router::{RouterConfig, Routers, SwiAttn};
 use swiattn_router::{Budget, Scope};
+use swiattn_train::precision::Precision;
 use swiattn_train::schedule::LrSchedule;
 use swiattn_train::synthetic::LaggedCopy;
 use swiattn_train::trainer::{Batch, OptimizerSettings, Routing, Trainer};
@@ -81,6 +82,29 @@ fn accumulated_micro_batches_step_like_one_batch() {
     }
 }
 
+/// Two replicas (threads; on the CPU both on the one device) compute what accumulation does.
+#[test]
+fn data_parallel_steps_like_accumulation() {
+    let device = test_device().autodiff();
+    let mut single = trainer(&device);
+    let mut parallel = trainer(&device);
+    parallel.devices = vec![device.clone(), device.clone()];
+    for step in 0..3u64 {
+        let batches: Vec<Batch> = (0..4).map(|m| batch(step * 12 + m * 3, 3, &device)).collect();
+        let a = single.train_step(&batches).unwrap();
+        let b = parallel.train_step(&batches).unwrap();
+        assert!(close(a.loss, b.loss, 1e-6), "step {step} loss: {} vs {}", a.loss, b.loss);
+        assert!(close(a.grad_norm, b.grad_norm, 1e-5), "step {step}: {} vs {}", a.grad_norm, b.grad_norm);
+        assert!(close(a.penalty.unwrap(), b.penalty.unwrap(), 1e-5), "step {step}: {a:?} vs {b:?}");
+        assert_eq!(a.fa_ratio.keys().collect::<Vec<_>>(), b.fa_ratio.keys().collect::<Vec<_>>());
+        for (layer, ratio) in &a.fa_ratio {
+            assert!(close(*ratio, b.fa_ratio[layer], 1e-9), "step {step} layer {layer}: {a:?} vs {b:?}");
+        }
+    }
+    let (wa, wb) = (single.model().model.norm.weight.val(), parallel.model().model.norm.weight.val());
+    assert!((wa - wb).abs().max().into_scalar::<f32>() < 1e-5, "the same weights after 3 steps");
+}
+
 /// Multiplies one parameter by NaN.
 struct Poison(u64);
 
@@ -108,4 +132,31 @@ fn a_non_finite_step_names_the_tensor_and_leaves_the_model_usable() {
     let err = poisoned.train_step(&[batch(4, 4, &device)]).unwrap_err().to_string();
     assert!(err.contains("step 1") && err.contains(name) && err.contains("NaN"), "{err}");
     assert!(poisoned.evaluate(&[batch(8, 2, &device)]).unwrap().loss.is_nan(), "the model is still there");
+}
+
+/// bf16 compute with fp32 master weights (flex runs bf16 on the CPU): the first loss matches fp32
+/// to bf16 precision (8 bits of mantissa: ~0.4 % per rounding), the master weights stay fp32 and
+/// train, and the loss falls.
+#[test]
+fn bf16_compute_trains_fp32_master_weights() {
+    let device = test_device().autodiff();
+    let mut reference = trainer(&device);
+    let mut bf16 = trainer(&device);
+    bf16.precision = Precision::Bf16;
+    let want = reference.train_step(&[batch(0, 4, &device)]).unwrap();
+    let got = bf16.train_step(&[batch(0, 4, &device)]).unwrap();
+    assert!(close(got.loss, want.loss, 2e-2), "{} vs {}", got.loss, want.loss);
+    assert!(close(got.grad_norm, want.grad_norm, 5e-2), "{} vs {}", got.grad_norm, want.grad_norm);
+    assert!(!close(got.loss, want.loss, 1e-7), "bf16 compute rounds: {} vs {}", got.loss, want.loss);
+    let before = bf16.model().model.layers[0].mlp.up_proj.weight.val();
+    let mut last = got.loss;
+    for step in 1..6 {
+        last = bf16.train_step(&[batch(0, 4, &device)]).unwrap().loss;
+        assert!(last.is_finite(), "step {step}");
+    }
+    assert!(last < got.loss, "training lowers the loss on a repeated batch: {} → {last}", got.loss);
+    let after = bf16.model().model.layers[0].mlp.up_proj.weight.val();
+    assert_eq!((before.dtype(), after.dtype()), (DType::F32, DType::F32), "master weights");
+    assert!((after - before).abs().max().into_scalar::<f32>() > 0.0, "the master weights moved");
+    assert!(bf16.evaluate(&[batch(8, 2, &device)]).unwrap().loss.is_finite());
 }

@@ -64,7 +64,7 @@ fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Quickstart(args) => quickstart::run(args, backend, &device),
         Command::Demo(args) => demo::run(args, backend, &device),
-        Command::Train(args) => train::run(args, &device),
+        Command::Train(args) => train::run(args, backend),
         Command::Data(command) => data::run(command),
         Command::Ppl(args) => ppl::run(args, backend, &device),
         Command::Info(args) => info::run(args, &device),

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use burn::tensor::Device;
 use indicatif::{ProgressBar, ProgressStyle};
+use swiattn_core::backend::BackendKind;
 use swiattn_train::config::{TrainConfig, default_run_dir};
 
 #[derive(clap::Args)]
@@ -30,6 +31,12 @@ pub struct Args {
     /// Override `batch_size`.
     #[arg(long)]
     batch_size: Option<usize>,
+    /// Override `grad_accumulation`.
+    #[arg(long)]
+    grad_accumulation: Option<usize>,
+    /// Override `devices` (data-parallel GPUs).
+    #[arg(long)]
+    devices: Option<usize>,
     /// Override `model.attention_pattern`.
     #[arg(long)]
     attention_pattern: Option<String>,
@@ -41,7 +48,7 @@ pub struct Args {
     print_config: bool,
 }
 
-pub fn run(args: Args, device: &Device) -> anyhow::Result<()> {
+pub fn run(args: Args, backend: BackendKind) -> anyhow::Result<()> {
     let run_dir = match (&args.run_dir, &args.config) {
         (Some(dir), _) => dir.clone(),
         (None, Some(config)) => default_run_dir(config),
@@ -64,6 +71,12 @@ pub fn run(args: Args, device: &Device) -> anyhow::Result<()> {
     if let Some(v) = args.batch_size {
         config.batch_size = v;
     }
+    if let Some(v) = args.grad_accumulation {
+        config.grad_accumulation = v;
+    }
+    if let Some(v) = args.devices {
+        config.devices = v;
+    }
     if let Some(v) = &args.attention_pattern {
         config.model.attention_pattern = v.clone();
     }
@@ -77,7 +90,8 @@ pub fn run(args: Args, device: &Device) -> anyhow::Result<()> {
     }
     let bar = ProgressBar::new(config.steps as u64);
     bar.set_style(ProgressStyle::with_template("{bar:40} {pos}/{len} {msg} eta {eta}").expect("valid template"));
-    let summary = swiattn_train::run::train(&config, &run_dir, args.resume, &device.clone().autodiff(), &mut |p| {
+    let devices: Vec<Device> = backend.devices(config.devices)?.into_iter().map(|d| d.autodiff()).collect();
+    let summary = swiattn_train::run::train(&config, &run_dir, args.resume, &devices, &mut |p| {
         let m = p.metrics;
         bar.set_position(m.step as u64);
         let fa = if m.fa_ratio.is_empty() {

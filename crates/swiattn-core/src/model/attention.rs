@@ -172,13 +172,17 @@ impl SelfAttention {
             let block = default_block(w);
             return match control {
                 LayerControl::Route(route) => routed_attention(q, k, v, route, w, pos, s, block),
+                // Gates and scales come from fp32 policies; they act in the model's dtype.
                 LayerControl::RouteScaled { route, scale } => {
-                    routed_attention(q, k, v, route, w, pos, s, block) * scale.clone().unsqueeze_dims::<4>(&[1, 3])
+                    let out = routed_attention(q, k, v, route, w, pos, s, block);
+                    let dtype = out.dtype();
+                    out * scale.clone().cast(dtype).unsqueeze_dims::<4>(&[1, 3])
                 }
                 LayerControl::Mix(gate) => {
                     let full = dense_attention(q.clone(), k.clone(), v.clone(), Span::Full, pos, s);
                     let sliding = sliding_attention(q, k, v, w, pos, s, block);
-                    sliding.clone() + gate.clone() * (full - sliding)
+                    let gate = gate.clone().cast(full.dtype());
+                    sliding.clone() + gate * (full - sliding)
                 }
             };
         }

@@ -1,0 +1,162 @@
+//! The forward and backward passes of one optimizer step: its micro-batches run one after another
+//! on the model's device, or spread round-robin over several devices (data parallelism), each
+//! device on its own thread with a replica of the model and routing forked from the master copy.
+//! Either way the result is the mean over the micro-batches, so a data-parallel step computes what
+//! the same micro-batches accumulated on one device compute (up to the order of float sums).
+
+use std::collections::BTreeMap;
+
+use burn::module::Module;
+use burn::optim::{GradientsAccumulator, GradientsParams};
+use burn::tensor::Device;
+use swiattn_core::model::Transformer;
+use swiattn_core::{Error, Result};
+use swiattn_router::regularizer::measured;
+
+use crate::precision::Precision;
+use crate::trainer::{Batch, Routing, Trainer, next_token_nll};
+
+/// The mean over some micro-batches of a step (each term already divided by the step's count).
+pub struct Partial {
+    pub loss: f64,
+    pub penalty: Option<f64>,
+    /// Measured FA ratio per routed layer.
+    pub fa_ratio: BTreeMap<usize, f64>,
+    pub model_grads: GradientsParams,
+    /// Gradients of the routers (SwiAttn) or gates (ConSA).
+    pub policy_grads: Option<GradientsParams>,
+}
+
+/// Forward and backward over `batches` on `model`'s device; terms divided by `k`.
+pub fn passes(
+    model: &Transformer,
+    routing: &mut Routing,
+    precision: Precision,
+    batches: &[Batch],
+    k: f64,
+) -> Result<Partial> {
+    let mut model_acc = GradientsAccumulator::<Transformer>::new();
+    let mut policy_grads: Option<GradientsParams> = None;
+    let mut part = Partial {
+        loss: 0.0,
+        penalty: None,
+        fa_ratio: BTreeMap::new(),
+        model_grads: GradientsParams::new(),
+        policy_grads: None,
+    };
+    for batch in batches {
+        let compute = precision.compute_copy(model);
+        let (hidden, decisions) = Trainer::forward(&compute, routing, batch.input.clone(), true)?;
+        let (nll, _) = next_token_nll(compute.logits(hidden), batch.target.clone());
+        let penalty = match &*routing {
+            Routing::SwiAttn { regularizer, .. } => regularizer.penalty(&decisions),
+            Routing::Consa(consa) => Some(consa.penalty()),
+            Routing::None => None,
+        };
+        let objective = match &penalty {
+            Some(p) => nll.clone() + p.clone(),
+            None => nll.clone(),
+        };
+        let mut grads = (objective / k).backward();
+        let policy = match &*routing {
+            Routing::SwiAttn { policy, .. } => Some(sum(
+                policy_grads.take(),
+                GradientsParams::from_module(&mut grads, &policy.routers),
+                &policy.routers,
+            )),
+            Routing::Consa(consa) => {
+                Some(sum(policy_grads.take(), GradientsParams::from_module(&mut grads, &consa.gates), &consa.gates))
+            }
+            Routing::None => None,
+        };
+        policy_grads = policy;
+        model_acc.accumulate(model, GradientsParams::from_grads(grads, model));
+        part.loss += nll.into_scalar::<f32>() as f64 / k;
+        if let Some(p) = penalty {
+            *part.penalty.get_or_insert(0.0) += p.into_scalar::<f32>() as f64 / k;
+        }
+        for (layer, ratio) in measured(&decisions) {
+            *part.fa_ratio.entry(layer).or_default() += ratio / k;
+        }
+    }
+    part.model_grads = model_acc.grads();
+    part.policy_grads = policy_grads;
+    Ok(part)
+}
+
+/// `a + b` for the parameters of `module` (`b` alone when there is no `a`).
+fn sum<M: Module>(a: Option<GradientsParams>, b: GradientsParams, module: &M) -> GradientsParams {
+    let mut acc = GradientsAccumulator::<M>::new();
+    if let Some(a) = a {
+        acc.accumulate(module, a);
+    }
+    acc.accumulate(module, b);
+    acc.grads()
+}
+
+/// The micro-batches of a step spread round-robin over `devices` (autodiff devices), one thread
+/// per device; gradients gathered onto the master model's device and summed there.
+pub fn data_parallel(
+    model: &Transformer,
+    routing: &Routing,
+    precision: Precision,
+    batches: &[Batch],
+    devices: &[Device],
+) -> Result<Partial> {
+    let k = batches.len() as f64;
+    let main = model.devices().first().cloned().ok_or_else(|| Error::Invalid("the model has no device".into()))?;
+    let parts: Vec<Result<Partial>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = devices
+            .iter()
+            .enumerate()
+            .map(|(d, device)| {
+                let replica = model.clone().fork(device);
+                let mut routing = routing.fork(device);
+                let mine: Vec<Batch> =
+                    batches.iter().skip(d).step_by(devices.len()).map(|b| b.to_device(device)).collect();
+                scope.spawn(move || passes(&replica, &mut routing, precision, &mine, k))
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or_else(|_| Err(Error::Invalid("a device thread panicked".into()))))
+            .collect()
+    });
+    let mut total: Option<Partial> = None;
+    for part in parts {
+        let part = part?;
+        let model_grads = part.model_grads.to_device(&main, model);
+        let policy_grads = part.policy_grads.map(|g| match routing {
+            Routing::SwiAttn { policy, .. } => g.to_device(&main, &policy.routers),
+            Routing::Consa(consa) => g.to_device(&main, &consa.gates),
+            Routing::None => g,
+        });
+        total = Some(match total {
+            None => Partial { model_grads, policy_grads, ..part },
+            Some(t) => Partial {
+                loss: t.loss + part.loss,
+                penalty: match (t.penalty, part.penalty) {
+                    (Some(a), Some(b)) => Some(a + b),
+                    (a, b) => a.or(b),
+                },
+                fa_ratio: {
+                    let mut fa = t.fa_ratio;
+                    for (layer, r) in part.fa_ratio {
+                        *fa.entry(layer).or_default() += r;
+                    }
+                    fa
+                },
+                model_grads: sum(Some(t.model_grads), model_grads, model),
+                policy_grads: match (t.policy_grads, policy_grads) {
+                    (Some(a), Some(b)) => Some(match routing {
+                        Routing::SwiAttn { policy, .. } => sum(Some(a), b, &policy.routers),
+                        Routing::Consa(consa) => sum(Some(a), b, &consa.gates),
+                        Routing::None => a,
+                    }),
+                    (a, b) => a.or(b),
+                },
+            },
+        });
+    }
+    total.ok_or_else(|| Error::Invalid("data parallelism over no devices".into()))
+}
