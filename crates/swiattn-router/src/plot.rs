@@ -101,3 +101,56 @@ pub fn routing(routes: &[(usize, Vec<bool>)], title: &str, path: &Path) -> Resul
     let title = format!("{title} (layers {})", layers.join(","));
     heatmap(path, &title, "token", "routed layer (in order)", &values)
 }
+/// Named series of `(x, y)` points as lines with markers (each series sorted by x), with a legend:
+/// e.g. quality against the achieved FA ratio, one series per policy.
+pub fn series(
+    series: &[(String, Vec<(f64, f64)>)],
+    title: &str,
+    x_label: &str,
+    y_label: &str,
+    path: &Path,
+) -> Result<()> {
+    register_font();
+    let fail = |e: &dyn std::fmt::Display| Error::Invalid(format!("{}: could not draw the plot: {e}", path.display()));
+    let points: Vec<(f64, f64)> =
+        series.iter().flat_map(|(_, p)| p.iter().copied()).filter(|(x, y)| x.is_finite() && y.is_finite()).collect();
+    if points.is_empty() {
+        return Err(Error::Invalid(format!("{}: nothing to plot", path.display())));
+    }
+    let span = |values: Vec<f64>| {
+        let (lo, hi) = values.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &v| (lo.min(v), hi.max(v)));
+        let pad = ((hi - lo) * 0.08).max(1e-3);
+        (lo - pad)..(hi + pad)
+    };
+    let (xs, ys) = (span(points.iter().map(|p| p.0).collect()), span(points.iter().map(|p| p.1).collect()));
+    let root = BitMapBackend::new(path, (720, 480)).into_drawing_area();
+    root.fill(&WHITE).map_err(|e| fail(&e))?;
+    let mut chart = ChartBuilder::on(&root)
+        .caption(title, (FAMILY, 18))
+        .margin(14)
+        .x_label_area_size(40)
+        .y_label_area_size(56)
+        .build_cartesian_2d(xs, ys)
+        .map_err(|e| fail(&e))?;
+    chart.configure_mesh().x_desc(x_label).y_desc(y_label).label_style((FAMILY, 12)).draw().map_err(|e| fail(&e))?;
+    for (i, (name, points)) in series.iter().enumerate() {
+        let color = Palette99::pick(i).to_rgba();
+        let mut sorted = points.clone();
+        sorted.sort_by(|a, b| a.0.total_cmp(&b.0));
+        chart
+            .draw_series(LineSeries::new(sorted.clone(), color.stroke_width(2)))
+            .map_err(|e| fail(&e))?
+            .label(name.as_str())
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], color.stroke_width(2)));
+        chart.draw_series(sorted.iter().map(|&p| Circle::new(p, 4, color.filled()))).map_err(|e| fail(&e))?;
+    }
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK.mix(0.3))
+        .label_font((FAMILY, 12))
+        .draw()
+        .map_err(|e| fail(&e))?;
+    root.present().map_err(|e| fail(&e))?;
+    Ok(())
+}

@@ -133,6 +133,9 @@ impl Default for DataConfig {
 pub struct ModelSection {
     /// `"scratch"`, or a Hugging Face directory / GGUF file to continue pretraining from.
     pub from: String,
+    /// From scratch: a Hugging Face `config.json` giving the shape (e.g. SmolLM2-135M's), randomly
+    /// initialized; empty: the shape keys below.
+    pub config: String,
     pub hidden_size: usize,
     pub layers: usize,
     pub heads: usize,
@@ -142,6 +145,9 @@ pub struct ModelSection {
     pub sliding_window: usize,
     /// The layout to train (F, S, R, H per layer, tiled); empty keeps the model's own.
     pub attention_pattern: String,
+    /// A rule baseline's layout instead (`interleave:5`, `layers:3,7`, `heads:0.25`, … as for
+    /// `swiattn allocate`); empty: `attention_pattern`.
+    pub rule: String,
     /// `f32`, or `bf16` / `f16`: compute in that dtype with fp32 master weights.
     pub dtype: Precision,
 }
@@ -150,6 +156,7 @@ impl Default for ModelSection {
     fn default() -> Self {
         Self {
             from: "scratch".into(),
+            config: String::new(),
             hidden_size: 64,
             layers: 2,
             heads: 4,
@@ -157,6 +164,7 @@ impl Default for ModelSection {
             initializer_range: 0.1,
             sliding_window: 16,
             attention_pattern: "F".into(),
+            rule: String::new(),
             dtype: Precision::F32,
         }
     }
@@ -250,6 +258,13 @@ impl TrainConfig {
         }
         if !(self.optim.lr > 0.0 && self.optim.lr.is_finite()) {
             return Err(err("optim.lr", format!("{} must be positive", self.optim.lr)));
+        }
+        if !self.model.rule.is_empty() {
+            let rule: Result<swiattn_router::rules::Rule> = self.model.rule.parse();
+            rule.map_err(|e| err("model.rule", e.to_string()))?;
+            if self.consa.is_some() {
+                return Err(err("model.rule", "a rule's layout and [consa] exclude each other".into()));
+            }
         }
         if let Some(c) = &self.consa {
             if c.stage1_steps == 0 || c.stage1_steps >= self.steps {

@@ -15,5 +15,6 @@ pub mod precision;
 pub mod quickstart;
 pub mod run;
 pub mod schedule;
+pub mod sweep;
 pub mod synthetic;
 pub mod trainer;

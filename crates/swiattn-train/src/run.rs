@@ -25,8 +25,10 @@ use swiattn_core::checkpoint::{LoadOptions, load_model};
 use swiattn_core::model::ModelShape;
 use swiattn_core::model::{ModelConfig, Transformer};
 use swiattn_core::{Error, Result};
+use swiattn_router::accounting::{Routing as Costs, account};
 use swiattn_router::consa::Consa;
 use swiattn_router::router::{Routers, SwiAttn};
+use swiattn_router::rules::Rule;
 
 use crate::checkpoint::{self, Best};
 use crate::config::TrainConfig;
@@ -45,6 +47,10 @@ pub struct Summary {
     pub recall_accuracy: Option<f64>,
     /// Held-out FA ratio of each routed layer at the last evaluation.
     pub eval_fa_ratio: Vec<f64>,
+    /// FA ratio over all layers of the final layout (routed layers at their held-out ratio).
+    pub fa_ratio: f64,
+    /// Attention FLOPs of a training sequence relative to all-full attention (window-aware).
+    pub attention_flops_vs_full: f64,
     pub best: Option<Best>,
     pub resumed_from: Option<usize>,
     /// Wall time of this invocation (since a resume, if resumed).
@@ -71,7 +77,9 @@ fn io(path: &Path) -> impl Fn(std::io::Error) -> Error + '_ {
 /// to the configured attention layout.
 fn initial_model(config: &TrainConfig, data: &Dataset, device: &Device) -> Result<Transformer> {
     let m = &config.model;
-    let model = if m.from == "scratch" {
+    let model = if m.from == "scratch" && !m.config.is_empty() {
+        Transformer::new(ModelConfig::from_file(Path::new(&m.config))?, device)?
+    } else if m.from == "scratch" {
         let json = json!({
             "model_type": "llama",
             "vocab_size": data.vocab_size(),
@@ -99,6 +107,11 @@ fn initial_model(config: &TrainConfig, data: &Dataset, device: &Device) -> Resul
             model.arch.vocab_size,
             data.vocab_size()
         )));
+    }
+    if !m.rule.is_empty() {
+        let rule: Rule = m.rule.parse()?;
+        let allocation = rule.allocation(&ModelShape::of(&model.config), Window::new(m.sliding_window)?)?;
+        return model.with_attention(&allocation.layers());
     }
     if m.attention_pattern.is_empty() {
         return Ok(model);
@@ -195,6 +208,10 @@ pub fn train(
         std::fs::write(&config_path, &resolved).map_err(io(&config_path))?;
     }
     let data = Dataset::open(&config.data)?;
+    // One device's ceiling; MFU divides by it times the number of devices. Measured before the
+    // seed is set: its random matrices (a timing-dependent number) must not shift the model's.
+    let matmul_ceiling = crate::mfu::matmul_ceiling(&device.clone().inner(), config.model.dtype.dtype());
+    let peak = matmul_ceiling * devices.len() as f64;
     let metrics_path = run_dir.join("metrics.jsonl");
     let latest = if resume { checkpoint::list(run_dir)?.pop() } else { None };
     let (mut trainer, mut best, resumed_from) = match latest {
@@ -225,9 +242,6 @@ pub fn train(
     let eval: Vec<Batch> = (0..config.eval_sequences.div_ceil(config.batch_size))
         .map(|i| data.eval_batch(config.seed, (i * config.batch_size) as u64, config.batch_size, device))
         .collect();
-    // One device's ceiling; MFU divides by it times the number of devices.
-    let matmul_ceiling = crate::mfu::matmul_ceiling(&device.clone().inner(), config.model.dtype.dtype());
-    let peak = matmul_ceiling * devices.len() as f64;
     let started = Instant::now();
     let (mut tokens_done, mut flops_done) = (0.0, 0.0);
     let sequences_per_step = config.batch_size * config.grad_accumulation;
@@ -314,13 +328,19 @@ pub fn train(
         swiattn_router::plot::routing(&routes, &title, &run_dir.join("routing.png"))?;
     }
     let seconds = started.elapsed().as_secs_f64();
+    let eval_fa_ratio = held_out_fa_ratio(&last_eval);
+    let routed =
+        if eval_fa_ratio.is_empty() { 0.0 } else { eval_fa_ratio.iter().sum::<f64>() / eval_fa_ratio.len() as f64 };
+    let cost = account(&trainer.model().arch, data.seq_len(), 2, &Costs::Ratio(routed))?;
     let summary = Summary {
         run_dir: run_dir.to_path_buf(),
         steps: trainer.step,
         final_loss: last.map_or(f64::NAN, |m| m.loss),
         eval_loss: last_eval.loss,
         recall_accuracy: last_eval.recall_accuracy,
-        eval_fa_ratio: held_out_fa_ratio(&last_eval),
+        eval_fa_ratio,
+        fa_ratio: cost.fa_ratio(),
+        attention_flops_vs_full: cost.attention_flops / cost.full_attention_flops,
         best,
         resumed_from,
         seconds,

@@ -8,7 +8,7 @@
 
 use std::collections::BTreeMap;
 
-use burn::module::Module;
+use burn::module::{Module, ModuleVisitor, Param};
 use burn::optim::{AdamConfig, AdamWConfig, GradientsParams, ModuleOptimizer};
 use burn::tensor::{Device, Int, Tensor, activation::log_softmax};
 use swiattn_core::model::{Routes, Transformer};
@@ -126,6 +126,17 @@ pub struct Trainer {
     pub devices: Vec<Device>,
 }
 
+/// Initialize every parameter of `module` now.
+fn materialize<M: Module>(module: &M) {
+    struct Touch;
+    impl ModuleVisitor for Touch {
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+            let _ = param.val();
+        }
+    }
+    module.visit(&mut Touch);
+}
+
 /// Mean next-token NLL of `logits` `[batch, len, vocab]` against `target` `[batch, len]`, and the
 /// per-position NLL `[batch, len]`; in fp32 whatever the model's dtype.
 pub fn next_token_nll(logits: Tensor<3>, target: Tensor<2, Int>) -> (Tensor<1>, Tensor<2>) {
@@ -137,8 +148,17 @@ pub fn next_token_nll(logits: Tensor<3>, target: Tensor<2, Int>) -> (Tensor<1>, 
 }
 
 impl Trainer {
-    /// A trainer for `model` (on an autodiff device).
+    /// A trainer for `model` (on an autodiff device). Draws any parameter not drawn yet (burn
+    /// initializes lazily, at first use) — the model's, then the routers' or gates' — so that they
+    /// depend on the device's seed alone, not on what else draws random numbers before the first
+    /// step.
     pub fn new(model: Transformer, routing: Routing, settings: OptimizerSettings) -> Self {
+        materialize(&model);
+        match &routing {
+            Routing::SwiAttn { policy, .. } => materialize(&policy.routers),
+            Routing::Consa(consa) => materialize(&consa.gates),
+            Routing::None => {}
+        }
         let model_optim = AdamWConfig::new().with_weight_decay(settings.weight_decay as f32).init();
         let router_optim = AdamConfig::new().init();
         Self {

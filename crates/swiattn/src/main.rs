@@ -10,6 +10,7 @@ mod plot;
 mod ppl;
 mod quickstart;
 mod selftest;
+mod sweep;
 mod train;
 
 use clap::{Parser, Subcommand};
@@ -37,6 +38,8 @@ enum Command {
     /// Train (or resume) a run from a TOML config: metrics, evaluations and checkpoints in its
     /// run directory.
     Train(train::Args),
+    /// Run a grid of training runs (policy × budget × window × seed) and tabulate them.
+    Sweep(sweep::Args),
     /// Build the embedded default hybrid model and show what swiattn does with it: per-layer
     /// attention and cost, the three-path agreement check, and blocked vs dense sliding attention.
     Demo(demo::Args),
@@ -65,6 +68,7 @@ fn main() -> anyhow::Result<()> {
         Command::Quickstart(args) => quickstart::run(args, backend, &device),
         Command::Demo(args) => demo::run(args, backend, &device),
         Command::Train(args) => train::run(args, backend),
+        Command::Sweep(args) => sweep::run(args, backend),
         Command::Data(command) => data::run(command),
         Command::Ppl(args) => ppl::run(args, backend, &device),
         Command::Info(args) => info::run(args, &device),

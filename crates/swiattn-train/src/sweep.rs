@@ -1,0 +1,306 @@
+//! Ablation sweeps: a grid of policy × budget × window × seed over one base training config, each
+//! cell a training run in its own directory; finished cells are skipped and unfinished ones
+//! resumed; one results table (CSV and markdown) and a plot of quality against the achieved FA
+//! ratio per policy.
+//!
+//! ```toml
+//! base = "quick.toml"             # a training config (relative to this file), or a [base] table
+//! out = "sweeps/quick"            # [default: sweeps/<this file's stem>]
+//!
+//! [grid]
+//! policy = ["full", "sliding", "swiattn", "consa", "rule:interleave:1", "rule:heads:{budget}"]
+//! budget = [0.125, 0.25]          # SwiAttn's FA target, ConSA's budget, `{budget}` in a rule
+//! window = [8, 16]                # [default: the base's sliding_window]
+//! seed = [0, 1]                   # [default: the base's seed]
+//! ```
+//!
+//! Policies: `full` and `sliding` (every layer), `swiattn` (every layer routed, regularizer target =
+//! budget), `consa` (ConSA's two stages, gates budget = budget; the base's `[consa]` section or
+//! half the steps per stage with KV-head gates), `rule:<spec>` (a rule baseline's layout, as for
+//! `swiattn allocate`). Budget-free policies run once per window and seed.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use swiattn_core::{Error, Result};
+use swiattn_router::consa::{Binarize, ConsaConfig};
+use swiattn_router::{Budget, Granularity};
+
+use crate::config::{ConsaSection, TrainConfig};
+use crate::run::Summary;
+
+/// A sweep file.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SweepConfig {
+    pub base: Base,
+    #[serde(default)]
+    pub out: Option<PathBuf>,
+    pub grid: Grid,
+}
+
+/// The base training config: a file or an inline table.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(untagged)]
+pub enum Base {
+    File(PathBuf),
+    Inline(Box<TrainConfig>),
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Grid {
+    pub policy: Vec<String>,
+    #[serde(default)]
+    pub budget: Vec<f64>,
+    #[serde(default)]
+    pub window: Vec<usize>,
+    #[serde(default)]
+    pub seed: Vec<u64>,
+}
+
+/// One cell of the grid.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Cell {
+    pub policy: String,
+    /// `None` for budget-free policies.
+    pub budget: Option<f64>,
+    pub window: usize,
+    pub seed: u64,
+}
+
+impl Cell {
+    /// The cell's directory name.
+    pub fn name(&self) -> String {
+        let budget = self.budget.map(|b| format!("-b{b}")).unwrap_or_default();
+        let policy: String =
+            self.policy.chars().map(|c| if c.is_ascii_alphanumeric() || c == '.' { c } else { '_' }).collect();
+        format!("{policy}{budget}-w{}-s{}", self.window, self.seed)
+    }
+
+    fn uses_budget(policy: &str) -> bool {
+        policy == "swiattn" || policy == "consa" || policy.contains("{budget}")
+    }
+
+    /// The base config specialized to this cell.
+    pub fn config(&self, base: &TrainConfig) -> Result<TrainConfig> {
+        let mut c = base.clone();
+        c.seed = self.seed;
+        c.model.sliding_window = self.window;
+        c.model.rule.clear();
+        let budget = || Budget::new(self.budget.expect("budget policies have a budget"));
+        let consa = c.consa.take();
+        match self.policy.as_str() {
+            "full" => c.model.attention_pattern = "F".into(),
+            "sliding" => c.model.attention_pattern = "S".into(),
+            "swiattn" => {
+                c.model.attention_pattern = "R".into();
+                c.routing.regularizer.target = budget()?;
+            }
+            "consa" => {
+                c.model.attention_pattern = "F".into();
+                let mut section = consa.unwrap_or_else(|| ConsaSection {
+                    stage1_steps: (base.steps / 2).max(1),
+                    binarize: Binarize::TopK,
+                    gates: ConsaConfig::new(Granularity::KvHead, Budget::new(0.5).expect("a valid budget")),
+                });
+                section.gates.budget = budget()?;
+                c.consa = Some(section);
+            }
+            rule if rule.starts_with("rule:") => {
+                let spec = &rule["rule:".len()..];
+                c.model.rule = match self.budget {
+                    Some(b) => spec.replace("{budget}", &b.to_string()),
+                    None => spec.to_string(),
+                };
+            }
+            other => {
+                return Err(Error::Invalid(format!(
+                    "unknown policy `{other}` (full, sliding, swiattn, consa or rule:<spec>)"
+                )));
+            }
+        }
+        c.validate(&format!("sweep cell {}", self.name()))?;
+        Ok(c)
+    }
+}
+
+impl SweepConfig {
+    /// Read a sweep file; the base config path is taken relative to it.
+    pub fn from_file(path: &Path) -> Result<(Self, TrainConfig)> {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        let sweep: SweepConfig =
+            toml::from_str(&text).map_err(|e| Error::Invalid(format!("{}: {e}", path.display())))?;
+        let base = match &sweep.base {
+            Base::File(file) => TrainConfig::from_file(&path.parent().unwrap_or(Path::new(".")).join(file))?,
+            Base::Inline(config) => {
+                config.validate(&format!("{}: [base]", path.display()))?;
+                (**config).clone()
+            }
+        };
+        if sweep.grid.policy.is_empty() {
+            return Err(Error::config(path.display().to_string(), "grid.policy", "no policies"));
+        }
+        if sweep.grid.policy.iter().any(|p| Cell::uses_budget(p)) && sweep.grid.budget.is_empty() {
+            return Err(Error::config(
+                path.display().to_string(),
+                "grid.budget",
+                "swiattn, consa and {budget} rules need budgets",
+            ));
+        }
+        Ok((sweep, base))
+    }
+
+    /// The grid's cells, policies outermost; budget-free policies once per window and seed.
+    pub fn cells(&self, base: &TrainConfig) -> Vec<Cell> {
+        let windows =
+            if self.grid.window.is_empty() { vec![base.model.sliding_window] } else { self.grid.window.clone() };
+        let seeds = if self.grid.seed.is_empty() { vec![base.seed] } else { self.grid.seed.clone() };
+        let mut cells = Vec::new();
+        for policy in &self.grid.policy {
+            let budgets: Vec<Option<f64>> = if Cell::uses_budget(policy) {
+                self.grid.budget.iter().map(|&b| Some(b)).collect()
+            } else {
+                vec![None]
+            };
+            for budget in &budgets {
+                for &window in &windows {
+                    for &seed in &seeds {
+                        cells.push(Cell { policy: policy.clone(), budget: *budget, window, seed });
+                    }
+                }
+            }
+        }
+        cells
+    }
+}
+
+/// What to do with a cell's directory.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CellState {
+    /// `summary.json` of all the cell's steps is there.
+    Done,
+    /// Checkpoints of an unfinished run: resume it.
+    Resume,
+    Fresh,
+}
+
+pub fn cell_state(dir: &Path, config: &TrainConfig) -> Result<CellState> {
+    if let Some(summary) = read_summary(dir)?
+        && summary.steps == config.steps
+    {
+        return Ok(CellState::Done);
+    }
+    Ok(if crate::checkpoint::list(dir)?.is_empty() { CellState::Fresh } else { CellState::Resume })
+}
+
+/// A finished cell's `summary.json`, if there is one.
+pub fn read_summary(dir: &Path) -> Result<Option<CellSummary>> {
+    let path = dir.join("summary.json");
+    if !path.exists() {
+        return Ok(None);
+    }
+    let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
+    serde_json::from_str(&text).map(Some).map_err(|e| Error::format(path.display().to_string(), e.to_string()))
+}
+
+/// The fields of a run's summary that the results table joins.
+#[derive(Clone, Debug, Deserialize)]
+pub struct CellSummary {
+    pub steps: usize,
+    pub final_loss: f64,
+    pub eval_loss: f64,
+    pub recall_accuracy: Option<f64>,
+    pub best: Option<crate::checkpoint::Best>,
+    pub fa_ratio: f64,
+    pub attention_flops_vs_full: f64,
+    pub tokens_per_s: f64,
+}
+
+impl From<&Summary> for CellSummary {
+    fn from(s: &Summary) -> Self {
+        Self {
+            steps: s.steps,
+            final_loss: s.final_loss,
+            eval_loss: s.eval_loss,
+            recall_accuracy: s.recall_accuracy,
+            best: s.best,
+            fa_ratio: s.fa_ratio,
+            attention_flops_vs_full: s.attention_flops_vs_full,
+            tokens_per_s: s.tokens_per_s,
+        }
+    }
+}
+
+const COLUMNS: [&str; 13] = [
+    "policy",
+    "budget",
+    "window",
+    "seed",
+    "steps",
+    "final_loss",
+    "eval_loss",
+    "best_eval_loss",
+    "recall_accuracy",
+    "fa_ratio",
+    "attention_flops_vs_full",
+    "tokens_per_s",
+    "run",
+];
+
+fn row(cell: &Cell, s: &CellSummary, dir: &str) -> Vec<String> {
+    let opt = |v: Option<f64>, digits: usize| v.map(|v| format!("{v:.digits$}")).unwrap_or_default();
+    vec![
+        cell.policy.clone(),
+        opt(cell.budget, 3),
+        cell.window.to_string(),
+        cell.seed.to_string(),
+        s.steps.to_string(),
+        format!("{:.4}", s.final_loss),
+        format!("{:.4}", s.eval_loss),
+        opt(s.best.map(|b| b.loss), 4),
+        opt(s.recall_accuracy, 3),
+        format!("{:.3}", s.fa_ratio),
+        format!("{:.3}", s.attention_flops_vs_full),
+        format!("{:.0}", s.tokens_per_s),
+        dir.to_string(),
+    ]
+}
+
+/// Write `results.csv`, `results.md` and `quality_vs_fa.png` into `out` for the finished cells.
+pub fn write_results(out: &Path, results: &[(Cell, CellSummary)]) -> Result<()> {
+    let rows: Vec<Vec<String>> = results.iter().map(|(c, s)| row(c, s, &format!("cells/{}", c.name()))).collect();
+    let csv_field =
+        |f: &String| if f.contains([',', '"']) { format!("\"{}\"", f.replace('"', "\"\"")) } else { f.clone() };
+    let mut csv = COLUMNS.join(",") + "\n";
+    for r in &rows {
+        csv += &(r.iter().map(csv_field).collect::<Vec<_>>().join(",") + "\n");
+    }
+    let mut md = format!("| {} |\n|{}\n", COLUMNS.join(" | "), "---|".repeat(COLUMNS.len()));
+    for r in &rows {
+        md += &format!("| {} |\n", r.join(" | "));
+    }
+    for (name, text) in [("results.csv", csv), ("results.md", md)] {
+        let path = out.join(name);
+        std::fs::write(&path, text).map_err(|e| Error::io(&path, e))?;
+    }
+    let mut series: Vec<(String, Vec<(f64, f64)>)> = Vec::new();
+    for (cell, s) in results {
+        let label = if cell.window == results[0].0.window {
+            cell.policy.clone()
+        } else {
+            format!("{} w{}", cell.policy, cell.window)
+        };
+        match series.iter_mut().find(|(l, _)| *l == label) {
+            Some((_, points)) => points.push((s.fa_ratio, s.eval_loss)),
+            None => series.push((label, vec![(s.fa_ratio, s.eval_loss)])),
+        }
+    }
+    swiattn_router::plot::series(
+        &series,
+        "held-out loss against the achieved FA ratio",
+        "FA ratio (all layers)",
+        "eval loss",
+        &out.join("quality_vs_fa.png"),
+    )
+}

@@ -1,0 +1,72 @@
+//! `swiattn sweep sweep.toml`: run a grid of training runs (see swiattn-train's `sweep.rs`),
+//! skipping finished cells and resuming unfinished ones, then write the results table and plot.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use burn::tensor::Device;
+use indicatif::{ProgressBar, ProgressStyle};
+use swiattn_core::backend::BackendKind;
+use swiattn_train::sweep::{CellState, CellSummary, SweepConfig, cell_state, read_summary, write_results};
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// The sweep file.
+    sweep: PathBuf,
+    /// Output directory [default: the file's `out`, else sweeps/<file stem>].
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// List the cells and their state without training.
+    #[arg(long)]
+    dry_run: bool,
+}
+
+pub fn run(args: Args, backend: BackendKind) -> anyhow::Result<()> {
+    let (sweep, base) = SweepConfig::from_file(&args.sweep)?;
+    let out = args
+        .out
+        .or_else(|| sweep.out.clone())
+        .unwrap_or_else(|| PathBuf::from("sweeps").join(args.sweep.file_stem().unwrap_or_default()));
+    let cells = sweep.cells(&base);
+    let devices: Vec<Device> = backend.devices(base.devices)?.into_iter().map(|d| d.autodiff()).collect();
+    let mut results = Vec::new();
+    let mut failed = Vec::new();
+    for (i, cell) in cells.iter().enumerate() {
+        let config = cell.config(&base)?;
+        let dir = out.join("cells").join(cell.name());
+        let state = cell_state(&dir, &config)?;
+        println!("[{}/{}] {} ({state:?})", i + 1, cells.len(), cell.name());
+        if args.dry_run {
+            continue;
+        }
+        if state != CellState::Done {
+            let bar = ProgressBar::new(config.steps as u64);
+            bar.set_style(
+                ProgressStyle::with_template("  {bar:40} {pos}/{len} {msg} eta {eta}").expect("valid template"),
+            );
+            let result = swiattn_train::run::train(&config, &dir, state == CellState::Resume, &devices, &mut |p| {
+                bar.set_position(p.metrics.step as u64);
+                bar.set_message(format!("loss {:.4}", p.metrics.loss));
+            });
+            bar.finish_and_clear();
+            if let Err(e) = result {
+                eprintln!("  failed: {e}");
+                failed.push(cell.name());
+                continue;
+            }
+        }
+        let summary: CellSummary =
+            read_summary(&dir)?.with_context(|| format!("{}: no summary.json after the run", dir.display()))?;
+        results.push((cell.clone(), summary));
+    }
+    if args.dry_run {
+        return Ok(());
+    }
+    if !results.is_empty() {
+        write_results(&out, &results)?;
+        print!("{}", std::fs::read_to_string(out.join("results.md"))?);
+        println!("{}: results.csv, results.md, quality_vs_fa.png", out.display());
+    }
+    anyhow::ensure!(failed.is_empty(), "{} cell(s) failed: {}", failed.len(), failed.join(", "));
+    Ok(())
+}

@@ -1,0 +1,84 @@
+//! `swiattn sweep`: the grid's cells run, a killed sweep resumes its interrupted cell, a finished
+//! sweep trains nothing again, and the results table equals that of an uninterrupted sweep.
+
+use std::path::Path;
+use std::process::Command;
+
+const SWEEP: &str = r#"
+[base]
+steps = 6
+batch_size = 2
+eval_every = 0
+eval_sequences = 4
+save_every = 3
+log_every = 1
+[base.data]
+task = "lagged_copy"
+seq_len = 24
+lag = 8
+[base.model]
+sliding_window = 4
+layers = 2
+[base.optim]
+lr = 3e-3
+warmup = 1
+
+[grid]
+policy = ["full", "swiattn", "rule:interleave:1"]
+budget = [0.25, 0.5]
+seed = [0, 1]
+"#;
+
+fn sweep(dir: &Path, fail_at: Option<&str>) -> std::process::Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_swiattn"));
+    command.arg("sweep").arg(dir.join("sweep.toml")).arg("--out").arg(dir.join("out"));
+    command.env_remove("SWIATTN_FAIL_AT");
+    if let Some(at) = fail_at {
+        command.env("SWIATTN_FAIL_AT", at);
+    }
+    command.output().expect("swiattn runs")
+}
+
+/// results.csv without the timing column.
+fn results(dir: &Path) -> Vec<String> {
+    let text = std::fs::read_to_string(dir.join("out/results.csv")).unwrap();
+    let header: Vec<&str> = text.lines().next().unwrap().split(',').collect();
+    let timing = header.iter().position(|c| *c == "tokens_per_s").unwrap();
+    text.lines()
+        .map(|l| l.split(',').enumerate().filter(|(i, _)| *i != timing).map(|(_, f)| f).collect::<Vec<_>>().join(","))
+        .collect()
+}
+
+#[test]
+fn sweeps_skip_finished_cells_and_resume_the_interrupted_one() {
+    let root = tempfile::tempdir().unwrap();
+    let (clean, killed) = (root.path().join("clean"), root.path().join("killed"));
+    for dir in [&clean, &killed] {
+        std::fs::create_dir(dir).unwrap();
+        std::fs::write(dir.join("sweep.toml"), SWEEP).unwrap();
+    }
+    let output = sweep(&clean, None);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let want = results(&clean);
+    // full ×2 seeds, swiattn ×2 budgets ×2 seeds, the rule ×2 seeds.
+    assert_eq!(want.len(), 1 + 8, "{want:#?}");
+    assert!(want[0].starts_with("policy,budget,window,seed,steps,final_loss,eval_loss"));
+    assert!(want.iter().any(|r| r.starts_with("swiattn,0.250,4,1,6,")), "{want:#?}");
+    assert!(clean.join("out/results.md").exists() && clean.join("out/quality_vs_fa.png").exists());
+    // The rule's layout is half full: FA ratio 0.5, and less than full's attention FLOPs.
+    let rule = want.iter().find(|r| r.starts_with("rule:interleave:1,")).unwrap();
+    assert!(rule.contains(",0.500,"), "{rule}");
+
+    // Killed while saving the last checkpoint of the first cell: that cell resumes from step 3,
+    // the others start fresh; a third sweep finds everything done and trains nothing.
+    let output = sweep(&killed, Some("save:6"));
+    assert!(!output.status.success(), "the sweep was aborted");
+    let output = sweep(&killed, None);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(stdout.contains("[1/8] full-w4-s0 (Resume)") && stdout.contains("[2/8] full-w4-s1 (Fresh)"), "{stdout}");
+    let output = sweep(&killed, None);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(stdout.matches("(Done)").count(), 8, "{stdout}");
+    assert_eq!(results(&killed), want, "the same table as the uninterrupted sweep");
+}
