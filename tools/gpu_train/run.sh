@@ -9,7 +9,7 @@
 # 2. swiattn: a 12-step smoke run measures throughput; SmolLM2-135M's shape is pretrained from
 #    scratch with full attention for PRETRAIN_S seconds; the checkpoint is continued for CONVERT_S
 #    seconds each as full (F), sliding-only (S) and SwiAttn (R, target FA 0.25).
-# Everything comes back as OUT/runs.tar.gz plus the logs.
+# Run directories (without checkpoints) come back as OUT/runs.tar.gz, refreshed after each stage.
 set -uo pipefail
 bin_xz=$1
 out=$2
@@ -36,15 +36,18 @@ PY
 }
 
 echo "== smoke (12 steps)"
-sw train tools/gpu_train/pretrain.toml --run-dir runs/smoke --steps 12 2>&1 | tee "$out/smoke.txt" || exit 1
+sw train tools/gpu_train/pretrain.toml --run-dir runs/smoke --steps 12 2>&1 | tail -4 | tee "$out/smoke.txt" || exit 1
+pack() { tar czf "$out/runs.tar.gz" --exclude checkpoints runs; }
+pack
 steps=$(steps_for "$pretrain_s")
 echo "== pretrain: $steps steps"
-sw train tools/gpu_train/pretrain.toml --run-dir runs/pretrain --steps "$steps" 2>&1 | tee "$out/pretrain.txt"
+sw train tools/gpu_train/pretrain.toml --run-dir runs/pretrain --steps "$steps" 2>&1 | tail -4 | tee "$out/pretrain.txt"
+pack
 from=$(ls -d runs/pretrain/checkpoints/step-* | tail -1)/model
 for pattern in R F S; do
   steps=$(steps_for "$convert_s")
   sed -e "s#FROM#$from#" -e "s#PATTERN#$pattern#" tools/gpu_train/convert.toml > "runs/convert_$pattern.toml"
   echo "== continue as $pattern: $steps steps"
-  sw train "runs/convert_$pattern.toml" --run-dir "runs/convert_$pattern" --steps "$steps" 2>&1 | tee "$out/convert_$pattern.txt"
+  sw train "runs/convert_$pattern.toml" --run-dir "runs/convert_$pattern" --steps "$steps" 2>&1 | tail -4 | tee "$out/convert_$pattern.txt"
+  pack
 done
-tar czf "$out/runs.tar.gz" --exclude checkpoints runs

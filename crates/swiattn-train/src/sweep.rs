@@ -74,7 +74,7 @@ impl Cell {
     pub fn name(&self) -> String {
         let budget = self.budget.map(|b| format!("-b{b}")).unwrap_or_default();
         let policy: String =
-            self.policy.chars().map(|c| if c.is_ascii_alphanumeric() || c == '.' { c } else { '_' }).collect();
+            self.policy.replace("{budget}", "").chars().map(|c| if c.is_ascii_alphanumeric() || c == '.' { c } else { '_' }).collect();
         format!("{policy}{budget}-w{}-s{}", self.window, self.seed)
     }
 
