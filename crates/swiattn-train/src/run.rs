@@ -255,6 +255,8 @@ pub fn train(
             .map(|m| data.train_batch(config.seed, (cursor + m * config.batch_size) as u64, config.batch_size, device))
             .collect();
         let m = trainer.train_step(&batches).map_err(|e| Error::Invalid(format!("{}: {e}", run_dir.display())))?;
+        // Reads can return before queued GPU work is done; time the step up to an idle device.
+        let _ = device.sync();
         let seconds = step_started.elapsed().as_secs_f64();
         let fa = if m.fa_ratio.is_empty() { 0.0 } else { m.fa_ratio.values().sum::<f64>() / m.fa_ratio.len() as f64 };
         let flops = crate::mfu::step_flops(&trainer.model().arch, sequences_per_step, data.seq_len(), fa)?;

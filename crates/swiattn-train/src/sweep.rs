@@ -73,8 +73,12 @@ impl Cell {
     /// The cell's directory name.
     pub fn name(&self) -> String {
         let budget = self.budget.map(|b| format!("-b{b}")).unwrap_or_default();
-        let policy: String =
-            self.policy.replace("{budget}", "").chars().map(|c| if c.is_ascii_alphanumeric() || c == '.' { c } else { '_' }).collect();
+        let policy: String = self
+            .policy
+            .replace("{budget}", "")
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() || c == '.' { c } else { '_' })
+            .collect();
         format!("{policy}{budget}-w{}-s{}", self.window, self.seed)
     }
 

@@ -124,6 +124,8 @@ pub struct Trainer {
     pub precision: Precision,
     /// Data-parallel devices (autodiff), the model's own first; empty or one: no data parallelism.
     pub devices: Vec<Device>,
+    /// Their worker threads, started at the first data-parallel step.
+    workers: Option<micro::Workers>,
 }
 
 /// Initialize every parameter of `module` now.
@@ -170,6 +172,7 @@ impl Trainer {
             step: 0,
             precision: Precision::F32,
             devices: Vec::new(),
+            workers: None,
         }
     }
 
@@ -291,7 +294,8 @@ impl Trainer {
         batches: &[Batch],
     ) -> Result<(f64, Option<f64>, BTreeMap<usize, f64>, GradientsParams)> {
         let part = if self.devices.len() > 1 {
-            micro::data_parallel(model, &self.routing, self.precision, batches, &self.devices)?
+            let workers = self.workers.get_or_insert_with(|| micro::Workers::new(self.devices.len()));
+            micro::data_parallel(workers, model, &self.routing, self.precision, batches, &self.devices)?
         } else {
             micro::passes(model, &mut self.routing, self.precision, batches, batches.len() as f64)?
         };
