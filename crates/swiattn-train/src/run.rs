@@ -31,7 +31,7 @@ use swiattn_router::router::{Routers, SwiAttn};
 use swiattn_router::rules::Rule;
 
 use crate::checkpoint::{self, Best};
-use crate::config::TrainConfig;
+use crate::config::{TrainConfig, expand_home};
 use crate::data::Dataset;
 use crate::schedule::LrSchedule;
 use crate::trainer::{Batch, Evaluation, OptimizerSettings, Routing, StepMetrics, Trainer};
@@ -78,7 +78,7 @@ fn io(path: &Path) -> impl Fn(std::io::Error) -> Error + '_ {
 fn initial_model(config: &TrainConfig, data: &Dataset, device: &Device) -> Result<Transformer> {
     let m = &config.model;
     let model = if m.from == "scratch" && !m.config.is_empty() {
-        Transformer::new(ModelConfig::from_file(Path::new(&m.config))?, device)?
+        Transformer::new(ModelConfig::from_file(&expand_home(&m.config))?, device)?
     } else if m.from == "scratch" {
         let json = json!({
             "model_type": "llama",
@@ -99,7 +99,7 @@ fn initial_model(config: &TrainConfig, data: &Dataset, device: &Device) -> Resul
         )?
     } else {
         let options = LoadOptions { sliding_window: Some(m.sliding_window), ..Default::default() };
-        load_model(Path::new(&m.from), device, &options)?.model
+        load_model(&expand_home(&m.from), device, &options)?.model
     };
     if model.arch.vocab_size < data.vocab_size() {
         return Err(Error::Invalid(format!(

@@ -46,11 +46,12 @@ pub struct Packed {
 
 impl Packed {
     pub fn open(data: &TextData) -> Result<Self> {
-        let meta_path = data.shards.join("meta.json");
+        let dir = crate::config::expand_home(&data.shards);
+        let meta_path = dir.join("meta.json");
         let text = std::fs::read_to_string(&meta_path).map_err(|e| Error::io(&meta_path, e))?;
         let meta: Meta =
             serde_json::from_str(&text).map_err(|e| Error::format(meta_path.display().to_string(), e.to_string()))?;
-        let shards = meta.shards.iter().map(|s| Shard::open(&data.shards.join(s))).collect::<Result<Vec<_>>>()?;
+        let shards = meta.shards.iter().map(|s| Shard::open(&dir.join(s))).collect::<Result<Vec<_>>>()?;
         let mut starts = Vec::with_capacity(shards.len());
         let mut total = 0;
         for s in &shards {
