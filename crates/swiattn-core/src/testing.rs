@@ -84,3 +84,22 @@ pub fn randomize<M: burn::module::Module>(module: M, seed: u64, std: f32) -> M {
     }
     module.map(&mut Randomizer { seed, std })
 }
+
+/// A word-level `tokenizer.json` (whitespace pre-tokenizer) whose ids are the positions of `words`;
+/// `words[0]` is registered as a special token (use it as the end-of-text token), and an unknown
+/// word maps to `<unk>`, which must be among `words`.
+pub fn word_tokenizer_json(words: &[&str]) -> String {
+    let vocab: serde_json::Map<String, serde_json::Value> =
+        words.iter().enumerate().map(|(i, w)| (w.to_string(), i.into())).collect();
+    serde_json::json!({
+        "version": "1.0",
+        "added_tokens": [{"id": 0, "content": words[0], "single_word": false, "lstrip": false,
+                          "rstrip": false, "normalized": false, "special": true}],
+        "normalizer": null,
+        "pre_tokenizer": {"type": "Whitespace"},
+        "post_processor": null,
+        "decoder": null,
+        "model": {"type": "WordLevel", "vocab": vocab, "unk_token": "<unk>"},
+    })
+    .to_string()
+}

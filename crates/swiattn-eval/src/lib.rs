@@ -1,3 +1,16 @@
 //! # swiattn-eval
 //!
-//! The evaluation harness: 10 regular tasks and the 13 RULER long-context tasks. Not yet implemented: see the evaluation issue.
+//! The evaluation harness, as lm-evaluation-harness defines its requests:
+//!
+//! - [`request`]: `loglikelihood` requests (context, continuation) and multiple-choice questions,
+//!   read from OLMES `requests.jsonl(.gz)` files (one line per choice);
+//! - [`score`]: the log-likelihood of each continuation under a model, batched by length, with
+//!   lm-eval's tokenization of the (context, continuation) pair;
+//! - [`metrics`]: accuracy and length-normalized accuracy with their standard errors.
+//!
+//! Still to come (the evaluation issue): rolling perplexity, `generate_until`, the regular task
+//! templates over HF-dataset files, the RULER generators, results JSON and the `--tasks` suites.
+
+pub mod metrics;
+pub mod request;
+pub mod score;

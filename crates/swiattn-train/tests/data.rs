@@ -10,20 +10,8 @@ use swiattn_train::data::shard::Shard;
 const WORDS: [&str; 8] = ["<|endoftext|>", "<unk>", "the", "window", "sees", "far", "keys", "near"];
 
 fn tokenizer(dir: &Path) -> PathBuf {
-    let vocab: serde_json::Map<String, serde_json::Value> =
-        WORDS.iter().enumerate().map(|(i, w)| (w.to_string(), i.into())).collect();
-    let json = serde_json::json!({
-        "version": "1.0",
-        "added_tokens": [{"id": 0, "content": "<|endoftext|>", "single_word": false, "lstrip": false,
-                          "rstrip": false, "normalized": false, "special": true}],
-        "normalizer": null,
-        "pre_tokenizer": {"type": "Whitespace"},
-        "post_processor": null,
-        "decoder": null,
-        "model": {"type": "WordLevel", "vocab": vocab, "unk_token": "<unk>"},
-    });
     let path = dir.join("tokenizer.json");
-    std::fs::write(&path, json.to_string()).unwrap();
+    std::fs::write(&path, swiattn_core::testing::word_tokenizer_json(&WORDS)).unwrap();
     path
 }
 

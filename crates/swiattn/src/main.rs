@@ -6,6 +6,7 @@ mod data;
 mod demo;
 mod info;
 mod model_config;
+mod eval;
 mod plot;
 mod ppl;
 mod quickstart;
@@ -43,6 +44,8 @@ enum Command {
     /// Build the embedded default hybrid model and show what swiattn does with it: per-layer
     /// attention and cost, the three-path agreement check, and blocked vs dense sliding attention.
     Demo(demo::Args),
+    /// Multiple-choice accuracy (acc, acc_norm) on an OLMES request file.
+    Eval(eval::Args),
     /// Perplexity of a text under a model (GGUF file or Hugging Face directory).
     Ppl(ppl::Args),
     /// Summarize a model's architecture and attention layout.
@@ -71,6 +74,7 @@ fn main() -> anyhow::Result<()> {
         Command::Sweep(args) => sweep::run(args, backend),
         Command::Data(command) => data::run(command),
         Command::Ppl(args) => ppl::run(args, backend, &device),
+        Command::Eval(args) => eval::run(args, backend, &device),
         Command::Info(args) => info::run(args, &device),
         Command::Selftest(args) => selftest::run(args, backend, &device),
         Command::Account(args) => account::run(args),

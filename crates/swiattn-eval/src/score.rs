@@ -1,0 +1,120 @@
+//! Log-likelihoods of continuations, batched.
+//!
+//! Tokenization follows lm-evaluation-harness: trailing whitespace of the context moves to the
+//! continuation, the pair is encoded whole and the continuation's tokens are those past the
+//! context's own encoding (so a merge across the boundary is scored as the continuation); an empty
+//! context becomes the end-of-text token; sequences longer than `max_len + 1` tokens lose tokens
+//! on the left. Requests are scored longest first, `batch` at a time, padded on the right (causal
+//! attention keeps padding out of every scored position).
+
+use burn::tensor::{DType, Device, Int, Tensor, TensorData, activation::log_softmax};
+use swiattn_core::model::{Routes, Transformer};
+use swiattn_core::{Error, Result};
+use tokenizers::Tokenizer;
+
+use crate::request::Request;
+
+/// The score of one request.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Scored {
+    /// `Σ log p(continuation token | everything before it)`.
+    pub logprob: f64,
+    /// Whether every continuation token is the model's argmax (lm-eval's `is_greedy`).
+    pub greedy: bool,
+    /// Continuation tokens scored.
+    pub tokens: usize,
+}
+
+/// A request's tokens: the model's input and how many of its last positions are scored.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Encoded {
+    /// Context then continuation tokens (all of them; the input is all but the last).
+    pub ids: Vec<u32>,
+    /// Number of continuation tokens (the last `scored` of `ids`).
+    pub scored: usize,
+}
+
+/// lm-eval's encoding of a (context, continuation) pair; `eot` stands in for an empty context.
+pub fn encode_pair(tokenizer: &Tokenizer, request: &Request, eot: u32, max_len: usize) -> Result<Encoded> {
+    let encode = |text: &str| -> Result<Vec<u32>> {
+        tokenizer
+            .encode(text, false)
+            .map(|e| e.get_ids().to_vec())
+            .map_err(|e| Error::Invalid(format!("tokenization failed: {e}")))
+    };
+    let trimmed = request.context.trim_end();
+    let (context, continuation) =
+        (trimmed, format!("{}{}", &request.context[trimmed.len()..], request.continuation));
+    let (mut context_ids, continuation_ids) = if context.is_empty() {
+        (vec![eot], encode(&continuation)?)
+    } else {
+        let whole = encode(&format!("{context}{continuation}"))?;
+        let context_ids = encode(context)?;
+        let split = context_ids.len().min(whole.len());
+        (whole[..split].to_vec(), whole[split..].to_vec())
+    };
+    if continuation_ids.is_empty() {
+        return Err(Error::Invalid(format!("the continuation {:?} has no tokens of its own", request.continuation)));
+    }
+    if continuation_ids.len() > max_len {
+        return Err(Error::Invalid(format!(
+            "the continuation has {} tokens, more than the {max_len} the model is evaluated at",
+            continuation_ids.len()
+        )));
+    }
+    let scored = continuation_ids.len();
+    context_ids.extend(continuation_ids);
+    let keep = context_ids.len().min(max_len + 1);
+    Ok(Encoded { ids: context_ids[context_ids.len() - keep..].to_vec(), scored })
+}
+
+/// Score encoded requests on `model` (any static layout; routed layers need a router and are
+/// rejected), `batch` sequences per forward; `progress(done)` after each batch.
+pub fn score(model: &Transformer, encoded: &[Encoded], batch: usize, mut progress: impl FnMut(usize)) -> Result<Vec<Scored>> {
+    if model.layer_attention().iter().any(|l| l.type_name() == "routed_attention") {
+        return Err(Error::Invalid("routed layers need routes from a router; evaluate a static layout".into()));
+    }
+    let device: Device = model.model.embed_tokens.weight.val().device();
+    let mut order: Vec<usize> = (0..encoded.len()).collect();
+    order.sort_by_key(|&i| std::cmp::Reverse(encoded[i].ids.len()));
+    let mut out = vec![Scored { logprob: 0.0, greedy: false, tokens: 0 }; encoded.len()];
+    let mut done = 0;
+    for group in order.chunks(batch.max(1)) {
+        let len = group.iter().map(|&i| encoded[i].ids.len() - 1).max().unwrap_or(0);
+        let (mut input, mut target) = (Vec::with_capacity(group.len() * len), Vec::with_capacity(group.len() * len));
+        for &i in group {
+            let ids = &encoded[i].ids;
+            let n = ids.len() - 1;
+            input.extend(ids[..n].iter().map(|&t| t as i64).chain(std::iter::repeat_n(0, len - n)));
+            target.extend(ids[1..].iter().map(|&t| t as i64).chain(std::iter::repeat_n(0, len - n)));
+        }
+        let b = group.len();
+        let tokens = Tensor::<2, Int>::from_data(TensorData::new(input, [b, len]), &device);
+        let hidden = model.hidden_states(tokens, &mut Routes::none(), None)?;
+        let logp = log_softmax(model.logits(hidden).cast(DType::F32), 2);
+        let target_t = Tensor::<3, Int>::from_data(TensorData::new(target.clone(), [b, len, 1]), &device);
+        let picked = read_f32(logp.clone().gather(2, target_t))?;
+        let argmax = read_i64(logp.argmax(2))?;
+        for (row, &i) in group.iter().enumerate() {
+            let Encoded { ids, scored } = &encoded[i];
+            let n = ids.len() - 1;
+            let positions = row * len + n - scored..row * len + n;
+            out[i] = Scored {
+                logprob: positions.clone().map(|p| picked[p] as f64).sum(),
+                greedy: positions.clone().all(|p| argmax[p] == target[p]),
+                tokens: *scored,
+            };
+        }
+        done += b;
+        progress(done);
+    }
+    Ok(out)
+}
+
+fn read_f32<const D: usize>(t: Tensor<D>) -> Result<Vec<f32>> {
+    t.into_data().convert::<f32>().try_into_vec().map_err(|e| Error::Invalid(format!("could not read scores: {e:?}")))
+}
+
+fn read_i64<const D: usize>(t: Tensor<D, Int>) -> Result<Vec<i64>> {
+    t.into_data().convert::<i64>().try_into_vec().map_err(|e| Error::Invalid(format!("could not read argmax: {e:?}")))
+}

@@ -1,0 +1,82 @@
+//! Batched log-likelihoods against independent per-request computations on a small random model:
+//! the chunked-cache NLL of `swiattn_core::score` for the log-probability and an unpadded forward
+//! for the greedy flag; lm-eval's pair encoding.
+
+use burn::tensor::{Int, Tensor, TensorData};
+use swiattn_core::model::{ModelConfig, Routes, Transformer};
+use swiattn_core::score::token_nll;
+use swiattn_core::testing::{randomize, test_device, word_tokenizer_json};
+use swiattn_eval::request::Request;
+use swiattn_eval::score::{Encoded, encode_pair, score};
+use tokenizers::Tokenizer;
+
+const WORDS: [&str; 12] = ["<eot>", "<unk>", "the", "cat", "sat", "on", "a", "mat", "and", "slept", "dog", "ran"];
+
+fn tokenizer() -> Tokenizer {
+    Tokenizer::from_bytes(word_tokenizer_json(&WORDS).as_bytes()).unwrap()
+}
+
+fn model() -> Transformer {
+    let json = serde_json::json!({
+        "model_type": "llama", "vocab_size": WORDS.len(), "hidden_size": 32, "intermediate_size": 48,
+        "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2, "head_dim": 8,
+        "tie_word_embeddings": false,
+    });
+    let config = ModelConfig::from_json_str(&json.to_string(), "test").unwrap();
+    randomize(Transformer::new(config, &test_device()).unwrap(), 7, 0.4)
+}
+
+fn request(context: &str, continuation: &str) -> Request {
+    Request { context: context.into(), continuation: continuation.into() }
+}
+
+#[test]
+fn pairs_are_encoded_as_lm_eval_does() {
+    let tok = tokenizer();
+    // Trailing space moves to the continuation; ids are the words' positions.
+    let e = encode_pair(&tok, &request("the cat ", "sat on"), 0, 100).unwrap();
+    assert_eq!(e, Encoded { ids: vec![2, 3, 4, 5], scored: 2 });
+    // An empty context is the end-of-text token.
+    assert_eq!(encode_pair(&tok, &request("", "the mat"), 0, 100).unwrap(), Encoded { ids: vec![0, 2, 7], scored: 2 });
+    // Too long: keep the last max_len + 1 tokens, all of the continuation among them.
+    let e = encode_pair(&tok, &request("the cat sat on a", " mat and"), 0, 4).unwrap();
+    assert_eq!(e, Encoded { ids: vec![4, 5, 6, 7, 8], scored: 2 });
+    let err = encode_pair(&tok, &request("the", " cat sat on a mat"), 0, 3).unwrap_err().to_string();
+    assert!(err.contains("5 tokens"), "{err}");
+    let err = encode_pair(&tok, &request("the", "  "), 0, 10).unwrap_err().to_string();
+    assert!(err.contains("no tokens"), "{err}");
+}
+
+#[test]
+fn batched_scores_equal_per_request_references() {
+    let (tok, model) = (tokenizer(), model());
+    let requests = [
+        request("the cat", " sat on the mat"),
+        request("a dog", " ran"),
+        request("", "the cat slept"),
+        request("the dog sat on a mat and", " slept"),
+        request("cat", " the dog ran and the cat sat on a mat"),
+        request("the", " cat"),
+        request("mat", " a"),
+    ];
+    let encoded: Vec<Encoded> = requests.iter().map(|r| encode_pair(&tok, r, 0, 64).unwrap()).collect();
+    let device = test_device();
+    for batch in [1, 3, 7] {
+        let scored = score(&model, &encoded, batch, |_| {}).unwrap();
+        for (e, s) in encoded.iter().zip(&scored) {
+            // fp32, sums of ≤ 9 log-probabilities: 1e-4 absolute.
+            let nll = token_nll(&model, &e.ids, 2, |_| {}).unwrap();
+            let want: f64 = -nll[nll.len() - e.scored..].iter().sum::<f64>();
+            assert!((s.logprob - want).abs() < 1e-4, "batch {batch}: {} vs {want} for {e:?}", s.logprob);
+            assert_eq!(s.tokens, e.scored);
+
+            let n = e.ids.len() - 1;
+            let input: Vec<i64> = e.ids[..n].iter().map(|&t| t as i64).collect();
+            let tokens = Tensor::<2, Int>::from_data(TensorData::new(input, [1, n]), &device);
+            let logits = model.logits(model.hidden_states(tokens, &mut Routes::none(), None).unwrap());
+            let argmax: Vec<i64> = logits.argmax(2).into_data().convert::<i64>().try_into_vec().unwrap();
+            let greedy = (n - e.scored..n).all(|p| argmax[p] == e.ids[p + 1] as i64);
+            assert_eq!(s.greedy, greedy, "batch {batch}: {e:?}");
+        }
+    }
+}

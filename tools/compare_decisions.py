@@ -1,0 +1,50 @@
+#!/usr/bin/env python3
+"""Compare two per-question decision files (`swiattn eval --decisions`, `tools/reference_mc.py --out`)
+question by question: picks for acc and acc_norm, and the largest log-likelihood difference. A
+disagreement counts as a tie when the two choices involved are within TOL of each other on either side.
+
+    python3 tools/compare_decisions.py ours.jsonl ref.jsonl [--tol 1e-3]
+"""
+import argparse
+import json
+
+
+def load(path):
+    return {d["doc_id"]: d for d in map(json.loads, open(path)) if d}
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("ours")
+    p.add_argument("ref")
+    p.add_argument("--tol", type=float, default=1e-3)
+    a = p.parse_args()
+    ours, ref = load(a.ours), load(a.ref)
+    assert ours.keys() == ref.keys(), "the files cover different questions"
+    max_diff = 0.0
+    report = {}
+    for key in ("pick", "pick_norm"):
+        same = ties = 0
+        differ = []
+        for doc, o in ours.items():
+            r = ref[doc]
+            max_diff = max(max_diff, max(abs(x - y) for x, y in zip(o["logprobs"], r["logprobs"])))
+            if o[key] == r[key]:
+                same += 1
+                continue
+            i, j = o[key], r[key]
+            value = lambda d, c: d["logprobs"][c] / (max(1, d["chars"][c]) if key == "pick_norm" else 1)
+            gap = min(abs(value(o, i) - value(o, j)), abs(value(r, i) - value(r, j)))
+            if gap < a.tol:
+                ties += 1
+            else:
+                differ.append(doc)
+        report[key] = {"same": same, "ties": ties, "different": differ}
+    acc = lambda d, k: sum(x[k] == x["label"] for x in d.values()) / len(d)
+    print(json.dumps({"questions": len(ours), "max_abs_logprob_diff": max_diff,
+                      "acc": [acc(ours, "pick"), acc(ref, "pick")], "acc_norm": [acc(ours, "pick_norm"), acc(ref, "pick_norm")],
+                      **report}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
