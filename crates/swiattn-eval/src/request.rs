@@ -55,7 +55,10 @@ pub fn read_olmes(path: &Path) -> Result<Vec<Question>> {
         let at = format!("{name}:{}", i + 1);
         let line: Line = serde_json::from_str(raw).map_err(|e| Error::format(&at, e.to_string()))?;
         if line.request_type != "loglikelihood" {
-            return Err(Error::format(&at, format!("request type `{}` (this reader takes loglikelihood)", line.request_type)));
+            return Err(Error::format(
+                &at,
+                format!("request type `{}` (this reader takes loglikelihood)", line.request_type),
+            ));
         }
         let label = match &line.label {
             serde_json::Value::Number(n) => n.as_u64().map(|n| n as usize),
@@ -65,7 +68,10 @@ pub fn read_olmes(path: &Path) -> Result<Vec<Question>> {
         .ok_or_else(|| Error::format(&at, format!("label {} is not a choice index", line.label)))?;
         let (choices, q_label, first_line) = questions.entry(line.doc_id).or_insert((Vec::new(), label, i + 1));
         if *q_label != label {
-            return Err(Error::format(&at, format!("label {label} differs from line {first_line}'s {q_label} for doc {}", line.doc_id)));
+            return Err(Error::format(
+                &at,
+                format!("label {label} differs from line {first_line}'s {q_label} for doc {}", line.doc_id),
+            ));
         }
         if choices.len() <= line.idx {
             choices.resize(line.idx + 1, None);

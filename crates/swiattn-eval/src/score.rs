@@ -43,8 +43,7 @@ pub fn encode_pair(tokenizer: &Tokenizer, request: &Request, eot: u32, max_len: 
             .map_err(|e| Error::Invalid(format!("tokenization failed: {e}")))
     };
     let trimmed = request.context.trim_end();
-    let (context, continuation) =
-        (trimmed, format!("{}{}", &request.context[trimmed.len()..], request.continuation));
+    let (context, continuation) = (trimmed, format!("{}{}", &request.context[trimmed.len()..], request.continuation));
     let (mut context_ids, continuation_ids) = if context.is_empty() {
         (vec![eot], encode(&continuation)?)
     } else {
@@ -70,7 +69,12 @@ pub fn encode_pair(tokenizer: &Tokenizer, request: &Request, eot: u32, max_len: 
 
 /// Score encoded requests on `model` (any static layout; routed layers need a router and are
 /// rejected), `batch` sequences per forward; `progress(done)` after each batch.
-pub fn score(model: &Transformer, encoded: &[Encoded], batch: usize, mut progress: impl FnMut(usize)) -> Result<Vec<Scored>> {
+pub fn score(
+    model: &Transformer,
+    encoded: &[Encoded],
+    batch: usize,
+    mut progress: impl FnMut(usize),
+) -> Result<Vec<Scored>> {
     if model.layer_attention().iter().any(|l| l.type_name() == "routed_attention") {
         return Err(Error::Invalid("routed layers need routes from a router; evaluate a static layout".into()));
     }

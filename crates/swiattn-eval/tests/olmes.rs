@@ -27,8 +27,11 @@ fn reads_questions_from_gzipped_and_plain_files() {
     let dir = tempfile::tempdir().unwrap();
     let plain = dir.path().join("requests.jsonl");
     let mut text = String::new();
-    std::io::Read::read_to_string(&mut flate2::read::GzDecoder::new(std::fs::File::open(fixture()).unwrap()), &mut text)
-        .unwrap();
+    std::io::Read::read_to_string(
+        &mut flate2::read::GzDecoder::new(std::fs::File::open(fixture()).unwrap()),
+        &mut text,
+    )
+    .unwrap();
     std::fs::write(&plain, &text).unwrap();
     assert_eq!(read_olmes(&plain).unwrap(), questions);
 }

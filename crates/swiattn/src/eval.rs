@@ -63,7 +63,9 @@ pub fn run(args: Args, backend: BackendKind, device: &Device) -> anyhow::Result<
         .map(|r| encode_pair(&tokenizer, r, eot, args.max_len))
         .collect::<swiattn_core::Result<_>>()?;
     let bar = ProgressBar::new(encoded.len() as u64);
-    bar.set_style(ProgressStyle::with_template("{bar:40} {pos}/{len} requests {per_sec} eta {eta}").expect("valid template"));
+    bar.set_style(
+        ProgressStyle::with_template("{bar:40} {pos}/{len} requests {per_sec} eta {eta}").expect("valid template"),
+    );
     let started = Instant::now();
     let scored = score(&loaded.model, &encoded, args.batch, |done| bar.set_position(done as u64))?;
     bar.finish_and_clear();
