@@ -14,6 +14,7 @@ mod error;
 pub mod model;
 pub mod score;
 pub mod testing;
+pub mod text;
 pub mod tokenizer;
 
 pub use backend::BackendKind;

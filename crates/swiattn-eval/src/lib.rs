@@ -6,11 +6,13 @@
 //!   read from OLMES `requests.jsonl(.gz)` files (one line per choice);
 //! - [`score`]: the log-likelihood of each continuation under a model, batched by length, with
 //!   lm-eval's tokenization of the (context, continuation) pair;
-//! - [`metrics`]: accuracy and length-normalized accuracy with their standard errors.
+//! - [`metrics`]: accuracy and length-normalized accuracy with their standard errors;
+//! - [`rolling`]: `loglikelihood_rolling` windows and word/byte perplexities of documents.
 //!
-//! Still to come (the evaluation issue): rolling perplexity, `generate_until`, the regular task
+//! Still to come (the evaluation issue): `generate_until`, the regular task
 //! templates over HF-dataset files, the RULER generators, results JSON and the `--tasks` suites.
 
 pub mod metrics;
 pub mod request;
+pub mod rolling;
 pub mod score;

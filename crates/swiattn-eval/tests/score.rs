@@ -80,3 +80,22 @@ fn batched_scores_equal_per_request_references() {
         }
     }
 }
+
+/// A document that fits one window scores like the plain chunked NLL of EOT + its tokens; cut into
+/// windows of 3, each token is still predicted exactly once, from at most 3 tokens before it.
+#[test]
+fn rolling_windows_score_every_token_once() {
+    use swiattn_eval::rolling::windows;
+    let (tok, model) = (tokenizer(), model());
+    let ids = tok.encode("the cat sat on a mat and the dog ran", false).unwrap().get_ids().to_vec();
+    let whole = score(&model, &windows(&ids, 0, 64), 4, |_| {}).unwrap();
+    assert_eq!(whole.len(), 1);
+    let with_eot: Vec<u32> = std::iter::once(0).chain(ids.iter().copied()).collect();
+    let want: f64 = -token_nll(&model, &with_eot, 4, |_| {}).unwrap().iter().sum::<f64>();
+    assert!((whole[0].logprob - want).abs() < 1e-4, "{} vs {want}", whole[0].logprob);
+
+    let cut = windows(&ids, 0, 3);
+    assert_eq!(cut.iter().map(|w| w.scored).sum::<usize>(), ids.len());
+    let short: f64 = score(&model, &cut, 4, |_| {}).unwrap().iter().map(|s| s.logprob).sum();
+    assert!(short < want - 1e-3 || short > want + 1e-3, "less context changes the score: {short} vs {want}");
+}

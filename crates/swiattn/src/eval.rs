@@ -1,5 +1,6 @@
 //! `swiattn eval`: multiple-choice accuracy (acc, acc_norm) of a model on an OLMES request file,
-//! with per-question decisions written for comparison with independent implementations.
+//! with per-question decisions written for comparison with independent implementations; or the
+//! rolling perplexity of documents (word/byte perplexity, bits per byte).
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -10,9 +11,11 @@ use burn::tensor::Device;
 use indicatif::{ProgressBar, ProgressStyle};
 use swiattn_core::BackendKind;
 use swiattn_core::checkpoint::load_model;
+use swiattn_core::text::documents;
 use swiattn_core::tokenizer::load_tokenizer;
 use swiattn_eval::metrics::{accuracy, decide};
 use swiattn_eval::request::read_olmes;
+use swiattn_eval::rolling::{Perplexity, windows};
 use swiattn_eval::score::{Encoded, encode_pair, score};
 
 use crate::info::describe;
@@ -24,14 +27,17 @@ pub struct Args {
     #[arg(long)]
     model: PathBuf,
     /// An OLMES request file (`requests.jsonl` or `.jsonl.gz`, one line per choice).
-    #[arg(long)]
-    olmes: PathBuf,
+    #[arg(long, required_unless_present = "rolling", conflicts_with = "rolling")]
+    olmes: Option<PathBuf>,
+    /// Documents for rolling perplexity: text files (one document each) or JSONL (`text` field).
+    #[arg(long, num_args = 1..)]
+    rolling: Vec<PathBuf>,
     /// tokenizer.json to use instead of the one shipped with the model.
     #[arg(long)]
     tokenizer: Option<PathBuf>,
     #[command(flatten)]
     attention: AttentionArgs,
-    /// Evaluate the first N questions only.
+    /// Evaluate the first N questions (or documents) only.
     #[arg(long)]
     limit: Option<usize>,
     /// Sequences per forward call.
@@ -55,20 +61,63 @@ pub fn run(args: Args, backend: BackendKind, device: &Device) -> anyhow::Result<
         .iter()
         .find_map(|t| tokenizer.token_to_id(t))
         .context("the tokenizer has no end-of-text token to stand for an empty context")?;
-    let mut questions = read_olmes(&args.olmes)?;
+    println!("model:     {} ({})", args.model.display(), describe(&loaded.model.arch));
+    let started = Instant::now();
+    let bar = |n: usize, what: &str| {
+        let bar = ProgressBar::new(n as u64);
+        let template = format!("{{bar:40}} {{pos}}/{{len}} {what} {{per_sec}} eta {{eta}}");
+        bar.set_style(ProgressStyle::with_template(&template).expect("valid template"));
+        bar
+    };
+    let Some(olmes) = &args.olmes else {
+        let mut texts = Vec::new();
+        for path in &args.rolling {
+            texts.extend(documents(path)?);
+        }
+        texts.truncate(args.limit.unwrap_or(usize::MAX));
+        let tokens: Vec<Vec<u32>> = texts
+            .iter()
+            .map(|t| tokenizer.encode(t.as_str(), false).map(|e| e.get_ids().to_vec()))
+            .collect::<Result<_, _>>()
+            .map_err(|e| anyhow::anyhow!("tokenization failed: {e}"))?;
+        let per_doc: Vec<Vec<Encoded>> = tokens.iter().map(|t| windows(t, eot, args.max_len)).collect();
+        let flat: Vec<Encoded> = per_doc.iter().flatten().cloned().collect();
+        let progress = bar(flat.len(), "windows");
+        let scored = score(&loaded.model, &flat, args.batch, |done| progress.set_position(done as u64))?;
+        progress.finish_and_clear();
+        let mut at = 0;
+        let mut lls = Vec::with_capacity(texts.len());
+        for doc in &per_doc {
+            lls.push(scored[at..at + doc.len()].iter().map(|s| s.logprob).sum::<f64>());
+            at += doc.len();
+        }
+        let p = Perplexity::of(texts.iter().zip(&tokens).zip(&lls).map(|((t, ids), &ll)| (t.as_str(), ids.len(), ll)));
+        println!(
+            "documents: {} ({} tokens, {} words, {} bytes, {} windows of ≤ {})",
+            p.documents,
+            p.tokens,
+            p.words,
+            p.bytes,
+            flat.len(),
+            args.max_len
+        );
+        println!("word_perplexity: {:.4}", p.word_perplexity);
+        println!("byte_perplexity: {:.5}", p.byte_perplexity);
+        println!("bits_per_byte:   {:.5}", p.bits_per_byte);
+        println!("token perplexity: {:.4}", (-p.loglikelihood / p.tokens.max(1) as f64).exp());
+        println!("time:      {:.1} s on {backend}", started.elapsed().as_secs_f64());
+        return Ok(());
+    };
+    let mut questions = read_olmes(olmes)?;
     questions.truncate(args.limit.unwrap_or(usize::MAX));
     let encoded: Vec<Encoded> = questions
         .iter()
         .flat_map(|q| q.choices.iter())
         .map(|r| encode_pair(&tokenizer, r, eot, args.max_len))
         .collect::<swiattn_core::Result<_>>()?;
-    let bar = ProgressBar::new(encoded.len() as u64);
-    bar.set_style(
-        ProgressStyle::with_template("{bar:40} {pos}/{len} requests {per_sec} eta {eta}").expect("valid template"),
-    );
-    let started = Instant::now();
-    let scored = score(&loaded.model, &encoded, args.batch, |done| bar.set_position(done as u64))?;
-    bar.finish_and_clear();
+    let progress = bar(encoded.len(), "requests");
+    let scored = score(&loaded.model, &encoded, args.batch, |done| progress.set_position(done as u64))?;
+    progress.finish_and_clear();
     let mut by_question = Vec::with_capacity(questions.len());
     let mut at = 0;
     for q in &questions {
@@ -83,8 +132,7 @@ pub fn run(args: Args, backend: BackendKind, device: &Device) -> anyhow::Result<
             writeln!(file, "{}", serde_json::to_string(d)?)?;
         }
     }
-    println!("model:     {} ({})", args.model.display(), describe(&loaded.model.arch));
-    println!("requests:  {} ({} questions, {} choices)", args.olmes.display(), questions.len(), encoded.len());
+    println!("requests:  {} ({} questions, {} choices)", olmes.display(), questions.len(), encoded.len());
     println!("acc:       {:.4} ± {:.4}", acc.value, acc.stderr);
     println!("acc_norm:  {:.4} ± {:.4}", acc_norm.value, acc_norm.stderr);
     println!("time:      {:.1} s on {backend}", started.elapsed().as_secs_f64());

@@ -1,10 +1,11 @@
 //! `swiattn data prepare`: tokenize plain-text files (one document per file) or JSONL files (one
 //! document per line, its `text` field) in parallel into token shards plus a `meta.json`.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
+use swiattn_core::text::documents;
 use swiattn_core::tokenizer::load_tokenizer;
 use swiattn_core::{Error, Result};
 
@@ -62,24 +63,6 @@ fn input_files(inputs: &[PathBuf]) -> Result<Vec<PathBuf>> {
         return Err(Error::Invalid("no .txt or .jsonl input files".into()));
     }
     Ok(files)
-}
-
-/// The documents of one file: the whole text, or the `text` field of each JSONL line.
-fn documents(path: &Path) -> Result<Vec<String>> {
-    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-    if path.extension().is_none_or(|x| x != "jsonl") {
-        return Ok(vec![text]);
-    }
-    text.lines()
-        .enumerate()
-        .filter(|(_, l)| !l.trim().is_empty())
-        .map(|(i, line)| {
-            let at = format!("{}:{}", path.display(), i + 1);
-            let value: serde_json::Value =
-                serde_json::from_str(line).map_err(|e| Error::format(&at, format!("not JSON: {e}")))?;
-            value["text"].as_str().map(str::to_string).ok_or_else(|| Error::format(&at, "no string field `text`"))
-        })
-        .collect()
 }
 
 /// Tokenize every input, write shards and `meta.json`; `progress(documents done, documents)`.
