@@ -7,12 +7,15 @@
 //! - [`score`]: the log-likelihood of each continuation under a model, batched by length, with
 //!   lm-eval's tokenization of the (context, continuation) pair;
 //! - [`metrics`]: accuracy and length-normalized accuracy with their standard errors;
-//! - [`rolling`]: `loglikelihood_rolling` windows and word/byte perplexities of documents.
+//! - [`rolling`]: `loglikelihood_rolling` windows and word/byte perplexities of documents;
+//! - [`generate`]: `generate_until`, greedy decoding through the KV cache with stop strings.
 //!
-//! Still to come (the evaluation issue): `generate_until`, the regular task
+//! Still to come (the evaluation issue): the regular task
 //! templates over HF-dataset files, the RULER generators, results JSON and the `--tasks` suites.
 
+pub mod generate;
 pub mod metrics;
 pub mod request;
 pub mod rolling;
+pub mod ruler;
 pub mod score;

@@ -99,3 +99,36 @@ fn rolling_windows_score_every_token_once() {
     let short: f64 = score(&model, &cut, 4, |_| {}).unwrap().iter().map(|s| s.logprob).sum();
     assert!(short < want - 1e-3 || short > want + 1e-3, "less context changes the score: {short} vs {want}");
 }
+
+/// Greedy decoding through the cache equals re-running the whole sequence and taking the argmax at
+/// its end, token by token; stop strings cut the text.
+#[test]
+fn cached_greedy_generation_equals_full_recomputation() {
+    use swiattn_eval::generate::{Until, generate};
+    let (tok, model) = (tokenizer(), model());
+    let device = test_device();
+    let context = tok.encode("the cat sat on a mat and the dog", false).unwrap().get_ids().to_vec();
+    let until = Until { stop: vec![], max_new_tokens: 6, eos: vec![], chunk: 4 };
+    let got = generate(&model, &tok, &context, &until).unwrap();
+    let mut ids = context.clone();
+    for _ in 0..6 {
+        let input: Vec<i64> = ids.iter().map(|&t| t as i64).collect();
+        let tokens = Tensor::<2, Int>::from_data(TensorData::new(input, [1, ids.len()]), &device);
+        let logits = model.logits(model.hidden_states(tokens, &mut Routes::none(), None).unwrap());
+        let argmax: Vec<i64> = logits.argmax(2).into_data().convert::<i64>().try_into_vec().unwrap();
+        ids.push(*argmax.last().unwrap() as u32);
+    }
+    assert_eq!(got.ids, ids[context.len()..]);
+    assert_eq!(got.text, tok.decode(&got.ids, true).unwrap());
+
+    // A stop string: the text ends before it, and decoding stops as soon as it appears.
+    let first_word = tok.decode(&got.ids[..1], true).unwrap();
+    let second = tok.decode(&got.ids[1..2], true).unwrap();
+    let stopped = generate(&model, &tok, &context, &Until { stop: vec![second.clone()], ..until.clone() }).unwrap();
+    assert!(stopped.ids.len() <= got.ids.len() && !stopped.text.contains(&second), "{stopped:?}");
+    assert!(stopped.text.starts_with(&first_word) || first_word == second, "{stopped:?} {first_word}");
+    // An end-of-text id ends it without being part of the text.
+    let eos = generate(&model, &tok, &context, &Until { eos: vec![got.ids[2]], ..until }).unwrap();
+    assert_eq!(eos.ids, got.ids[..eos.ids.len()]);
+    assert!(!eos.ids.contains(&got.ids[2]));
+}

@@ -27,11 +27,13 @@ pub struct Args {
     #[arg(long)]
     model: PathBuf,
     /// An OLMES request file (`requests.jsonl` or `.jsonl.gz`, one line per choice).
-    #[arg(long, required_unless_present = "rolling", conflicts_with = "rolling")]
+    #[arg(long, required_unless_present_any = ["rolling", "ruler"], conflicts_with_all = ["rolling", "ruler"])]
     olmes: Option<PathBuf>,
     /// Documents for rolling perplexity: text files (one document each) or JSONL (`text` field).
-    #[arg(long, num_args = 1..)]
+    #[arg(long, num_args = 1.., conflicts_with = "ruler")]
     rolling: Vec<PathBuf>,
+    #[command(flatten)]
+    ruler: crate::ruler::RulerArgs,
     /// tokenizer.json to use instead of the one shipped with the model.
     #[arg(long)]
     tokenizer: Option<PathBuf>,
@@ -46,7 +48,8 @@ pub struct Args {
     /// Context length the model is evaluated at (longer requests lose tokens on the left).
     #[arg(long, default_value_t = 4096)]
     max_len: usize,
-    /// Write one JSON line per question (doc_id, label, picks, log-likelihoods) here.
+    /// Write one JSON line per question (doc_id, label, picks, log-likelihoods) or RULER sample
+    /// (prediction, score) here.
     #[arg(long)]
     decisions: Option<PathBuf>,
 }
@@ -69,6 +72,13 @@ pub fn run(args: Args, backend: BackendKind, device: &Device) -> anyhow::Result<
         bar.set_style(ProgressStyle::with_template(&template).expect("valid template"));
         bar
     };
+    if !args.ruler.ruler.is_empty() {
+        let eos: Vec<u32> = ["<|endoftext|>", "</s>", "<eos>", "<|im_end|>", "<end_of_turn>"]
+            .iter()
+            .filter_map(|t| tokenizer.token_to_id(t))
+            .collect();
+        return crate::ruler::run(&args.ruler, &loaded.model, &tokenizer, eos, args.decisions.as_ref());
+    }
     let Some(olmes) = &args.olmes else {
         let mut texts = Vec::new();
         for path in &args.rolling {

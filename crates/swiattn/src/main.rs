@@ -10,6 +10,7 @@ mod model_config;
 mod plot;
 mod ppl;
 mod quickstart;
+mod ruler;
 mod selftest;
 mod sweep;
 mod train;

@@ -1,0 +1,40 @@
+//! RULER's synthetic long-context tasks, generated deterministically from a seed at a target
+//! length measured in the model's tokens, and scored by RULER's string match. So far the eight
+//! needle-in-a-haystack tasks ([`niah`]); variable tracking, common/frequent words extraction and
+//! the QA tasks come next.
+
+pub mod niah;
+
+use serde::{Deserialize, Serialize};
+
+/// One generated sample: the prompt (ending in the answer prefix) and the strings the answer must
+/// contain.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Sample {
+    pub task: String,
+    pub index: usize,
+    pub input: String,
+    pub outputs: Vec<String>,
+    /// The prompt's length in the model's tokens.
+    pub length: usize,
+}
+
+/// RULER's `string_match_all` for one prediction: the fraction of the references it contains,
+/// case-insensitively.
+pub fn string_match_all(prediction: &str, references: &[String]) -> f64 {
+    let prediction = prediction.to_lowercase();
+    references.iter().filter(|r| prediction.contains(&r.to_lowercase())).count() as f64 / references.len().max(1) as f64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn string_match_counts_the_references_found() {
+        let refs = vec!["1234567".to_string(), "Blue-Fox".to_string()];
+        assert_eq!(string_match_all("The numbers are 1234567 and blue-fox.", &refs), 1.0);
+        assert_eq!(string_match_all("only 1234567", &refs), 0.5);
+        assert_eq!(string_match_all("123456", &refs), 0.0);
+    }
+}
