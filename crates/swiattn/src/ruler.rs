@@ -10,13 +10,13 @@ use swiattn_core::model::Transformer;
 use swiattn_core::text::documents;
 use swiattn_core::tokenizer::encode;
 use swiattn_eval::generate::{Until, generate};
-use swiattn_eval::ruler::niah::{Niah, sentences};
-use swiattn_eval::ruler::{Sample, string_match_all};
+use swiattn_eval::ruler::niah::sentences;
+use swiattn_eval::ruler::{Sample, sample, string_match_all};
 use tokenizers::Tokenizer;
 
 #[derive(clap::Args)]
 pub struct RulerArgs {
-    /// RULER tasks, comma-separated (niah_single_1 … niah_multiquery).
+    /// RULER tasks, comma-separated (niah_single_1 … niah_multiquery, vt, cwe, fwe).
     #[arg(long, value_delimiter = ',')]
     pub ruler: Vec<String>,
     /// Target prompt length in the model's tokens.
@@ -82,9 +82,8 @@ pub fn run(
             let count = |text: &str| Ok(encode(tokenizer, text)?.len());
             let mut out = Vec::new();
             for name in &args.ruler {
-                let task = Niah::named(name)?;
                 for index in 0..args.samples {
-                    out.push(task.sample(name, args.seed, index, args.length, args.max_new_tokens, &essay, &count)?);
+                    out.push(sample(name, args.seed, index, args.length, args.max_new_tokens, &essay, &count)?);
                 }
             }
             out

@@ -1,9 +1,44 @@
 //! RULER's synthetic long-context tasks, generated deterministically from a seed at a target
-//! length measured in the model's tokens, and scored by RULER's string match. So far the eight
-//! needle-in-a-haystack tasks ([`niah`]); variable tracking, common/frequent words extraction and
-//! the QA tasks come next.
+//! length measured in the model's tokens, and scored by RULER's string match: the eight
+//! needle-in-a-haystack tasks ([`niah`]), variable tracking and common/frequent words extraction
+//! ([`words`]); the two QA tasks come next.
 
 pub mod niah;
+pub mod words;
+
+use swiattn_core::Result;
+
+/// The RULER tasks generated here.
+pub const TASKS: [&str; 11] = [
+    "niah_single_1",
+    "niah_single_2",
+    "niah_single_3",
+    "niah_multikey_1",
+    "niah_multikey_2",
+    "niah_multikey_3",
+    "niah_multivalue",
+    "niah_multiquery",
+    "vt",
+    "cwe",
+    "fwe",
+];
+
+/// Sample `index` of task `name` at `length` tokens (as `count` counts them), leaving
+/// `to_generate`; `essay` holds the sentences of essay haystacks.
+pub fn sample(
+    name: &str,
+    seed: u64,
+    index: usize,
+    length: usize,
+    to_generate: usize,
+    essay: &[String],
+    count: &dyn Fn(&str) -> Result<usize>,
+) -> Result<Sample> {
+    match name {
+        "vt" | "cwe" | "fwe" => words::sample(name, seed, index, length, to_generate, count),
+        _ => niah::Niah::named(name)?.sample(name, seed, index, length, to_generate, essay, count),
+    }
+}
 
 use serde::{Deserialize, Serialize};
 
