@@ -1,5 +1,6 @@
 //! `swiattn eval --ruler …`: generate RULER samples at a target length (or read them back), decode
-//! each greedily through the KV cache, and score them by RULER's string match.
+//! each greedily through the KV cache, and score them by RULER's string match (any reference for
+//! the QA tasks, all references otherwise).
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -11,12 +12,13 @@ use swiattn_core::text::documents;
 use swiattn_core::tokenizer::encode;
 use swiattn_eval::generate::{Until, generate};
 use swiattn_eval::ruler::niah::sentences;
-use swiattn_eval::ruler::{Sample, sample, string_match_all};
+use swiattn_eval::ruler::qa::read_items;
+use swiattn_eval::ruler::{Sample, Sources, sample, score};
 use tokenizers::Tokenizer;
 
 #[derive(clap::Args)]
 pub struct RulerArgs {
-    /// RULER tasks, comma-separated (niah_single_1 … niah_multiquery, vt, cwe, fwe).
+    /// RULER tasks, comma-separated (niah_single_1 … niah_multiquery, vt, cwe, fwe, qa_1, qa_2).
     #[arg(long, value_delimiter = ',')]
     pub ruler: Vec<String>,
     /// Target prompt length in the model's tokens.
@@ -31,6 +33,12 @@ pub struct RulerArgs {
     /// Essay files or directories (their .txt files) for essay haystacks.
     #[arg(long, num_args = 1..)]
     pub haystack: Vec<PathBuf>,
+    /// SQuAD-style JSONL for qa_1 (`question`, `context`, `answers`).
+    #[arg(long)]
+    pub squad: Option<PathBuf>,
+    /// HotpotQA-style JSONL for qa_2 (`question`, `context` paragraphs, `answers`).
+    #[arg(long)]
+    pub hotpotqa: Option<PathBuf>,
     /// Tokens generated per sample (RULER leaves 128 for its needle tasks).
     #[arg(long, default_value_t = 32)]
     pub max_new_tokens: usize,
@@ -78,12 +86,18 @@ pub fn run(
             .map(|(i, l)| serde_json::from_str(l).with_context(|| format!("{}:{}", path.display(), i + 1)))
             .collect::<anyhow::Result<_>>()?,
         None => {
-            let essay = essay_sentences(&args.haystack)?;
+            let read =
+                |p: &Option<PathBuf>| p.as_ref().map(|p| read_items(p)).transpose().map(Option::unwrap_or_default);
+            let sources = Sources {
+                essay: essay_sentences(&args.haystack)?,
+                squad: read(&args.squad)?,
+                hotpotqa: read(&args.hotpotqa)?,
+            };
             let count = |text: &str| Ok(encode(tokenizer, text)?.len());
             let mut out = Vec::new();
             for name in &args.ruler {
                 for index in 0..args.samples {
-                    out.push(sample(name, args.seed, index, args.length, args.max_new_tokens, &essay, &count)?);
+                    out.push(sample(name, args.seed, index, args.length, args.max_new_tokens, &sources, &count)?);
                 }
             }
             out
@@ -103,12 +117,12 @@ pub fn run(
     for s in &samples {
         let ids = encode(tokenizer, &s.input)?;
         let g = generate(model, tokenizer, &ids, &until)?;
-        let score = string_match_all(&g.text, &s.outputs);
+        let value = score(&s.task, &g.text, &s.outputs);
         match scores.iter_mut().find(|(t, _)| *t == s.task) {
-            Some((_, v)) => v.push(score),
-            None => scores.push((s.task.clone(), vec![score])),
+            Some((_, v)) => v.push(value),
+            None => scores.push((s.task.clone(), vec![value])),
         }
-        lines.push(serde_json::json!({"task": s.task, "index": s.index, "length": ids.len(), "outputs": s.outputs, "prediction": g.text, "score": score}));
+        lines.push(serde_json::json!({"task": s.task, "index": s.index, "length": ids.len(), "outputs": s.outputs, "prediction": g.text, "score": value}));
         bar.inc(1);
     }
     bar.finish_and_clear();

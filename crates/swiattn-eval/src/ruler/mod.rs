@@ -1,15 +1,16 @@
 //! RULER's synthetic long-context tasks, generated deterministically from a seed at a target
 //! length measured in the model's tokens, and scored by RULER's string match: the eight
 //! needle-in-a-haystack tasks ([`niah`]), variable tracking and common/frequent words extraction
-//! ([`words`]); the two QA tasks come next.
+//! ([`words`]) and the two QA tasks ([`qa`]) — all 13.
 
 pub mod niah;
+pub mod qa;
 pub mod words;
 
 use swiattn_core::Result;
 
 /// The RULER tasks generated here.
-pub const TASKS: [&str; 11] = [
+pub const TASKS: [&str; 13] = [
     "niah_single_1",
     "niah_single_2",
     "niah_single_3",
@@ -21,22 +22,44 @@ pub const TASKS: [&str; 11] = [
     "vt",
     "cwe",
     "fwe",
+    "qa_1",
+    "qa_2",
 ];
 
+/// What the generators draw from: essay sentences (needle haystacks), SQuAD-style items (`qa_1`)
+/// and HotpotQA-style items (`qa_2`).
+#[derive(Clone, Debug, Default)]
+pub struct Sources {
+    pub essay: Vec<String>,
+    pub squad: Vec<qa::QaItem>,
+    pub hotpotqa: Vec<qa::QaItem>,
+}
+
 /// Sample `index` of task `name` at `length` tokens (as `count` counts them), leaving
-/// `to_generate`; `essay` holds the sentences of essay haystacks.
+/// `to_generate`.
 pub fn sample(
     name: &str,
     seed: u64,
     index: usize,
     length: usize,
     to_generate: usize,
-    essay: &[String],
+    sources: &Sources,
     count: &dyn Fn(&str) -> Result<usize>,
 ) -> Result<Sample> {
     match name {
         "vt" | "cwe" | "fwe" => words::sample(name, seed, index, length, to_generate, count),
-        _ => niah::Niah::named(name)?.sample(name, seed, index, length, to_generate, essay, count),
+        "qa_1" => qa::sample(name, &sources.squad, seed, index, length, to_generate, count),
+        "qa_2" => qa::sample(name, &sources.hotpotqa, seed, index, length, to_generate, count),
+        _ => niah::Niah::named(name)?.sample(name, seed, index, length, to_generate, &sources.essay, count),
+    }
+}
+
+/// RULER's metric for a task: `string_match_part` for the QA tasks, `string_match_all` otherwise.
+pub fn score(task: &str, prediction: &str, references: &[String]) -> f64 {
+    if task.starts_with("qa_") {
+        qa::string_match_part(prediction, references)
+    } else {
+        string_match_all(prediction, references)
     }
 }
 

@@ -1,0 +1,181 @@
+//! RULER's QA tasks: `qa_1` over SQuAD-style items, `qa_2` over HotpotQA-style items. A sample puts
+//! the gold paragraph(s) of one question among paragraphs of other questions ("Document 1: …"),
+//! as many as fit the length, in a seeded order, and asks the question; the score is RULER's
+//! `string_match_part` (any reference answer contained in the prediction).
+//!
+//! Items are read from JSONL, one per line: `{"question": "…", "context": "…" or ["…", …],
+//! "answers": ["…", …]}` (`context` holds the gold paragraph or paragraphs).
+
+use std::path::Path;
+
+use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
+use rand::{Rng, SeedableRng};
+use serde::Deserialize;
+use swiattn_core::{Error, Result};
+
+use super::Sample;
+
+/// One question with its gold paragraphs and answers.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct QaItem {
+    pub question: String,
+    pub paragraphs: Vec<String>,
+    pub answers: Vec<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Context {
+    One(String),
+    Many(Vec<String>),
+}
+
+#[derive(Deserialize)]
+struct Line {
+    question: String,
+    context: Context,
+    answers: Vec<String>,
+}
+
+/// Read QA items; a bad line is an error naming `file:line`.
+pub fn read_items(path: &Path) -> Result<Vec<QaItem>> {
+    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+    text.lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+        .map(|(i, l)| {
+            let at = format!("{}:{}", path.display(), i + 1);
+            let line: Line = serde_json::from_str(l).map_err(|e| Error::format(&at, e.to_string()))?;
+            let paragraphs = match line.context {
+                Context::One(p) => vec![p],
+                Context::Many(ps) => ps,
+            };
+            if paragraphs.is_empty() || line.answers.is_empty() {
+                return Err(Error::format(&at, "needs at least one context paragraph and one answer"));
+            }
+            Ok(QaItem { question: line.question, paragraphs, answers: line.answers })
+        })
+        .collect()
+}
+
+/// RULER's `string_match_part`: 1 when the prediction contains any reference (case-insensitive).
+pub fn string_match_part(prediction: &str, references: &[String]) -> f64 {
+    let prediction = prediction.to_lowercase();
+    f64::from(u8::from(references.iter().any(|r| prediction.contains(&r.to_lowercase()))))
+}
+
+/// Sample `index`: question `index` (cycling) among as many other items' paragraphs as fit.
+pub fn sample(
+    name: &str,
+    items: &[QaItem],
+    seed: u64,
+    index: usize,
+    length: usize,
+    to_generate: usize,
+    count: &dyn Fn(&str) -> Result<usize>,
+) -> Result<Sample> {
+    if items.len() < 2 {
+        return Err(Error::Invalid(format!("{name} needs a QA file of at least 2 items (--squad / --hotpotqa)")));
+    }
+    let budget = length
+        .checked_sub(to_generate)
+        .ok_or_else(|| Error::Invalid(format!("length {length} < {to_generate} tokens to generate")))?;
+    let mut rng = StdRng::seed_from_u64(seed ^ (index as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ 0x0A0A);
+    let item = &items[index % items.len()];
+    let mut distractors: Vec<&String> = items
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i != index % items.len())
+        .flat_map(|(_, it)| it.paragraphs.iter())
+        .filter(|p| !item.paragraphs.contains(p))
+        .collect();
+    distractors.shuffle(&mut rng);
+    let order_seed: u64 = rng.random();
+    let prompt = |n: usize| -> String {
+        let mut docs: Vec<&String> = item.paragraphs.iter().chain(distractors[..n].iter().copied()).collect();
+        docs.shuffle(&mut StdRng::seed_from_u64(order_seed));
+        let docs: Vec<String> = docs.iter().enumerate().map(|(i, d)| format!("Document {}:\n{d}", i + 1)).collect();
+        let ask = "Answer the question based on the given documents. Only give me the answer and do not output any other words.";
+        format!(
+            "{ask}\n\nThe following are given documents.\n\n{}\n\n{ask}\n\nQuestion: {} Answer:",
+            docs.join("\n\n"),
+            item.question
+        )
+    };
+    if count(&prompt(0))? > budget {
+        return Err(Error::Invalid(format!(
+            "{name} at {length} tokens: the gold paragraphs alone exceed {budget} tokens"
+        )));
+    }
+    let (mut lo, mut hi) = (0, distractors.len());
+    while lo < hi {
+        let mid = lo + (hi - lo).div_ceil(2);
+        if count(&prompt(mid))? <= budget {
+            lo = mid;
+        } else {
+            hi = mid - 1;
+        }
+    }
+    let input = prompt(lo);
+    let length = count(&input)?;
+    Ok(Sample { task: name.to_string(), index, input, outputs: item.answers.clone(), length })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn items() -> Vec<QaItem> {
+        (0..30)
+            .map(|i| QaItem {
+                question: format!("What is item {i} made of?"),
+                paragraphs: vec![
+                    format!("Item {i} is made of material {i} and nothing else."),
+                    format!("Extra fact {i}."),
+                ],
+                answers: vec![format!("material {i}")],
+            })
+            .collect()
+    }
+
+    fn words(text: &str) -> Result<usize> {
+        Ok(text.split_whitespace().count())
+    }
+
+    #[test]
+    fn samples_hold_the_gold_paragraphs_among_distractors() {
+        let items = items();
+        let s = sample("qa_2", &items, 1, 3, 300, 20, &words).unwrap();
+        assert!(s.length <= 280 && s.length > 250, "{}", s.length);
+        assert!(s.input.contains("Item 3 is made of material 3") && s.input.contains("Extra fact 3."));
+        assert!(s.input.matches("Document ").count() > 10);
+        assert!(s.input.ends_with("Question: What is item 3 made of? Answer:"));
+        assert_eq!(s.outputs, vec!["material 3"]);
+        assert_eq!(sample("qa_2", &items, 1, 3, 300, 20, &words).unwrap(), s);
+        assert!(sample("qa_1", &items[..1], 1, 0, 300, 20, &words).is_err());
+    }
+
+    #[test]
+    fn partial_match_needs_any_reference() {
+        let refs = vec!["Paris".to_string(), "the capital".to_string()];
+        assert_eq!(string_match_part("It is paris.", &refs), 1.0);
+        assert_eq!(string_match_part("London", &refs), 0.0);
+    }
+
+    #[test]
+    fn items_read_from_jsonl_with_named_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("qa.jsonl");
+        std::fs::write(
+            &path,
+            "{\"question\": \"q?\", \"context\": \"p.\", \"answers\": [\"a\"]}\n{\"question\": \"r?\", \"context\": [\"x.\", \"y.\"], \"answers\": [\"b\"]}\n",
+        )
+        .unwrap();
+        let items = read_items(&path).unwrap();
+        assert_eq!(items[1].paragraphs, vec!["x.", "y."]);
+        std::fs::write(&path, "{\"question\": \"q?\", \"context\": \"p.\", \"answers\": []}\n").unwrap();
+        let err = read_items(&path).unwrap_err().to_string();
+        assert!(err.contains("qa.jsonl:1"), "{err}");
+    }
+}
