@@ -39,7 +39,8 @@ struct Line {
 
 /// Read an OLMES request file (gzip when it ends in `.gz`) into its questions, in order of
 /// `doc_id`. Errors name the file and line: bad JSON, a missing field, a request type other than
-/// `loglikelihood`, choices that skip an index, or a label that is not one of the choices.
+/// `loglikelihood`, choices that skip an index, or a label that is not one of the choices (a label
+/// that is no index at all, as LAMBADA's answer strings, is allowed for single-choice documents).
 pub fn read_olmes(path: &Path) -> Result<Vec<Question>> {
     let name = path.display().to_string();
     let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
@@ -50,7 +51,7 @@ pub fn read_olmes(path: &Path) -> Result<Vec<Question>> {
         std::io::BufReader::new(file).read_to_string(&mut text)
     };
     read.map_err(|e| Error::io(path, e))?;
-    let mut questions: BTreeMap<u64, (Vec<Option<Request>>, usize, usize)> = BTreeMap::new();
+    let mut questions: BTreeMap<u64, (Vec<Option<Request>>, Option<usize>, usize)> = BTreeMap::new();
     for (i, raw) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
         let at = format!("{name}:{}", i + 1);
         let line: Line = serde_json::from_str(raw).map_err(|e| Error::format(&at, e.to_string()))?;
@@ -60,17 +61,17 @@ pub fn read_olmes(path: &Path) -> Result<Vec<Question>> {
                 format!("request type `{}` (this reader takes loglikelihood)", line.request_type),
             ));
         }
+        // A choice index; anything else (LAMBADA's answer strings) is only valid for a single choice.
         let label = match &line.label {
             serde_json::Value::Number(n) => n.as_u64().map(|n| n as usize),
             serde_json::Value::String(s) => s.parse().ok(),
             _ => None,
-        }
-        .ok_or_else(|| Error::format(&at, format!("label {} is not a choice index", line.label)))?;
+        };
         let (choices, q_label, first_line) = questions.entry(line.doc_id).or_insert((Vec::new(), label, i + 1));
         if *q_label != label {
             return Err(Error::format(
                 &at,
-                format!("label {label} differs from line {first_line}'s {q_label} for doc {}", line.doc_id),
+                format!("label {} differs from line {first_line}'s for doc {}", line.label, line.doc_id),
             ));
         }
         if choices.len() <= line.idx {
@@ -89,9 +90,17 @@ pub fn read_olmes(path: &Path) -> Result<Vec<Question>> {
                 .enumerate()
                 .map(|(i, c)| c.ok_or_else(|| Error::format(&at, format!("doc {doc_id} has no choice {i}"))))
                 .collect::<Result<_>>()?;
-            if label >= choices.len() {
-                return Err(Error::format(&at, format!("doc {doc_id}: label {label} but {} choices", choices.len())));
-            }
+            let label = match label {
+                Some(label) if label < choices.len() => label,
+                Some(label) => {
+                    return Err(Error::format(
+                        &at,
+                        format!("doc {doc_id}: label {label} but {} choices", choices.len()),
+                    ));
+                }
+                None if choices.len() == 1 => 0,
+                None => return Err(Error::format(&at, format!("doc {doc_id}: the label is not a choice index"))),
+            };
             Ok(Question { doc_id, choices, label })
         })
         .collect()

@@ -43,6 +43,15 @@ fn line(doc_id: u64, idx: usize, label: &str) -> String {
 }
 
 #[test]
+fn single_continuations_may_carry_answer_strings_as_labels() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("lambada.jsonl");
+    std::fs::write(&path, format!("{}\n{}\n", line(0, 0, r#"["x0"]"#), line(1, 0, r#"["x0"]"#))).unwrap();
+    let questions = read_olmes(&path).unwrap();
+    assert_eq!(questions.iter().map(|q| (q.choices.len(), q.label)).collect::<Vec<_>>(), [(1, 0), (1, 0)]);
+}
+
+#[test]
 fn malformed_files_name_the_file_and_line() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("bad.jsonl");
@@ -54,6 +63,7 @@ fn malformed_files_name_the_file_and_line() {
         (format!("{}\n{}\n", line(0, 0, "0"), line(0, 0, "0")), "appears twice"),
         (line(0, 0, "0").replace("loglikelihood", "generate_until"), "generate_until"),
         (line(0, 0, "0").replace(r#""doc_id": 0, "#, ""), "doc_id"),
+        (format!("{}\n{}\n", line(0, 0, r#"["x0"]"#), line(0, 1, r#"["x0"]"#)), "not a choice index"),
     ];
     for (text, want) in cases {
         std::fs::write(&path, &text).unwrap();

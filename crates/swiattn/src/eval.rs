@@ -13,7 +13,7 @@ use swiattn_core::BackendKind;
 use swiattn_core::checkpoint::load_model;
 use swiattn_core::text::documents;
 use swiattn_core::tokenizer::load_tokenizer;
-use swiattn_eval::metrics::{accuracy, decide};
+use swiattn_eval::metrics::{accuracy, completion, decide};
 use swiattn_eval::request::read_olmes;
 use swiattn_eval::rolling::{Perplexity, windows};
 use swiattn_eval::score::{Encoded, encode_pair, score};
@@ -48,6 +48,9 @@ pub struct Args {
     /// Context length the model is evaluated at (longer requests lose tokens on the left).
     #[arg(long, default_value_t = 4096)]
     max_len: usize,
+    /// Write the run's results (metrics, model and layout, backend, time) as JSON here.
+    #[arg(long)]
+    results: Option<PathBuf>,
     /// Write one JSON line per question (doc_id, label, picks, log-likelihoods) or RULER sample
     /// (prediction, score) here.
     #[arg(long)]
@@ -77,7 +80,12 @@ pub fn run(args: Args, backend: BackendKind, device: &Device) -> anyhow::Result<
             .iter()
             .filter_map(|t| tokenizer.token_to_id(t))
             .collect();
-        return crate::ruler::run(&args.ruler, &loaded.model, &tokenizer, eos, args.decisions.as_ref());
+        let scores = crate::ruler::run(&args.ruler, &loaded.model, &tokenizer, eos, args.decisions.as_ref())?;
+        let metrics: serde_json::Map<String, serde_json::Value> = scores
+            .into_iter()
+            .map(|(task, score, n)| (task, serde_json::json!({"score": score, "n": n, "length": args.ruler.length})))
+            .collect();
+        return write_results(&args, &loaded.model, backend, started, serde_json::json!({"ruler": metrics}));
     }
     let Some(olmes) = &args.olmes else {
         let mut texts = Vec::new();
@@ -111,6 +119,7 @@ pub fn run(args: Args, backend: BackendKind, device: &Device) -> anyhow::Result<
             flat.len(),
             args.max_len
         );
+        write_results(&args, &loaded.model, backend, started, serde_json::json!({"rolling": p}))?;
         println!("word_perplexity: {:.4}", p.word_perplexity);
         println!("byte_perplexity: {:.5}", p.byte_perplexity);
         println!("bits_per_byte:   {:.5}", p.bits_per_byte);
@@ -134,6 +143,17 @@ pub fn run(args: Args, backend: BackendKind, device: &Device) -> anyhow::Result<
         by_question.push(scored[at..at + q.choices.len()].to_vec());
         at += q.choices.len();
     }
+    if questions.iter().all(|q| q.choices.len() == 1) {
+        // Single continuations (LAMBADA): greedy accuracy, perplexity, bits per byte.
+        let c = completion(&questions, &scored);
+        write_results(&args, &loaded.model, backend, started, serde_json::json!({"completion": c}))?;
+        println!("requests:  {} ({} single continuations)", olmes.display(), questions.len());
+        println!("acc:       {:.4} ± {:.4} (greedy continuation)", c.acc.value, c.acc.stderr);
+        println!("perplexity: {:.4}", c.perplexity);
+        println!("bits_per_byte: {:.5}", c.bits_per_byte);
+        println!("time:      {:.1} s on {backend}", started.elapsed().as_secs_f64());
+        return Ok(());
+    }
     let decisions = decide(&questions, &by_question);
     let (acc, acc_norm) = accuracy(&decisions);
     if let Some(path) = &args.decisions {
@@ -142,9 +162,37 @@ pub fn run(args: Args, backend: BackendKind, device: &Device) -> anyhow::Result<
             writeln!(file, "{}", serde_json::to_string(d)?)?;
         }
     }
+    write_results(&args, &loaded.model, backend, started, serde_json::json!({"acc": acc, "acc_norm": acc_norm}))?;
     println!("requests:  {} ({} questions, {} choices)", olmes.display(), questions.len(), encoded.len());
     println!("acc:       {:.4} ± {:.4}", acc.value, acc.stderr);
     println!("acc_norm:  {:.4} ± {:.4}", acc_norm.value, acc_norm.stderr);
     println!("time:      {:.1} s on {backend}", started.elapsed().as_secs_f64());
     Ok(())
+}
+
+/// The results JSON of a run, when `--results` asks for it.
+fn write_results(
+    args: &Args,
+    model: &swiattn_core::model::Transformer,
+    backend: BackendKind,
+    started: Instant,
+    metrics: serde_json::Value,
+) -> anyhow::Result<()> {
+    let Some(path) = &args.results else { return Ok(()) };
+    let full = model.arch.layers.iter().filter(|l| l.type_name() == "full_attention").count();
+    let out = serde_json::json!({
+        "swiattn": env!("CARGO_PKG_VERSION"),
+        "model": args.model.display().to_string(),
+        "layers": crate::info::layer_string(&model.arch.layers),
+        "full_layers": full,
+        "backend": backend.to_string(),
+        "input": args.olmes.as_ref().map(|p| p.display().to_string()),
+        "rolling": args.rolling.iter().map(|p| p.display().to_string()).collect::<Vec<_>>(),
+        "limit": args.limit,
+        "max_len": args.max_len,
+        "metrics": metrics,
+        "seconds": started.elapsed().as_secs_f64(),
+        "unix_time": std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),
+    });
+    std::fs::write(path, serde_json::to_string_pretty(&out)?).with_context(|| format!("{}", path.display()))
 }

@@ -69,14 +69,15 @@ fn essay_sentences(paths: &[PathBuf]) -> anyhow::Result<Vec<String>> {
     Ok(sentences(&texts))
 }
 
-/// Generate (or read) the samples, decode and score; one line per task, predictions to `decisions`.
+/// Generate (or read) the samples, decode and score; one line per task, predictions to
+/// `decisions`; returns (task, score × 100, samples).
 pub fn run(
     args: &RulerArgs,
     model: &Transformer,
     tokenizer: &Tokenizer,
     eos: Vec<u32>,
     decisions: Option<&PathBuf>,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<Vec<(String, f64, usize)>> {
     let samples: Vec<Sample> = match &args.read_samples {
         Some(path) => std::fs::read_to_string(path)
             .with_context(|| format!("{}", path.display()))?
@@ -132,9 +133,11 @@ pub fn run(
             writeln!(file, "{l}")?;
         }
     }
-    for (task, v) in &scores {
-        let mean = v.iter().sum::<f64>() / v.len() as f64;
-        println!("{task:<18} {:6.2}  ({} samples at {} tokens)", 100.0 * mean, v.len(), args.length);
+    let mut out = Vec::new();
+    for (task, v) in scores {
+        let mean = 100.0 * v.iter().sum::<f64>() / v.len() as f64;
+        println!("{task:<18} {mean:6.2}  ({} samples at {} tokens)", v.len(), args.length);
+        out.push((task, mean, v.len()));
     }
-    Ok(())
+    Ok(out)
 }
