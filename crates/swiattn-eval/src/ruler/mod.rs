@@ -54,6 +54,26 @@ pub fn sample(
     }
 }
 
+/// The largest `n` in `0..=max` whose `prompt(n)` fits `budget` tokens (binary search; prompts
+/// grow with `n`). The caller has checked that `prompt(0)` fits.
+pub(crate) fn largest_fitting(
+    max: usize,
+    budget: usize,
+    prompt: &dyn Fn(usize) -> String,
+    count: &dyn Fn(&str) -> Result<usize>,
+) -> Result<usize> {
+    let (mut lo, mut hi) = (0, max);
+    while lo < hi {
+        let mid = lo + (hi - lo).div_ceil(2);
+        if count(&prompt(mid))? <= budget {
+            lo = mid;
+        } else {
+            hi = mid - 1;
+        }
+    }
+    Ok(lo)
+}
+
 /// RULER's metric for a task: `string_match_part` for the QA tasks, `string_match_all` otherwise.
 pub fn score(task: &str, prediction: &str, references: &[String]) -> f64 {
     if task.starts_with("qa_") {

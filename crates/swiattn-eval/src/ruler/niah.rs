@@ -20,7 +20,7 @@ use rand::seq::{IndexedRandom, SliceRandom};
 use rand::{Rng, SeedableRng};
 use swiattn_core::{Error, Result};
 
-use super::Sample;
+use super::{Sample, TASKS, largest_fitting};
 
 const NOISE: &str = "The grass is green. The sky is blue. The sun is yellow. Here we go. There and back again.";
 const ADJECTIVES: [&str; 40] = [
@@ -84,18 +84,6 @@ pub struct Niah {
     values: usize,
     queries: usize,
 }
-
-/// The eight task names.
-pub const TASKS: [&str; 8] = [
-    "niah_single_1",
-    "niah_single_2",
-    "niah_single_3",
-    "niah_multikey_1",
-    "niah_multikey_2",
-    "niah_multikey_3",
-    "niah_multivalue",
-    "niah_multiquery",
-];
 
 impl Niah {
     pub fn named(name: &str) -> Result<Self> {
@@ -204,20 +192,11 @@ impl Niah {
         let budget = length
             .checked_sub(to_generate)
             .ok_or_else(|| Error::Invalid(format!("length {length} < {to_generate} tokens to generate")))?;
-        // The largest haystack whose prompt fits the budget.
-        let (mut lo, mut hi) = (0usize, units.min(budget));
         if count_tokens(&prompt(0))? > budget {
             return Err(Error::Invalid(format!("{name}: even an empty haystack exceeds {budget} tokens")));
         }
-        while lo < hi {
-            let mid = lo + (hi - lo).div_ceil(2);
-            if count_tokens(&prompt(mid))? <= budget {
-                lo = mid;
-            } else {
-                hi = mid - 1;
-            }
-        }
-        let input = prompt(lo);
+        // The largest haystack whose prompt fits the budget.
+        let input = prompt(largest_fitting(units.min(budget), budget, &prompt, count_tokens)?);
         let length = count_tokens(&input)?;
         Ok(Sample { task: name.to_string(), index, input, outputs, length })
     }
@@ -267,7 +246,7 @@ mod tests {
     #[test]
     fn samples_fit_the_length_hold_their_needles_and_repeat_by_seed() {
         let essay: Vec<String> = (0..400).map(|i| format!("Sentence number {i} of the essay.")).collect();
-        for name in TASKS {
+        for &name in TASKS.iter().filter(|t| t.starts_with("niah")) {
             let task = Niah::named(name).unwrap();
             let s = task.sample(name, 7, 3, 900, 50, &essay, &words).unwrap();
             assert!(s.length <= 850 && s.length > 700, "{name}: {} words", s.length);

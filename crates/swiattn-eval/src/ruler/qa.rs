@@ -14,7 +14,7 @@ use rand::{Rng, SeedableRng};
 use serde::Deserialize;
 use swiattn_core::{Error, Result};
 
-use super::Sample;
+use super::{Sample, largest_fitting};
 
 /// One question with its gold paragraphs and answers.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -108,16 +108,7 @@ pub fn sample(
             "{name} at {length} tokens: the gold paragraphs alone exceed {budget} tokens"
         )));
     }
-    let (mut lo, mut hi) = (0, distractors.len());
-    while lo < hi {
-        let mid = lo + (hi - lo).div_ceil(2);
-        if count(&prompt(mid))? <= budget {
-            lo = mid;
-        } else {
-            hi = mid - 1;
-        }
-    }
-    let input = prompt(lo);
+    let input = prompt(largest_fitting(distractors.len(), budget, &prompt, count)?);
     let length = count(&input)?;
     Ok(Sample { task: name.to_string(), index, input, outputs: item.answers.clone(), length })
 }

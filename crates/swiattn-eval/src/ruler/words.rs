@@ -15,7 +15,7 @@ use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use swiattn_core::{Error, Result};
 
-use super::Sample;
+use super::{Sample, largest_fitting};
 
 const NOISE: &str = "The grass is green. The sky is blue. The sun is yellow. Here we go. There and back again.";
 const ONSETS: [&str; 16] = ["b", "d", "f", "g", "k", "l", "m", "n", "p", "r", "s", "t", "v", "z", "ch", "sh"];
@@ -49,16 +49,7 @@ fn fit(
     if count(&prompt(0))? > budget {
         return Err(Error::Invalid(format!("even the smallest prompt exceeds {budget} tokens")));
     }
-    let (mut lo, mut hi) = (0, max);
-    while lo < hi {
-        let mid = lo + (hi - lo).div_ceil(2);
-        if count(&prompt(mid))? <= budget {
-            lo = mid;
-        } else {
-            hi = mid - 1;
-        }
-    }
-    Ok(lo)
+    largest_fitting(max, budget, prompt, count)
 }
 
 fn rng_for(seed: u64, index: usize) -> StdRng {
