@@ -3,14 +3,18 @@
 question by question: picks for acc and acc_norm, and the largest log-likelihood difference. A
 disagreement counts as a tie when the two choices involved are within TOL of each other on either side.
 
-    python3 tools/compare_decisions.py ours.jsonl ref.jsonl [--tol 1e-3]
+    python3 tools/compare_decisions.py ours.jsonl ref.jsonl [--tol 1e-3] [--task piqa]
+
+Questions are matched by (task, doc_id) when both files name tasks (`swiattn eval --tasks …`), else
+by doc_id (`--task` picks one task's lines from a file that names them).
 """
 import argparse
 import json
 
 
-def load(path):
-    return {d["doc_id"]: d for d in map(json.loads, open(path)) if d}
+def load(path, task):
+    rows = [d for d in map(json.loads, open(path)) if d and "doc_id" in d]
+    return [d for d in rows if task is None or d.get("task", task) == task]
 
 
 def main():
@@ -18,8 +22,12 @@ def main():
     p.add_argument("ours")
     p.add_argument("ref")
     p.add_argument("--tol", type=float, default=1e-3)
+    p.add_argument("--task")
     a = p.parse_args()
-    ours, ref = load(a.ours), load(a.ref)
+    ours, ref = load(a.ours, a.task), load(a.ref, a.task)
+    named = all("task" in d for d in ours + ref)
+    key = lambda d: f'{d["task"]}/{d["doc_id"]}' if named else d["doc_id"]
+    ours, ref = {key(d): d for d in ours}, {key(d): d for d in ref}
     assert ours.keys() == ref.keys(), "the files cover different questions"
     max_diff = 0.0
     report = {}

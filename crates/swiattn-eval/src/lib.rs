@@ -8,14 +8,22 @@
 //!   lm-eval's tokenization of the (context, continuation) pair;
 //! - [`metrics`]: accuracy and length-normalized accuracy with their standard errors;
 //! - [`rolling`]: `loglikelihood_rolling` windows and word/byte perplexities of documents;
-//! - [`generate`]: `generate_until`, greedy decoding through the KV cache with stop strings.
-//!
-//! Still to come (the evaluation issue): the regular task
-//! templates over HF-dataset files, the RULER generators, results JSON and the `--tasks` suites.
+//! - [`generate`]: `generate_until`, greedy decoding through the KV cache with stop strings;
+//! - [`task`]: tasks as TOML specs in lm-eval's vocabulary (`doc_to_text`, `doc_to_choice`,
+//!   `doc_to_target`), over documents read by [`dataset`] (Arrow, JSONL, text) and evaluated by
+//!   [`template`]; the ten regular tasks are built-in specs;
+//! - [`evaluate`]: a prepared task scored into its metrics;
+//! - [`ruler`]: RULER's 13 long-context tasks, generated at any length;
+//! - [`results`]: per-task results with their attention cost, and the markdown table.
 
+pub mod dataset;
+pub mod evaluate;
 pub mod generate;
 pub mod metrics;
 pub mod request;
+pub mod results;
 pub mod rolling;
 pub mod ruler;
 pub mod score;
+pub mod task;
+pub mod template;

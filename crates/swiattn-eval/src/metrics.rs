@@ -18,7 +18,7 @@ pub struct Decision {
     /// Argmax of the log-likelihoods per continuation character.
     pub pick_norm: usize,
     pub logprobs: Vec<f64>,
-    /// Characters of each continuation (acc_norm's denominators).
+    /// Characters of each choice (acc_norm's denominators).
     pub chars: Vec<usize>,
 }
 
@@ -51,7 +51,7 @@ pub fn decide(questions: &[Question], scores: &[Vec<Scored>]) -> Vec<Decision> {
         .zip(scores)
         .map(|(q, s)| {
             let logprobs: Vec<f64> = s.iter().map(|x| x.logprob).collect();
-            let chars: Vec<usize> = q.choices.iter().map(|c| c.continuation.chars().count()).collect();
+            let chars = q.chars.clone();
             let per_char = logprobs.iter().zip(&chars).map(|(lp, &n)| lp / n.max(1) as f64);
             Decision {
                 doc_id: q.doc_id,
@@ -103,7 +103,7 @@ mod tests {
     fn question(label: usize, continuations: &[&str]) -> Question {
         let choices =
             continuations.iter().map(|c| Request { context: "c".into(), continuation: c.to_string() }).collect();
-        Question { doc_id: 0, choices, label }
+        Question { doc_id: 0, choices, label, chars: continuations.iter().map(|c| c.chars().count()).collect() }
     }
 
     fn scored(logprob: f64, greedy: bool) -> Scored {

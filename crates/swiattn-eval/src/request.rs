@@ -7,7 +7,6 @@
 //! where `idx` is the choice and `label` the right choice of the question `doc_id`.
 
 use std::collections::BTreeMap;
-use std::io::Read;
 use std::path::Path;
 
 use serde::Deserialize;
@@ -26,6 +25,9 @@ pub struct Question {
     pub doc_id: u64,
     pub choices: Vec<Request>,
     pub label: usize,
+    /// Characters `acc_norm` divides each choice's log-likelihood by: the choice string's (lm-eval),
+    /// or the whole continuation's for requests read from files.
+    pub chars: Vec<usize>,
 }
 
 #[derive(Deserialize)]
@@ -43,14 +45,7 @@ struct Line {
 /// that is no index at all, as LAMBADA's answer strings, is allowed for single-choice documents).
 pub fn read_olmes(path: &Path) -> Result<Vec<Question>> {
     let name = path.display().to_string();
-    let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
-    let mut text = String::new();
-    let read = if name.ends_with(".gz") {
-        flate2::read::GzDecoder::new(file).read_to_string(&mut text)
-    } else {
-        std::io::BufReader::new(file).read_to_string(&mut text)
-    };
-    read.map_err(|e| Error::io(path, e))?;
+    let text = crate::dataset::read_text(path)?;
     let mut questions: BTreeMap<u64, (Vec<Option<Request>>, Option<usize>, usize)> = BTreeMap::new();
     for (i, raw) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
         let at = format!("{name}:{}", i + 1);
@@ -101,7 +96,8 @@ pub fn read_olmes(path: &Path) -> Result<Vec<Question>> {
                 None if choices.len() == 1 => 0,
                 None => return Err(Error::format(&at, format!("doc {doc_id}: the label is not a choice index"))),
             };
-            Ok(Question { doc_id, choices, label })
+            let chars = choices.iter().map(|c| c.continuation.chars().count()).collect();
+            Ok(Question { doc_id, choices, label, chars })
         })
         .collect()
 }

@@ -6,6 +6,11 @@
 //! context becomes the end-of-text token; sequences longer than `max_len + 1` tokens lose tokens
 //! on the left. Requests are scored longest first, `batch` at a time, padded on the right (causal
 //! attention keeps padding out of every scored position).
+//!
+//! [`score_shared`] scores the choices of one question from one pass over their shared context:
+//! the context runs once into a KV cache, the cache is copied for each choice, and the
+//! continuations run as one batch from it — the same log-likelihoods (the three-path agreement of
+//! full, chunked and cached forwards), with the context computed once instead of once per choice.
 
 use burn::tensor::{DType, Device, Int, Tensor, TensorData, activation::log_softmax};
 use swiattn_core::model::{Routes, Transformer};
@@ -32,6 +37,13 @@ pub struct Encoded {
     pub ids: Vec<u32>,
     /// Number of continuation tokens (the last `scored` of `ids`).
     pub scored: usize,
+}
+
+impl Encoded {
+    /// The tokens before the scored ones.
+    pub fn context(&self) -> &[u32] {
+        &self.ids[..self.ids.len() - self.scored]
+    }
 }
 
 /// lm-eval's encoding of a (context, continuation) pair; `eot` stands in for an empty context.
@@ -75,9 +87,7 @@ pub fn score(
     batch: usize,
     mut progress: impl FnMut(usize),
 ) -> Result<Vec<Scored>> {
-    if model.layer_attention().iter().any(|l| l.type_name() == "routed_attention") {
-        return Err(Error::Invalid("routed layers need routes from a router; evaluate a static layout".into()));
-    }
+    check_static(model)?;
     let device: Device = model.model.embed_tokens.weight.val().device();
     let mut order: Vec<usize> = (0..encoded.len()).collect();
     order.sort_by_key(|&i| std::cmp::Reverse(encoded[i].ids.len()));
@@ -113,6 +123,78 @@ pub fn score(
         progress(done);
     }
     Ok(out)
+}
+
+/// Score each question's choices (`questions[q]` = its choices' encodings), sharing the context
+/// computation when every choice has the same context tokens (else as [`score`] does);
+/// `progress(done)` counts questions.
+pub fn score_shared(
+    model: &Transformer,
+    questions: &[Vec<Encoded>],
+    mut progress: impl FnMut(usize),
+) -> Result<Vec<Vec<Scored>>> {
+    check_static(model)?;
+    let device: Device = model.model.embed_tokens.weight.val().device();
+    let mut out = Vec::with_capacity(questions.len());
+    for (q, choices) in questions.iter().enumerate() {
+        let shared = choices.iter().all(|c| c.context() == choices[0].context());
+        if !shared || choices.is_empty() {
+            out.push(score(model, choices, choices.len(), |_| {})?);
+            progress(q + 1);
+            continue;
+        }
+        // The context once: the last position predicts every choice's first token.
+        let prefix: Vec<i64> = choices[0].context().iter().map(|&t| t as i64).collect();
+        let p = prefix.len();
+        let mut cache = model.new_cache();
+        let tokens = Tensor::<2, Int>::from_data(TensorData::new(prefix, [1, p]), &device);
+        let hidden = model.hidden_states(tokens, &mut Routes::none(), Some(&mut cache))?;
+        let [_, _, h] = hidden.dims();
+        let last = log_softmax(model.logits(hidden.slice([0..1, p - 1..p, 0..h])).cast(DType::F32), 2);
+        let first = read_f32(last.clone())?;
+        let first_argmax = read_i64(last.argmax(2))?[0];
+        let mut scored: Vec<Scored> = choices
+            .iter()
+            .map(|c| {
+                let t = c.ids[c.ids.len() - c.scored];
+                Scored { logprob: first[t as usize] as f64, greedy: first_argmax == t as i64, tokens: c.scored }
+            })
+            .collect();
+        // Then every choice's remaining tokens, one row each, from copies of the context's cache.
+        let len = choices.iter().map(|c| c.scored - 1).max().unwrap_or(0);
+        if len > 0 {
+            let b = choices.len();
+            let (mut input, mut target) = (Vec::with_capacity(b * len), Vec::with_capacity(b * len));
+            for c in choices {
+                let cont = &c.ids[c.ids.len() - c.scored..];
+                let n = c.scored - 1;
+                input.extend(cont[..n].iter().map(|&t| t as i64).chain(std::iter::repeat_n(0, len - n)));
+                target.extend(cont[1..].iter().map(|&t| t as i64).chain(std::iter::repeat_n(0, len - n)));
+            }
+            let mut copies = cache.repeat(b);
+            let tokens = Tensor::<2, Int>::from_data(TensorData::new(input, [b, len]), &device);
+            let hidden = model.hidden_states(tokens, &mut Routes::none(), Some(&mut copies))?;
+            let logp = log_softmax(model.logits(hidden).cast(DType::F32), 2);
+            let target_t = Tensor::<3, Int>::from_data(TensorData::new(target.clone(), [b, len, 1]), &device);
+            let picked = read_f32(logp.clone().gather(2, target_t))?;
+            let argmax = read_i64(logp.argmax(2))?;
+            for (row, (c, s)) in choices.iter().zip(&mut scored).enumerate() {
+                let positions = row * len..row * len + c.scored - 1;
+                s.logprob += positions.clone().map(|i| picked[i] as f64).sum::<f64>();
+                s.greedy &= positions.into_iter().all(|i| argmax[i] == target[i]);
+            }
+        }
+        out.push(scored);
+        progress(q + 1);
+    }
+    Ok(out)
+}
+
+fn check_static(model: &Transformer) -> Result<()> {
+    if model.layer_attention().iter().any(|l| l.type_name() == "routed_attention") {
+        return Err(Error::Invalid("routed layers need routes from a router; evaluate a static layout".into()));
+    }
+    Ok(())
 }
 
 fn read_f32<const D: usize>(t: Tensor<D>) -> Result<Vec<f32>> {

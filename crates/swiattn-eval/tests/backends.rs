@@ -37,10 +37,11 @@ fn cpu_and_wgpu_make_the_same_decisions() {
     let questions: Vec<Question> = (0..24)
         .map(|q| {
             let context = phrase(3 + q % 10);
-            let choices = (0..2 + q % 3)
+            let choices: Vec<Request> = (0..2 + q % 3)
                 .map(|c| Request { context: context.clone(), continuation: format!(" {}", phrase(1 + c)) })
                 .collect();
-            Question { doc_id: q as u64, choices, label: 0 }
+            let chars = choices.iter().map(|c| c.continuation.chars().count()).collect();
+            Question { doc_id: q as u64, choices, label: 0, chars }
         })
         .collect();
     let encoded: Vec<Encoded> =

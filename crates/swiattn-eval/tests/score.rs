@@ -7,7 +7,7 @@ use swiattn_core::model::{ModelConfig, Routes, Transformer};
 use swiattn_core::score::token_nll;
 use swiattn_core::testing::{randomize, test_device, word_tokenizer_json};
 use swiattn_eval::request::Request;
-use swiattn_eval::score::{Encoded, encode_pair, score};
+use swiattn_eval::score::{Encoded, encode_pair, score, score_shared};
 use tokenizers::Tokenizer;
 
 const WORDS: [&str; 12] = ["<eot>", "<unk>", "the", "cat", "sat", "on", "a", "mat", "and", "slept", "dog", "ran"];
@@ -77,6 +77,41 @@ fn batched_scores_equal_per_request_references() {
             let argmax: Vec<i64> = logits.argmax(2).into_data().convert::<i64>().try_into_vec().unwrap();
             let greedy = (n - e.scored..n).all(|p| argmax[p] == e.ids[p + 1] as i64);
             assert_eq!(s.greedy, greedy, "batch {batch}: {e:?}");
+        }
+    }
+}
+
+/// Choices scored from one cached context equal each choice scored whole, with a sliding layer
+/// whose ring buffer wraps inside the context (window 3; contexts of 1 to 7 tokens) and choices of
+/// one token (no continuation pass) or several; a question whose contexts differ falls back.
+#[test]
+fn shared_context_scores_equal_whole_sequences() {
+    let tok = tokenizer();
+    let json = serde_json::json!({
+        "model_type": "llama", "vocab_size": WORDS.len(), "hidden_size": 32, "intermediate_size": 48,
+        "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2, "head_dim": 8,
+        "sliding_window": 3, "attention_pattern": "SF",
+    });
+    let config = ModelConfig::from_json_str(&json.to_string(), "test").unwrap();
+    let model = randomize(Transformer::new(config, &test_device()).unwrap(), 9, 0.4);
+    let questions: Vec<Vec<Request>> = vec![
+        vec![request("the", " cat sat"), request("the", " dog"), request("the", " mat and the cat slept")],
+        vec![request("the cat sat", " on"), request("the cat sat", " a mat"), request("the cat sat", " and")],
+        vec![request("the dog sat on a mat and", " slept"), request("the dog sat on a mat and", " ran on a mat")],
+        vec![request("", "the cat"), request("", "a dog ran")],
+        vec![request("the cat", " sat"), request("a dog", " sat")],
+    ];
+    let encoded: Vec<Vec<Encoded>> =
+        questions.iter().map(|q| q.iter().map(|r| encode_pair(&tok, r, 0, 64).unwrap()).collect()).collect();
+    let mut done = 0;
+    let shared = score_shared(&model, &encoded, |d| done = d).unwrap();
+    assert_eq!(done, questions.len());
+    for (q, (choices, scores)) in encoded.iter().zip(&shared).enumerate() {
+        let whole = score(&model, choices, 1, |_| {}).unwrap();
+        for (s, w) in scores.iter().zip(&whole) {
+            // fp32, sums of ≤ 6 log-probabilities: 1e-4 absolute.
+            assert!((s.logprob - w.logprob).abs() < 1e-4, "question {q}: {} vs {}", s.logprob, w.logprob);
+            assert_eq!((s.greedy, s.tokens), (w.greedy, w.tokens), "question {q}");
         }
     }
 }

@@ -291,7 +291,6 @@ impl TrainConfig {
     }
 }
 
-/// The default run directory of a config file: `runs/<file stem>`.
 /// A path from a config, with a leading `~/` meaning the home directory.
 pub fn expand_home(path: impl AsRef<Path>) -> PathBuf {
     let path = path.as_ref();
@@ -301,6 +300,7 @@ pub fn expand_home(path: impl AsRef<Path>) -> PathBuf {
     }
 }
 
+/// The default run directory of a config file: `runs/<file stem>`.
 pub fn default_run_dir(config: &Path) -> PathBuf {
     PathBuf::from("runs").join(config.file_stem().unwrap_or_default())
 }

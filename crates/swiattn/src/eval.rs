@@ -1,9 +1,9 @@
-//! `swiattn eval`: multiple-choice accuracy (acc, acc_norm) of a model on an OLMES request file,
-//! with per-question decisions written for comparison with independent implementations; or the
-//! rolling perplexity of documents (word/byte perplexity, bits per byte).
+//! `swiattn eval`: a model on the regular and long suites (or any tasks: built-in names, RULER
+//! tasks, TOML specs, an OLMES request file, documents for rolling perplexity), with a results
+//! JSON and a markdown table of every metric and its attention cost.
 
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::Context;
@@ -11,27 +11,41 @@ use burn::tensor::Device;
 use indicatif::{ProgressBar, ProgressStyle};
 use swiattn_core::BackendKind;
 use swiattn_core::checkpoint::load_model;
-use swiattn_core::text::documents;
+use swiattn_core::model::Transformer;
 use swiattn_core::tokenizer::load_tokenizer;
-use swiattn_eval::metrics::{accuracy, completion, decide};
-use swiattn_eval::request::read_olmes;
-use swiattn_eval::rolling::{Perplexity, windows};
-use swiattn_eval::score::{Encoded, encode_pair, score};
+use swiattn_eval::evaluate::{Options, evaluate};
+use swiattn_eval::results::{AttentionCost, TaskResult, markdown};
+use swiattn_eval::ruler::TASKS as RULER;
+use swiattn_eval::task::{OutputType, Prepared, REGULAR, TaskSpec};
+use swiattn_train::config::expand_home;
+use tokenizers::Tokenizer;
 
 use crate::info::describe;
 use crate::model_config::AttentionArgs;
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// A GGUF file or a Hugging Face directory (config.json + safetensors).
+    /// A GGUF file, a Hugging Face directory (config.json + safetensors) or a swiattn checkpoint.
+    #[arg(long, required_unless_present = "write_requests")]
+    model: Option<PathBuf>,
+    /// Tasks, comma-separated: `regular` (10 tasks), `long` (13 RULER tasks), `all`, task names
+    /// (wikitext, lambada, piqa, hellaswag, winogrande, arc_easy, arc_challenge, siqa, boolq,
+    /// openbookqa, niah_single_1 … qa_2) or task spec files (`.toml`).
+    #[arg(long, value_delimiter = ',')]
+    tasks: Vec<String>,
+    /// An OLMES request file (`requests.jsonl(.gz)`, one line per choice), as one more task.
     #[arg(long)]
-    model: PathBuf,
-    /// An OLMES request file (`requests.jsonl` or `.jsonl.gz`, one line per choice).
-    #[arg(long, required_unless_present_any = ["rolling", "ruler"], conflicts_with_all = ["rolling", "ruler"])]
     olmes: Option<PathBuf>,
-    /// Documents for rolling perplexity: text files (one document each) or JSONL (`text` field).
-    #[arg(long, num_args = 1.., conflicts_with = "ruler")]
+    /// Documents for rolling perplexity (text files, JSONL `text` lines, Arrow files), as one more
+    /// task.
+    #[arg(long, num_args = 1..)]
     rolling: Vec<PathBuf>,
+    /// Where task files are found [default: $SWIATTN_ASSETS, else ~/.cache/swiattn-assets].
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Read a task's documents from another file or directory: `TASK=PATH` (repeatable).
+    #[arg(long = "dataset", value_name = "TASK=PATH")]
+    datasets: Vec<String>,
     #[command(flatten)]
     ruler: crate::ruler::RulerArgs,
     /// tokenizer.json to use instead of the one shipped with the model.
@@ -39,160 +53,334 @@ pub struct Args {
     tokenizer: Option<PathBuf>,
     #[command(flatten)]
     attention: AttentionArgs,
-    /// Evaluate the first N questions (or documents) only.
+    /// Evaluate the first N questions, documents or RULER samples of each task only.
     #[arg(long)]
     limit: Option<usize>,
     /// Sequences per forward call.
     #[arg(long, default_value_t = 8)]
     batch: usize,
+    /// Run a question's shared context once into a KV cache copied for its choices (`on`), or
+    /// score every choice as its own sequence, batched (`off`); `auto` shares on the CPU, where it
+    /// saves work, and not on GPUs, where one question per pass leaves them idle (docs/LOG.md).
+    #[arg(long, value_enum, default_value_t = Share::Auto)]
+    share_context: Share,
     /// Context length the model is evaluated at (longer requests lose tokens on the left).
     #[arg(long, default_value_t = 4096)]
     max_len: usize,
-    /// Write the run's results (metrics, model and layout, backend, time) as JSON here.
+    /// Write the run's results (every metric with its attention cost, model, layout, backend,
+    /// commit, time) as JSON here.
     #[arg(long)]
     results: Option<PathBuf>,
-    /// Write one JSON line per question (doc_id, label, picks, log-likelihoods) or RULER sample
-    /// (prediction, score) here.
+    /// Write the markdown table here too (it is always printed).
+    #[arg(long)]
+    table: Option<PathBuf>,
+    /// Write one JSON line per multiple-choice question (task, doc_id, label, picks,
+    /// log-likelihoods) or RULER sample (prediction, score) here.
     #[arg(long)]
     decisions: Option<PathBuf>,
+    /// Write the requests of the multiple-choice and loglikelihood tasks (lm-eval's
+    /// (context, continuation) pairs and label; `tools/reference_requests.py`'s format) here and
+    /// stop without a model.
+    #[arg(long)]
+    write_requests: Option<PathBuf>,
+    /// Allow --max-len or --length past the model's max_position_embeddings (length
+    /// extrapolation); otherwise that is an error.
+    #[arg(long)]
+    beyond_trained_context: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum Share {
+    Auto,
+    On,
+    Off,
+}
+
+/// A task to run.
+enum Task {
+    Spec(TaskSpec),
+    Ruler(String),
+}
+
+/// The tasks the arguments name, in order, each once.
+fn tasks(args: &Args) -> anyhow::Result<Vec<Task>> {
+    let mut names: Vec<String> = Vec::new();
+    for name in &args.tasks {
+        let expanded: Vec<String> = match name.as_str() {
+            "regular" => REGULAR.iter().map(|(n, _)| n.to_string()).collect(),
+            "long" => RULER.iter().map(|n| n.to_string()).collect(),
+            "all" => REGULAR.iter().map(|(n, _)| n.to_string()).chain(RULER.iter().map(|n| n.to_string())).collect(),
+            other => vec![other.to_string()],
+        };
+        for n in expanded {
+            if !names.contains(&n) {
+                names.push(n);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    for name in names {
+        out.push(if let Some(spec) = TaskSpec::builtin(&name) {
+            Task::Spec(spec)
+        } else if RULER.contains(&name.as_str()) {
+            Task::Ruler(name)
+        } else if name.ends_with(".toml") {
+            let path = expand_home(&name);
+            let text = std::fs::read_to_string(&path).with_context(|| format!("task spec {}", path.display()))?;
+            Task::Spec(TaskSpec::parse(&text, &path.display().to_string())?)
+        } else {
+            let known: Vec<&str> = REGULAR.iter().map(|(n, _)| *n).chain(RULER).collect();
+            anyhow::bail!("unknown task `{name}`: use regular, long, all, a .toml spec or one of {}", known.join(", "));
+        });
+    }
+    if let Some(path) = &args.olmes {
+        out.push(Task::Spec(TaskSpec::from_requests(&task_name(path), &expand_home(path))));
+    }
+    for path in &args.rolling {
+        out.push(Task::Spec(TaskSpec::rolling(&task_name(path), &expand_home(path))));
+    }
+    anyhow::ensure!(!out.is_empty(), "no tasks: give --tasks (regular, long, all or names), --olmes or --rolling");
+    for assignment in &args.datasets {
+        let (name, path) = assignment.split_once('=').context("--dataset takes TASK=PATH")?;
+        let spec = out.iter_mut().find_map(|t| match t {
+            Task::Spec(s) if s.name == name => Some(s),
+            _ => None,
+        });
+        let spec = spec.with_context(|| format!("--dataset {assignment}: no task `{name}` among those to run"))?;
+        (spec.dataset, spec.requests) = (Some(expand_home(path)), None);
+        if spec.output_type == OutputType::Loglikelihood && spec.doc_to_text.is_none() {
+            anyhow::bail!("--dataset {assignment}: `{name}` reads ready requests; give a .toml spec with templates");
+        }
+    }
+    Ok(out)
+}
+
+/// A short task name from a file path (`…/arc_easy/rc_0shot/requests.jsonl.gz` → `arc_easy/rc_0shot`).
+fn task_name(path: &Path) -> String {
+    let parts: Vec<String> = path.iter().map(|p| p.to_string_lossy().to_string()).collect();
+    match parts.as_slice() {
+        [.., task, variant, file] if file.starts_with("requests.jsonl") => format!("{task}/{variant}"),
+        [.., file] => file.clone(),
+        [] => "documents".into(),
+    }
+}
+
+fn data_dir(args: &Args) -> PathBuf {
+    args.data_dir.clone().map(expand_home).unwrap_or_else(|| match std::env::var_os("SWIATTN_ASSETS") {
+        Some(dir) => PathBuf::from(dir),
+        None => expand_home("~/.cache/swiattn-assets"),
+    })
 }
 
 pub fn run(args: Args, backend: BackendKind, device: &Device) -> anyhow::Result<()> {
-    let loaded = load_model(&args.model, device, &args.attention.load_options()?)?;
+    let tasks = tasks(&args)?;
+    let data_dir = data_dir(&args);
+    if let Some(path) = &args.write_requests {
+        return write_requests(&tasks, &data_dir, args.limit, path);
+    }
+    let model_path = args.model.as_ref().expect("clap requires --model");
+    let loaded = load_model(model_path, device, &args.attention.load_options()?)?;
+    let model = &loaded.model;
     let tokenizer = match &args.tokenizer {
         Some(path) => load_tokenizer(path)?,
-        None => loaded.tokenizer.context("the model ships no tokenizer; pass --tokenizer tokenizer.json")?,
+        None => loaded.tokenizer.clone().context("the model ships no tokenizer; pass --tokenizer tokenizer.json")?,
     };
-    let eot = ["<|endoftext|>", "</s>", "<eos>", "<|im_end|>"]
-        .iter()
-        .find_map(|t| tokenizer.token_to_id(t))
+    let token = |names: &[&str]| names.iter().filter_map(|t| tokenizer.token_to_id(t)).collect::<Vec<u32>>();
+    let eot = *token(&["<|endoftext|>", "</s>", "<eos>", "<|im_end|>"])
+        .first()
         .context("the tokenizer has no end-of-text token to stand for an empty context")?;
-    println!("model:     {} ({})", args.model.display(), describe(&loaded.model.arch));
-    let started = Instant::now();
-    let bar = |n: usize, what: &str| {
-        let bar = ProgressBar::new(n as u64);
-        let template = format!("{{bar:40}} {{pos}}/{{len}} {what} {{per_sec}} eta {{eta}}");
-        bar.set_style(ProgressStyle::with_template(&template).expect("valid template"));
-        bar
-    };
-    if !args.ruler.ruler.is_empty() {
-        let eos: Vec<u32> = ["<|endoftext|>", "</s>", "<eos>", "<|im_end|>", "<end_of_turn>"]
-            .iter()
-            .filter_map(|t| tokenizer.token_to_id(t))
-            .collect();
-        let scores = crate::ruler::run(&args.ruler, &loaded.model, &tokenizer, eos, args.decisions.as_ref())?;
-        let metrics: serde_json::Map<String, serde_json::Value> = scores
+    let eos = token(&["<|endoftext|>", "</s>", "<eos>", "<|im_end|>", "<end_of_turn>"]);
+    if let Some(trained) = model.config.max_position_embeddings.filter(|_| !args.beyond_trained_context) {
+        let ruler = tasks.iter().any(|t| matches!(t, Task::Ruler(_)));
+        let regular = tasks.iter().any(|t| matches!(t, Task::Spec(_)));
+        for (used, flag) in [(regular, "--max-len", args.max_len), (ruler, "--length", args.ruler.length)]
             .into_iter()
-            .map(|(task, score, n)| (task, serde_json::json!({"score": score, "n": n, "length": args.ruler.length})))
-            .collect();
-        return write_results(&args, &loaded.model, backend, started, serde_json::json!({"ruler": metrics}));
+            .filter_map(|(used, flag, n)| used.then_some((n, flag)))
+        {
+            anyhow::ensure!(
+                used <= trained,
+                "{flag} {used} is past the model's max_position_embeddings ({trained}, {}); \
+                 lower it, or pass --beyond-trained-context to evaluate there anyway",
+                model_path.display()
+            );
+        }
     }
-    let Some(olmes) = &args.olmes else {
-        let mut texts = Vec::new();
-        for path in &args.rolling {
-            texts.extend(documents(path)?);
-        }
-        texts.truncate(args.limit.unwrap_or(usize::MAX));
-        let tokens: Vec<Vec<u32>> = texts
-            .iter()
-            .map(|t| tokenizer.encode(t.as_str(), false).map(|e| e.get_ids().to_vec()))
-            .collect::<Result<_, _>>()
-            .map_err(|e| anyhow::anyhow!("tokenization failed: {e}"))?;
-        let per_doc: Vec<Vec<Encoded>> = tokens.iter().map(|t| windows(t, eot, args.max_len)).collect();
-        let flat: Vec<Encoded> = per_doc.iter().flatten().cloned().collect();
-        let progress = bar(flat.len(), "windows");
-        let scored = score(&loaded.model, &flat, args.batch, |done| progress.set_position(done as u64))?;
-        progress.finish_and_clear();
-        let mut at = 0;
-        let mut lls = Vec::with_capacity(texts.len());
-        for doc in &per_doc {
-            lls.push(scored[at..at + doc.len()].iter().map(|s| s.logprob).sum::<f64>());
-            at += doc.len();
-        }
-        let p = Perplexity::of(texts.iter().zip(&tokens).zip(&lls).map(|((t, ids), &ll)| (t.as_str(), ids.len(), ll)));
-        println!(
-            "documents: {} ({} tokens, {} words, {} bytes, {} windows of ≤ {})",
-            p.documents,
-            p.tokens,
-            p.words,
-            p.bytes,
-            flat.len(),
-            args.max_len
-        );
-        write_results(&args, &loaded.model, backend, started, serde_json::json!({"rolling": p}))?;
-        println!("word_perplexity: {:.4}", p.word_perplexity);
-        println!("byte_perplexity: {:.5}", p.byte_perplexity);
-        println!("bits_per_byte:   {:.5}", p.bits_per_byte);
-        println!("token perplexity: {:.4}", (-p.loglikelihood / p.tokens.max(1) as f64).exp());
-        println!("time:      {:.1} s on {backend}", started.elapsed().as_secs_f64());
-        return Ok(());
+    println!("model:     {} ({})", model_path.display(), describe(&model.arch));
+    println!("backend:   {backend}; data: {}", data_dir.display());
+    let options = Options {
+        batch: args.batch,
+        max_len: args.max_len,
+        eot,
+        share_context: match args.share_context {
+            Share::On => true,
+            Share::Off => false,
+            Share::Auto => backend == BackendKind::Cpu,
+        },
     };
-    let mut questions = read_olmes(olmes)?;
-    questions.truncate(args.limit.unwrap_or(usize::MAX));
-    let encoded: Vec<Encoded> = questions
+    let mut decisions = match &args.decisions {
+        Some(path) => Some(std::fs::File::create(path).with_context(|| format!("{}", path.display()))?),
+        None => None,
+    };
+    let started = Instant::now();
+    let (mut results, mut skipped) = (Vec::new(), Vec::new());
+    let ruler_tasks: Vec<String> = tasks
         .iter()
-        .flat_map(|q| q.choices.iter())
-        .map(|r| encode_pair(&tokenizer, r, eot, args.max_len))
-        .collect::<swiattn_core::Result<_>>()?;
-    let progress = bar(encoded.len(), "requests");
-    let scored = score(&loaded.model, &encoded, args.batch, |done| progress.set_position(done as u64))?;
-    progress.finish_and_clear();
-    let mut by_question = Vec::with_capacity(questions.len());
-    let mut at = 0;
-    for q in &questions {
-        by_question.push(scored[at..at + q.choices.len()].to_vec());
-        at += q.choices.len();
+        .filter_map(|t| match t {
+            Task::Ruler(name) => Some(name.clone()),
+            Task::Spec(_) => None,
+        })
+        .collect();
+    for task in &tasks {
+        let Task::Spec(spec) = task else { continue };
+        let result = run_task(spec, &data_dir, &args, model, &tokenizer, options, decisions.as_mut())?;
+        println!("{:<14} {}", spec.name, summary(&result));
+        results.push(result);
     }
-    if questions.iter().all(|q| q.choices.len() == 1) {
-        // Single continuations (LAMBADA): greedy accuracy, perplexity, bits per byte.
-        let c = completion(&questions, &scored);
-        write_results(&args, &loaded.model, backend, started, serde_json::json!({"completion": c}))?;
-        println!("requests:  {} ({} single continuations)", olmes.display(), questions.len());
-        println!("acc:       {:.4} ± {:.4} (greedy continuation)", c.acc.value, c.acc.stderr);
-        println!("perplexity: {:.4}", c.perplexity);
-        println!("bits_per_byte: {:.5}", c.bits_per_byte);
-        println!("time:      {:.1} s on {backend}", started.elapsed().as_secs_f64());
-        return Ok(());
-    }
-    let decisions = decide(&questions, &by_question);
-    let (acc, acc_norm) = accuracy(&decisions);
-    if let Some(path) = &args.decisions {
-        let mut file = std::fs::File::create(path).with_context(|| format!("{}", path.display()))?;
-        for d in &decisions {
-            writeln!(file, "{}", serde_json::to_string(d)?)?;
+    if !ruler_tasks.is_empty() {
+        let explicit = |t: &str| args.tasks.iter().any(|a| a == t);
+        let mut run_now = Vec::new();
+        for task in ruler_tasks {
+            let missing = match task.as_str() {
+                "qa_1" if args.ruler.squad.is_none() => Some("needs --squad (SQuAD-style JSONL)"),
+                "qa_2" if args.ruler.hotpotqa.is_none() => Some("needs --hotpotqa (HotpotQA-style JSONL)"),
+                _ => None,
+            };
+            match missing {
+                Some(reason) if args.ruler.read_samples.is_none() => {
+                    anyhow::ensure!(!explicit(&task), "{task} {reason}");
+                    println!("{task:<14} skipped: {reason}");
+                    skipped.push(serde_json::json!({"task": task, "reason": reason}));
+                }
+                _ => run_now.push(task),
+            }
         }
+        let samples = args.limit.unwrap_or(args.ruler.samples);
+        let haystack = data_dir.join("haystack");
+        results.extend(crate::ruler::run(
+            &args.ruler,
+            &run_now,
+            samples,
+            haystack,
+            model,
+            &tokenizer,
+            eos,
+            decisions.as_mut(),
+        )?);
     }
-    write_results(&args, &loaded.model, backend, started, serde_json::json!({"acc": acc, "acc_norm": acc_norm}))?;
-    println!("requests:  {} ({} questions, {} choices)", olmes.display(), questions.len(), encoded.len());
-    println!("acc:       {:.4} ± {:.4}", acc.value, acc.stderr);
-    println!("acc_norm:  {:.4} ± {:.4}", acc_norm.value, acc_norm.stderr);
+    let table = markdown(&results);
+    println!("\n{table}");
     println!("time:      {:.1} s on {backend}", started.elapsed().as_secs_f64());
+    if let Some(path) = &args.table {
+        std::fs::write(path, &table).with_context(|| format!("{}", path.display()))?;
+    }
+    if let Some(path) = &args.results {
+        // The layout's origin: an allocation artifact names its policy and budget; a pattern is a rule.
+        let allocation = args.attention.allocation.as_deref().map(swiattn_core::model::Allocation::load).transpose()?;
+        let (policy, budget) = match (&allocation, &args.attention.attention_pattern) {
+            (Some(a), _) => (a.policy.clone(), a.budget),
+            (None, Some(pattern)) => (format!("pattern:{pattern}"), None),
+            (None, None) => ("as loaded".to_string(), None),
+        };
+        let out = serde_json::json!({
+            "swiattn": env!("CARGO_PKG_VERSION"),
+            "commit": env!("SWIATTN_GIT_COMMIT"),
+            "model": model_path.display().to_string(),
+            "config": model.config,
+            "layers": crate::info::layer_string(&model.arch.layers),
+            "policy": policy,
+            "budget": budget,
+            "attention": {
+                "pattern": args.attention.attention_pattern,
+                "window": args.attention.window,
+                "allocation": args.attention.allocation.as_ref().map(|p| p.display().to_string()),
+                "fa_ratio": AttentionCost::of(&model.arch, [0..args.max_len])?.fa_ratio,
+            },
+            "backend": backend.to_string(),
+            "data_dir": data_dir.display().to_string(),
+            "limit": args.limit,
+            "max_len": args.max_len,
+            "tasks": results,
+            "skipped": skipped,
+            "seconds": started.elapsed().as_secs_f64(),
+            "unix_time": std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),
+        });
+        std::fs::write(path, serde_json::to_string_pretty(&out)?).with_context(|| format!("{}", path.display()))?;
+    }
     Ok(())
 }
 
-/// The results JSON of a run, when `--results` asks for it.
-fn write_results(
+/// Prepare, score and cost one task.
+fn run_task(
+    spec: &TaskSpec,
+    data_dir: &Path,
     args: &Args,
-    model: &swiattn_core::model::Transformer,
-    backend: BackendKind,
-    started: Instant,
-    metrics: serde_json::Value,
-) -> anyhow::Result<()> {
-    let Some(path) = &args.results else { return Ok(()) };
-    let full = model.arch.layers.iter().filter(|l| l.type_name() == "full_attention").count();
-    let out = serde_json::json!({
-        "swiattn": env!("CARGO_PKG_VERSION"),
-        "model": args.model.display().to_string(),
-        "layers": crate::info::layer_string(&model.arch.layers),
-        "full_layers": full,
-        "backend": backend.to_string(),
-        "input": args.olmes.as_ref().map(|p| p.display().to_string()),
-        "rolling": args.rolling.iter().map(|p| p.display().to_string()).collect::<Vec<_>>(),
-        "limit": args.limit,
-        "max_len": args.max_len,
-        "metrics": metrics,
-        "seconds": started.elapsed().as_secs_f64(),
-        "unix_time": std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),
-    });
-    std::fs::write(path, serde_json::to_string_pretty(&out)?).with_context(|| format!("{}", path.display()))
+    model: &Transformer,
+    tokenizer: &Tokenizer,
+    options: Options,
+    decisions: Option<&mut std::fs::File>,
+) -> anyhow::Result<TaskResult> {
+    let started = Instant::now();
+    let source = spec.source(data_dir);
+    let prepared = spec.prepare(data_dir, args.limit).with_context(|| format!("task {}", spec.name))?;
+    let bar = ProgressBar::new(0);
+    let template = format!("{{bar:40}} {{pos}}/{{len}} {} sequences {{per_sec}} eta {{eta}}", spec.name);
+    bar.set_style(ProgressStyle::with_template(&template).expect("valid template"));
+    let outcome = evaluate(&prepared, model, tokenizer, options, |done, total| {
+        bar.set_length(total as u64);
+        bar.set_position(done as u64);
+    })
+    .with_context(|| format!("task {}", spec.name))?;
+    bar.finish_and_clear();
+    if let Some(file) = decisions {
+        for d in &outcome.decisions {
+            let mut line = serde_json::to_value(d)?;
+            line["task"] = spec.name.clone().into();
+            writeln!(file, "{line}")?;
+        }
+    }
+    let output_type = match (&prepared, spec.output_type) {
+        // An OLMES file of single continuations (LAMBADA) is a loglikelihood task.
+        (Prepared::Questions(q), _) if q.iter().all(|q| q.choices.len() == 1) => OutputType::Loglikelihood,
+        (_, t) => t,
+    };
+    Ok(TaskResult {
+        task: spec.name.clone(),
+        output_type: serde_json::to_value(output_type)?.as_str().unwrap_or_default().to_string(),
+        source: source.display().to_string(),
+        n: outcome.n,
+        metrics: outcome.metrics,
+        sequences: outcome.spans.len(),
+        tokens: outcome.spans.iter().map(|s| s.len()).sum(),
+        attention: AttentionCost::of(&model.arch, outcome.spans)?,
+        seconds: started.elapsed().as_secs_f64(),
+    })
+}
+
+fn summary(result: &TaskResult) -> String {
+    let metrics: Vec<String> = result
+        .metrics
+        .iter()
+        .map(|m| match m.stderr {
+            Some(s) => format!("{} {:.4} ± {s:.4}", m.name, m.value),
+            None => format!("{} {:.4}", m.name, m.value),
+        })
+        .collect();
+    format!("{}  (n = {}, {:.1} s)", metrics.join(", "), result.n, result.seconds)
+}
+
+/// `--write-requests`: every request of the question tasks, one line per question.
+fn write_requests(tasks: &[Task], data_dir: &Path, limit: Option<usize>, path: &Path) -> anyhow::Result<()> {
+    let mut file = std::fs::File::create(path).with_context(|| format!("{}", path.display()))?;
+    for task in tasks {
+        let Task::Spec(spec) = task else { continue };
+        let Prepared::Questions(questions) = spec.prepare(data_dir, limit)? else { continue };
+        for q in questions {
+            let requests: Vec<[&str; 2]> =
+                q.choices.iter().map(|r| [r.context.as_str(), r.continuation.as_str()]).collect();
+            let line =
+                serde_json::json!({"task": spec.name, "doc_id": q.doc_id, "requests": requests, "label": q.label});
+            writeln!(file, "{line}")?;
+        }
+    }
+    Ok(())
 }

@@ -1,9 +1,12 @@
-//! `swiattn eval --ruler …`: generate RULER samples at a target length (or read them back), decode
+//! RULER tasks of `swiattn eval`: generate samples at a target length (or read them back), decode
 //! each greedily through the KV cache, and score them by RULER's string match (any reference for
 //! the QA tasks, all references otherwise).
 
 use std::io::Write;
 use std::path::PathBuf;
+use std::time::Instant;
+
+use rayon::prelude::*;
 
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -11,6 +14,7 @@ use swiattn_core::model::Transformer;
 use swiattn_core::text::documents;
 use swiattn_core::tokenizer::encode;
 use swiattn_eval::generate::{Until, generate};
+use swiattn_eval::results::{AttentionCost, Metric, TaskResult};
 use swiattn_eval::ruler::niah::sentences;
 use swiattn_eval::ruler::qa::read_items;
 use swiattn_eval::ruler::{Sample, Sources, sample, score};
@@ -18,19 +22,17 @@ use tokenizers::Tokenizer;
 
 #[derive(clap::Args)]
 pub struct RulerArgs {
-    /// RULER tasks, comma-separated (niah_single_1 … niah_multiquery, vt, cwe, fwe, qa_1, qa_2).
-    #[arg(long, value_delimiter = ',')]
-    pub ruler: Vec<String>,
-    /// Target prompt length in the model's tokens.
+    /// Target prompt length of RULER tasks in the model's tokens.
     #[arg(long, default_value_t = 4096)]
     pub length: usize,
-    /// Samples per task.
+    /// Samples per RULER task (unless --limit says fewer).
     #[arg(long, default_value_t = 20)]
     pub samples: usize,
     /// Seed of the generated samples.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
-    /// Essay files or directories (their .txt files) for essay haystacks.
+    /// Essay files or directories (their .txt files) for essay haystacks [default: the data
+    /// directory's haystack/].
     #[arg(long, num_args = 1..)]
     pub haystack: Vec<PathBuf>,
     /// SQuAD-style JSONL for qa_1 (`question`, `context`, `answers`).
@@ -69,15 +71,18 @@ fn essay_sentences(paths: &[PathBuf]) -> anyhow::Result<Vec<String>> {
     Ok(sentences(&texts))
 }
 
-/// Generate (or read) the samples, decode and score; one line per task, predictions to
-/// `decisions`; returns (task, score × 100, samples).
+/// Generate (or read) `samples` samples of each task, decode and score them; predictions go to
+/// `decisions`. `haystack` stands in for an empty `--haystack`.
 pub fn run(
     args: &RulerArgs,
+    tasks: &[String],
+    samples: usize,
+    haystack: PathBuf,
     model: &Transformer,
     tokenizer: &Tokenizer,
     eos: Vec<u32>,
-    decisions: Option<&PathBuf>,
-) -> anyhow::Result<Vec<(String, f64, usize)>> {
+    mut decisions: Option<&mut std::fs::File>,
+) -> anyhow::Result<Vec<TaskResult>> {
     let samples: Vec<Sample> = match &args.read_samples {
         Some(path) => std::fs::read_to_string(path)
             .with_context(|| format!("{}", path.display()))?
@@ -85,23 +90,26 @@ pub fn run(
             .enumerate()
             .filter(|(_, l)| !l.trim().is_empty())
             .map(|(i, l)| serde_json::from_str(l).with_context(|| format!("{}:{}", path.display(), i + 1)))
+            .filter(|s: &anyhow::Result<Sample>| s.as_ref().map_or(true, |s| tasks.contains(&s.task)))
             .collect::<anyhow::Result<_>>()?,
         None => {
             let read =
                 |p: &Option<PathBuf>| p.as_ref().map(|p| read_items(p)).transpose().map(Option::unwrap_or_default);
+            let needles =
+                tasks.iter().any(|t| swiattn_eval::ruler::niah::Niah::named(t).is_ok_and(|n| n.reads_essays()));
+            let haystack = if args.haystack.is_empty() { vec![haystack] } else { args.haystack.clone() };
             let sources = Sources {
-                essay: essay_sentences(&args.haystack)?,
+                essay: if needles { essay_sentences(&haystack)? } else { Vec::new() },
                 squad: read(&args.squad)?,
                 hotpotqa: read(&args.hotpotqa)?,
             };
             let count = |text: &str| Ok(encode(tokenizer, text)?.len());
-            let mut out = Vec::new();
-            for name in &args.ruler {
-                for index in 0..args.samples {
-                    out.push(sample(name, args.seed, index, args.length, args.max_new_tokens, &sources, &count)?);
-                }
-            }
-            out
+            // Samples are independent functions of (seed, task, index): generate them in parallel.
+            let jobs: Vec<(&String, usize)> = tasks.iter().flat_map(|t| (0..samples).map(move |i| (t, i))).collect();
+            let generated = jobs.par_iter().map(|&(name, index)| {
+                sample(name, args.seed, index, args.length, args.max_new_tokens, &sources, &count)
+            });
+            generated.collect::<swiattn_core::Result<Vec<Sample>>>()?
         }
     };
     if let Some(path) = &args.write_samples {
@@ -113,31 +121,40 @@ pub fn run(
     let until = Until { stop: vec!["\n\n".into()], max_new_tokens: args.max_new_tokens, eos, chunk: 512 };
     let bar = ProgressBar::new(samples.len() as u64);
     bar.set_style(ProgressStyle::with_template("{bar:40} {pos}/{len} samples eta {eta}").expect("valid template"));
-    let mut scores: Vec<(String, Vec<f64>)> = Vec::new();
-    let mut lines = Vec::new();
-    for s in &samples {
-        let ids = encode(tokenizer, &s.input)?;
-        let g = generate(model, tokenizer, &ids, &until)?;
-        let value = score(&s.task, &g.text, &s.outputs);
-        match scores.iter_mut().find(|(t, _)| *t == s.task) {
-            Some((_, v)) => v.push(value),
-            None => scores.push((s.task.clone(), vec![value])),
+    let mut out = Vec::new();
+    for task in tasks {
+        let started = Instant::now();
+        let (mut values, mut lengths) = (Vec::new(), Vec::new());
+        for s in samples.iter().filter(|s| s.task == *task) {
+            let ids = encode(tokenizer, &s.input)?;
+            let g = generate(model, tokenizer, &ids, &until)?;
+            let value = score(&s.task, &g.text, &s.outputs);
+            values.push(value);
+            lengths.push(ids.len() + g.ids.len().saturating_sub(1)); // the last token is not fed back
+            if let Some(file) = decisions.as_mut() {
+                let line = serde_json::json!({"task": s.task, "index": s.index, "length": ids.len(), "outputs": s.outputs, "prediction": g.text, "score": value});
+                writeln!(file, "{line}")?;
+            }
+            bar.inc(1);
         }
-        lines.push(serde_json::json!({"task": s.task, "index": s.index, "length": ids.len(), "outputs": s.outputs, "prediction": g.text, "score": value}));
-        bar.inc(1);
+        anyhow::ensure!(!values.is_empty(), "no samples of {task} (--read-samples holds none)");
+        let mean = 100.0 * values.iter().sum::<f64>() / values.len() as f64;
+        let stderr = 100.0 * swiattn_eval::metrics::Estimate::of(values.iter().copied()).stderr;
+        bar.suspend(|| {
+            println!("{task:<14} score {mean:.2} ± {stderr:.2}  (n = {} at {} tokens)", values.len(), args.length)
+        });
+        out.push(TaskResult {
+            task: task.clone(),
+            output_type: "generate_until".into(),
+            source: format!("RULER at {} tokens, seed {}", args.length, args.seed),
+            n: values.len(),
+            metrics: vec![Metric { name: "score".into(), value: mean, stderr: Some(stderr) }],
+            sequences: lengths.len(),
+            tokens: lengths.iter().sum(),
+            attention: AttentionCost::of(&model.arch, lengths.into_iter().map(|n| 0..n))?,
+            seconds: started.elapsed().as_secs_f64(),
+        });
     }
     bar.finish_and_clear();
-    if let Some(path) = decisions {
-        let mut file = std::fs::File::create(path).with_context(|| format!("{}", path.display()))?;
-        for l in &lines {
-            writeln!(file, "{l}")?;
-        }
-    }
-    let mut out = Vec::new();
-    for (task, v) in scores {
-        let mean = 100.0 * v.iter().sum::<f64>() / v.len() as f64;
-        println!("{task:<18} {mean:6.2}  ({} samples at {} tokens)", v.len(), args.length);
-        out.push((task, mean, v.len()));
-    }
     Ok(out)
 }

@@ -21,6 +21,12 @@ impl FullCache {
     }
 
     /// Allocated positions (for memory accounting).
+    /// This cache tiled `n` times along the batch.
+    pub fn repeat(&self, n: usize) -> Self {
+        let kv = self.kv.clone().map(|(k, v)| (k.repeat_dim(0, n), v.repeat_dim(0, n)));
+        Self { kv, len: self.len }
+    }
+
     pub fn capacity(&self) -> usize {
         self.kv.as_ref().map_or(0, |(k, _)| k.dims()[2])
     }

@@ -71,6 +71,21 @@ impl ModelCache {
         self.len == 0
     }
 
+    /// The caches tiled `n` times along the batch: row `i` of the result continues row `i % b`
+    /// (one context's cache, copied for several continuations).
+    pub fn repeat(&self, n: usize) -> Self {
+        let layers = self
+            .layers
+            .iter()
+            .map(|layer| match layer {
+                LayerCache::Full(c) => LayerCache::Full(c.repeat(n)),
+                LayerCache::Ring(c) => LayerCache::Ring(c.repeat(n)),
+                LayerCache::Mixed { full, ring } => LayerCache::Mixed { full: full.repeat(n), ring: ring.repeat(n) },
+            })
+            .collect();
+        Self { layers, len: self.len }
+    }
+
     pub(crate) fn advance(&mut self, n: usize) {
         self.len += n;
     }

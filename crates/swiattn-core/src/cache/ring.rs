@@ -32,6 +32,12 @@ impl RingCache {
     }
 
     /// Allocated slots (for memory accounting): never more than `w`.
+    /// This cache tiled `n` times along the batch.
+    pub fn repeat(&self, n: usize) -> Self {
+        let kv = self.kv.clone().map(|(k, v)| (k.repeat_dim(0, n), v.repeat_dim(0, n)));
+        Self { window: self.window, kv, len: self.len }
+    }
+
     pub fn capacity(&self) -> usize {
         self.kv.as_ref().map_or(0, |(k, _)| k.dims()[2])
     }

@@ -54,15 +54,22 @@ pub fn sample(
     }
 }
 
-/// The largest `n` in `0..=max` whose `prompt(n)` fits `budget` tokens (binary search; prompts
-/// grow with `n`). The caller has checked that `prompt(0)` fits.
+/// The largest `n` in `0..=max` whose `prompt(n)` fits `budget` tokens (prompts grow with `n`).
+/// The caller has checked that `prompt(0)` fits. Galloping (n = 1, 2, 4, … until one overflows)
+/// brackets the answer before the binary search, so no prompt tokenized is much longer than the
+/// budget, however large the haystack.
 pub(crate) fn largest_fitting(
     max: usize,
     budget: usize,
     prompt: &dyn Fn(usize) -> String,
     count: &dyn Fn(&str) -> Result<usize>,
 ) -> Result<usize> {
-    let (mut lo, mut hi) = (0, max);
+    let mut step = 1;
+    while step < max && count(&prompt(step))? <= budget {
+        step *= 2;
+    }
+    // prompt(step / 2) fits (or step is 1), and nothing past min(step, max) can be needed.
+    let (mut lo, mut hi) = (step / 2, step.min(max));
     while lo < hi {
         let mid = lo + (hi - lo).div_ceil(2);
         if count(&prompt(mid))? <= budget {
@@ -107,6 +114,17 @@ pub fn string_match_all(prediction: &str, references: &[String]) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn largest_fitting_is_the_last_prompt_within_budget() {
+        let prompt = |n: usize| "ab ".repeat(n);
+        let count = |s: &str| Ok(s.split_whitespace().count());
+        for (max, budget, want) in
+            [(0, 5, 0), (10, 0, 0), (10, 1, 1), (10, 7, 7), (10, 8, 8), (10, 50, 10), (1000, 513, 513)]
+        {
+            assert_eq!(largest_fitting(max, budget, &prompt, &count).unwrap(), want, "max {max} budget {budget}");
+        }
+    }
 
     #[test]
     fn string_match_counts_the_references_found() {

@@ -103,6 +103,11 @@ impl Niah {
         })
     }
 
+    /// Whether the haystack is essay text.
+    pub fn reads_essays(&self) -> bool {
+        self.haystack == Haystack::Essay
+    }
+
     fn needle(&self, key: &str, value: &str) -> String {
         format!("One of the special magic {} for {key} is: {value}.", self.value.plural())
     }

@@ -1,0 +1,79 @@
+//! `swiattn eval` end to end on a tiny GGUF model: a mix of built-in tasks (on invented documents)
+//! and a RULER task, a rewritten layout, and the results file's accounting; and the errors a user
+//! meets first.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn eval(dir: &Path, args: &[&str]) -> Output {
+    let words: Vec<String> =
+        ["<|endoftext|>", "<unk>", "the", "a", "is", "of", "magic", "number", "for", "What", "?", ":", "."]
+            .iter()
+            .map(|w| w.to_string())
+            .collect();
+    let words: Vec<&str> = words.iter().map(String::as_str).collect();
+    std::fs::write(dir.join("tokenizer.json"), swiattn_core::testing::word_tokenizer_json(&words)).unwrap();
+    let model = root().join("crates/swiattn-core/tests/fixtures/hf/llama.gguf");
+    let mut command = Command::new(env!("CARGO_BIN_EXE_swiattn"));
+    command.arg("eval").arg("--model").arg(model).arg("--tokenizer").arg(dir.join("tokenizer.json"));
+    command.arg("--data-dir").arg(dir).args(args);
+    command.output().expect("swiattn runs")
+}
+
+#[test]
+fn suites_run_and_account_their_attention() {
+    let dir = tempfile::tempdir().unwrap();
+    let fixtures = root().join("crates/swiattn-eval/tests/fixtures/tasks");
+    let piqa = format!("piqa={}", fixtures.join("piqa").display());
+    let hellaswag = format!("hellaswag={}", fixtures.join("hellaswag").display());
+    let results = dir.path().join("run.json");
+    #[rustfmt::skip]
+    let out = eval(dir.path(), &[
+        "--tasks", "piqa,hellaswag,niah_single_1", "--dataset", &piqa, "--dataset", &hellaswag,
+        "--limit", "2", "--length", "160", "--max-new-tokens", "4", "--max-len", "64",
+        "--attention-pattern", "SF", "--window", "8", "--results", results.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("| piqa | 2 | acc |") && stdout.contains("| niah_single_1 | 2 | score |"), "{stdout}");
+    let run: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&results).unwrap()).unwrap();
+    assert_eq!(run["layers"], "SFSF");
+    assert_eq!(run["commit"].as_str().unwrap().len(), 40, "the commit the binary was built from");
+    let tasks = run["tasks"].as_array().unwrap();
+    assert_eq!(
+        tasks.iter().map(|t| t["task"].as_str().unwrap()).collect::<Vec<_>>(),
+        ["piqa", "hellaswag", "niah_single_1"]
+    );
+    for t in tasks {
+        assert_eq!(t["n"], 2, "{t}");
+        let a = &t["attention"];
+        assert_eq!(a["fa_ratio_per_layer"], serde_json::json!([0.0, 1.0, 0.0, 1.0]), "{t}");
+        let (flops, full) = (a["attention_flops"].as_f64().unwrap(), a["full_attention_flops"].as_f64().unwrap());
+        assert!(flops > 0.5 * full && flops <= full, "two of four layers sliding (window 8): {flops} of {full}");
+    }
+    // RULER's prompts are 160 - 4 tokens long: past the window of 8, so the sliding layers save work.
+    let niah = &tasks[2]["attention"];
+    assert!(niah["attention_flops"].as_f64().unwrap() < 0.6 * niah["full_attention_flops"].as_f64().unwrap());
+}
+
+#[test]
+fn bad_requests_are_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let err = |args: &[&str]| {
+        let out = eval(dir.path(), args);
+        assert!(!out.status.success());
+        String::from_utf8_lossy(&out.stderr).to_string()
+    };
+    let e = err(&["--tasks", "piqa,nonesuch"]);
+    assert!(e.contains("unknown task `nonesuch`"), "{e}");
+    let e = err(&["--tasks", "qa_1", "--length", "128"]);
+    assert!(e.contains("qa_1 needs --squad"), "{e}");
+    let e = err(&["--tasks", "piqa", "--max-len", "512"]);
+    assert!(e.contains("--max-len 512 is past the model's max_position_embeddings (256"), "{e}");
+    let e = err(&["--tasks", "piqa", "--max-len", "64"]);
+    assert!(e.contains("piqa") && e.contains("hf_datasets/piqa"), "a missing dataset names the task and path: {e}");
+}
