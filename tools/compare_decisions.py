@@ -6,7 +6,8 @@ disagreement counts as a tie when the two choices involved are within TOL of eac
     python3 tools/compare_decisions.py ours.jsonl ref.jsonl [--tol 1e-3] [--task piqa]
 
 Questions are matched by (task, doc_id) when both files name tasks (`swiattn eval --tasks …`), else
-by doc_id (`--task` picks one task's lines from a file that names them).
+by doc_id (`--task` picks one task's lines from a file that names them); questions in only one file
+(a smaller --limit on one side) are counted and left out.
 """
 import argparse
 import json
@@ -28,7 +29,10 @@ def main():
     named = all("task" in d for d in ours + ref)
     key = lambda d: f'{d["task"]}/{d["doc_id"]}' if named else d["doc_id"]
     ours, ref = {key(d): d for d in ours}, {key(d): d for d in ref}
-    assert ours.keys() == ref.keys(), "the files cover different questions"
+    common = ours.keys() & ref.keys()
+    assert common, "the files share no questions"
+    only = len(ours) + len(ref) - 2 * len(common)
+    ours, ref = {k: ours[k] for k in common}, {k: ref[k] for k in common}
     max_diff = 0.0
     report = {}
     for key in ("pick", "pick_norm"):
@@ -49,7 +53,7 @@ def main():
                 differ.append(doc)
         report[key] = {"same": same, "ties": ties, "different": differ}
     acc = lambda d, k: sum(x[k] == x["label"] for x in d.values()) / len(d)
-    print(json.dumps({"questions": len(ours), "max_abs_logprob_diff": max_diff,
+    print(json.dumps({"questions": len(ours), "in_one_file_only": only, "max_abs_logprob_diff": max_diff,
                       "acc": [acc(ours, "pick"), acc(ref, "pick")], "acc_norm": [acc(ours, "pick_norm"), acc(ref, "pick_norm")],
                       **report}, indent=1))
 
