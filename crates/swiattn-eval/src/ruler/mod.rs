@@ -7,7 +7,9 @@ pub mod niah;
 pub mod qa;
 pub mod words;
 
-use swiattn_core::Result;
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+use swiattn_core::{Error, Result};
 
 /// The RULER tasks generated here.
 pub const TASKS: [&str; 13] = [
@@ -52,6 +54,19 @@ pub fn sample(
         "qa_2" => qa::sample(name, &sources.hotpotqa, seed, index, length, to_generate, count),
         _ => niah::Niah::named(name)?.sample(name, seed, index, length, to_generate, &sources.essay, count),
     }
+}
+
+/// The prompt's token budget: the target length less the tokens left to generate.
+pub(crate) fn prompt_budget(length: usize, to_generate: usize) -> Result<usize> {
+    length
+        .checked_sub(to_generate)
+        .ok_or_else(|| Error::Invalid(format!("length {length} < {to_generate} tokens to generate")))
+}
+
+/// The random generator of sample `index`: a function of (seed, index) and the task family's
+/// `salt`, so every sample can be made alone, in any order.
+pub(crate) fn sample_rng(seed: u64, index: usize, salt: u64) -> StdRng {
+    StdRng::seed_from_u64(seed ^ (index as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ salt)
 }
 
 /// The largest `n` in `0..=max` whose `prompt(n)` fits `budget` tokens (prompts grow with `n`).

@@ -20,7 +20,7 @@ use rand::seq::{IndexedRandom, SliceRandom};
 use rand::{Rng, SeedableRng};
 use swiattn_core::{Error, Result};
 
-use super::{Sample, TASKS, largest_fitting};
+use super::{Sample, TASKS, largest_fitting, prompt_budget, sample_rng};
 
 const NOISE: &str = "The grass is green. The sky is blue. The sun is yellow. Here we go. There and back again.";
 const ADJECTIVES: [&str; 40] = [
@@ -125,7 +125,7 @@ impl Niah {
         essay: &[String],
         count_tokens: &dyn Fn(&str) -> Result<usize>,
     ) -> Result<Sample> {
-        let mut rng = StdRng::seed_from_u64(seed ^ (index as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+        let mut rng = sample_rng(seed, index, 0);
         // Distinct keys; each key's values.
         let mut keys: Vec<String> = Vec::new();
         while keys.len() < self.keys {
@@ -194,9 +194,7 @@ impl Niah {
                 parts.join(joiner)
             )
         };
-        let budget = length
-            .checked_sub(to_generate)
-            .ok_or_else(|| Error::Invalid(format!("length {length} < {to_generate} tokens to generate")))?;
+        let budget = prompt_budget(length, to_generate)?;
         if count_tokens(&prompt(0))? > budget {
             return Err(Error::Invalid(format!("{name}: even an empty haystack exceeds {budget} tokens")));
         }

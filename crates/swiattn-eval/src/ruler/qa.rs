@@ -14,7 +14,7 @@ use rand::{Rng, SeedableRng};
 use serde::Deserialize;
 use swiattn_core::{Error, Result};
 
-use super::{Sample, largest_fitting};
+use super::{Sample, largest_fitting, prompt_budget, sample_rng};
 
 /// One question with its gold paragraphs and answers.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -78,10 +78,8 @@ pub fn sample(
     if items.len() < 2 {
         return Err(Error::Invalid(format!("{name} needs a QA file of at least 2 items (--squad / --hotpotqa)")));
     }
-    let budget = length
-        .checked_sub(to_generate)
-        .ok_or_else(|| Error::Invalid(format!("length {length} < {to_generate} tokens to generate")))?;
-    let mut rng = StdRng::seed_from_u64(seed ^ (index as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ 0x0A0A);
+    let budget = prompt_budget(length, to_generate)?;
+    let mut rng = sample_rng(seed, index, 0x0A0A);
     let item = &items[index % items.len()];
     let mut distractors: Vec<&String> = items
         .iter()

@@ -15,7 +15,7 @@ use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use swiattn_core::{Error, Result};
 
-use super::{Sample, largest_fitting};
+use super::{Sample, largest_fitting, prompt_budget, sample_rng};
 
 const NOISE: &str = "The grass is green. The sky is blue. The sun is yellow. Here we go. There and back again.";
 const ONSETS: [&str; 16] = ["b", "d", "f", "g", "k", "l", "m", "n", "p", "r", "s", "t", "v", "z", "ch", "sh"];
@@ -52,10 +52,6 @@ fn fit(
     largest_fitting(max, budget, prompt, count)
 }
 
-fn rng_for(seed: u64, index: usize) -> StdRng {
-    StdRng::seed_from_u64(seed ^ (index as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ 0x5EED)
-}
-
 /// Generate sample `index` of `vt`, `cwe` or `fwe` at `length` tokens, leaving `to_generate`.
 pub fn sample(
     name: &str,
@@ -65,10 +61,8 @@ pub fn sample(
     to_generate: usize,
     count: &dyn Fn(&str) -> Result<usize>,
 ) -> Result<Sample> {
-    let budget = length
-        .checked_sub(to_generate)
-        .ok_or_else(|| Error::Invalid(format!("length {length} < {to_generate} tokens to generate")))?;
-    let mut rng = rng_for(seed, index);
+    let budget = prompt_budget(length, to_generate)?;
+    let mut rng = sample_rng(seed, index, 0x5EED);
     type Build = (Box<dyn Fn(usize) -> String>, usize, Box<dyn Fn(usize) -> Vec<String>>);
     let (prompt, max, outputs): Build = match name {
         "vt" => {
