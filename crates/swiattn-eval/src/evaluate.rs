@@ -10,7 +10,7 @@ use tokenizers::Tokenizer;
 use crate::metrics::{Decision, accuracy, completion, decide};
 use crate::results::Metric;
 use crate::rolling::{Perplexity, windows};
-use crate::score::{Encoded, Scored, encode_pair, score, score_shared};
+use crate::score::{Encoded, Scored, encode_pair, score, score_shared, shared_context};
 use crate::task::Prepared;
 
 /// How requests are encoded and batched.
@@ -81,13 +81,13 @@ pub fn evaluate(
                 .map(|q| q.choices.iter().map(|r| encode_pair(tokenizer, r, options.eot, options.max_len)).collect())
                 .collect::<Result<_>>()?;
             let single = questions.iter().all(|q| q.choices.len() == 1);
-            let encoded: Vec<Encoded> = per_question.iter().flatten().cloned().collect();
             let (scored, spans): (Vec<Scored>, Vec<Range<usize>>) = if options.share_context && !single {
                 let mut progress = progress;
                 let n = per_question.len();
                 let scored = score_shared(model, &per_question, |done| progress(done, n))?;
                 (scored.into_iter().flatten().collect(), shared_spans(&per_question))
             } else {
+                let encoded: Vec<Encoded> = per_question.into_iter().flatten().collect();
                 (run(model, &encoded, options, progress)?, spans(&encoded))
             };
             if single {
@@ -132,11 +132,11 @@ fn spans(encoded: &[Encoded]) -> Vec<Range<usize>> {
 fn shared_spans(questions: &[Vec<Encoded>]) -> Vec<Range<usize>> {
     let mut spans = Vec::new();
     for choices in questions {
-        if !choices.iter().all(|c| c.context() == choices[0].context()) {
+        let Some(context) = shared_context(choices) else {
             spans.extend(self::spans(choices));
             continue;
-        }
-        let p = choices.first().map_or(0, |c| c.context().len());
+        };
+        let p = context.len();
         spans.push(0..p);
         spans.extend(choices.iter().filter(|c| c.scored > 1).map(|c| p..p + c.scored - 1));
     }

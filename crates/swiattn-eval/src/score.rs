@@ -46,6 +46,13 @@ impl Encoded {
     }
 }
 
+/// The context tokens every choice of a question shares, if they share one ([`score_shared`] runs
+/// it once; otherwise each choice runs whole).
+pub fn shared_context(choices: &[Encoded]) -> Option<&[u32]> {
+    let first = choices.first()?.context();
+    choices.iter().all(|c| c.context() == first).then_some(first)
+}
+
 /// lm-eval's encoding of a (context, continuation) pair; `eot` stands in for an empty context.
 pub fn encode_pair(tokenizer: &Tokenizer, request: &Request, eot: u32, max_len: usize) -> Result<Encoded> {
     let encode = |text: &str| -> Result<Vec<u32>> {
@@ -137,14 +144,13 @@ pub fn score_shared(
     let device: Device = model.model.embed_tokens.weight.val().device();
     let mut out = Vec::with_capacity(questions.len());
     for (q, choices) in questions.iter().enumerate() {
-        let shared = choices.iter().all(|c| c.context() == choices[0].context());
-        if !shared || choices.is_empty() {
+        let Some(context) = shared_context(choices) else {
             out.push(score(model, choices, choices.len(), |_| {})?);
             progress(q + 1);
             continue;
-        }
+        };
         // The context once: the last position predicts every choice's first token.
-        let prefix: Vec<i64> = choices[0].context().iter().map(|&t| t as i64).collect();
+        let prefix: Vec<i64> = context.iter().map(|&t| t as i64).collect();
         let p = prefix.len();
         let mut cache = model.new_cache();
         let tokens = Tensor::<2, Int>::from_data(TensorData::new(prefix, [1, p]), &device);

@@ -179,7 +179,8 @@ pub fn run(args: Args, backend: BackendKind, device: &Device) -> anyhow::Result<
         return write_requests(&tasks, &data_dir, args.limit, path);
     }
     let model_path = args.model.as_ref().expect("clap requires --model");
-    let loaded = load_model(model_path, device, &args.attention.load_options()?)?;
+    let load_options = args.attention.load_options()?;
+    let loaded = load_model(model_path, device, &load_options)?;
     let model = &loaded.model;
     let tokenizer = match &args.tokenizer {
         Some(path) => load_tokenizer(path)?,
@@ -275,8 +276,7 @@ pub fn run(args: Args, backend: BackendKind, device: &Device) -> anyhow::Result<
     }
     if let Some(path) = &args.results {
         // The layout's origin: an allocation artifact names its policy and budget; a pattern is a rule.
-        let allocation = args.attention.allocation.as_deref().map(swiattn_core::model::Allocation::load).transpose()?;
-        let (policy, budget) = match (&allocation, &args.attention.attention_pattern) {
+        let (policy, budget) = match (&load_options.allocation, &args.attention.attention_pattern) {
             (Some(a), _) => (a.policy.clone(), a.budget),
             (None, Some(pattern)) => (format!("pattern:{pattern}"), None),
             (None, None) => ("as loaded".to_string(), None),
