@@ -28,7 +28,7 @@ if ! ldconfig -p | grep 'libvulkan.so.1' >/dev/null || ! ls /usr/share/vulkan/ic
     exit 1
   fi
 fi
-echo "== wgpu: attention paths, golden models, CPU-vs-wgpu eval decisions on $(ls /usr/share/vulkan/icd.d/ | tr '\n' ' ')"
+echo "== wgpu: attention paths, golden models, fused kernels, CPU-vs-wgpu eval decisions on $(ls /usr/share/vulkan/icd.d/ | tr '\n' ' ')"
 # One invocation, so burn's wgpu stack is built once for both crates.
 SWIATTN_TEST_BACKEND=wgpu cargo test -p swiattn-core -p swiattn-eval --features swiattn-core/wgpu,swiattn-eval/wgpu \
-  --test attention --test golden --test backends
+  --test attention --test golden --test kernels --test backends

@@ -256,6 +256,70 @@ pub fn routed(device: &Device, cases: &[Case]) -> Vec<Check> {
     checks
 }
 
+/// Shapes for the fused kernels: head dims that are multiples of their 16-wide tiles, windows
+/// just below, at and past a tile edge and past the sequence, GQA ratios 1, 4 and 8, and chunks
+/// after cached tokens (a decode step is the 1-token chunk; past 1024 cached keys it takes the
+/// split-key decode kernel).
+#[cfg(feature = "kernels")]
+pub fn fused_cases(sweep: Sweep, matmul: Matmul) -> Vec<Case> {
+    let quick = sweep == Sweep::Quick;
+    let lengths: &[usize] = if quick { &[1, 63, 257] } else { &[1, 63, 111, 257, 1000] };
+    let shapes: &[(usize, usize, usize)] =
+        if quick { &[(4, 1, 16), (2, 2, 32)] } else { &[(2, 2, 16), (8, 2, 64), (8, 1, 128)] };
+    let mut out = Vec::new();
+    for &q_len in lengths {
+        for &(q_heads, kv_heads, head_dim) in shapes {
+            let mut windows = if quick { vec![1, 16, 17, q_len + 9] } else { vec![1, 15, 16, 17, 33, q_len + 9] };
+            windows.dedup();
+            for w in windows {
+                let window = Window::new(w).expect("w >= 1");
+                let dtype = DType::F32;
+                out.push(Case { batch: 2, q_heads, kv_heads, q_len, head_dim, q_start: 0, window, dtype, matmul });
+            }
+        }
+    }
+    // (1500, 1): a decode step long enough for the split-key decode kernel (3 chunks, of which a
+    // window of 32 sees only the last).
+    for (q_start, q_len) in [(40, 1), (70, 17), (300, 1), (1500, 1)] {
+        let window = Window::new(32).expect("w >= 1");
+        let dtype = DType::F32;
+        out.push(Case { batch: 2, q_heads: 8, kv_heads: 2, q_len, head_dim: 32, q_start, window, dtype, matmul });
+    }
+    out
+}
+
+/// The fused kernels vs the reference, with outputs NaN-poisoned before every launch: full,
+/// sliding, and routed attention (sparse, dense, all-FA and all-SWA routes).
+#[cfg(feature = "kernels")]
+pub fn fused(device: &Device, cases: &[Case]) -> Vec<Check> {
+    use crate::kernel::{fused_routed_attention, fused_span_attention, poison_outputs};
+    poison_outputs(true);
+    let mut checks = Vec::new();
+    for (i, case) in cases.iter().enumerate() {
+        let (b, t, w, pos, scale) = (case.batch, case.q_len, case.window, case.pos(), case.scale());
+        let seed = 500 + i as u64;
+        for span in [Span::Full, Span::Sliding(w)] {
+            let vis = Visibility::span(span, pos, t, case.k_len());
+            let fast = |q, k, v| fused_span_attention(q, k, v, span, pos, scale);
+            let name = if span == Span::Full { "fused full" } else { "fused sliding" };
+            checks.extend(compare(name, case, seed, &vis, &fast, device));
+        }
+        let routes = [
+            ("p=0.3", RouteMask { batch: b, len: t, fa: random_bools(b * t, 0.3, seed) }),
+            ("p=0.8", RouteMask { batch: b, len: t, fa: random_bools(b * t, 0.8, seed + 7) }),
+            ("all-FA", RouteMask::uniform(b, t, true)),
+            ("all-SWA", RouteMask::uniform(b, t, false)),
+        ];
+        for (label, route) in &routes {
+            let vis = Visibility::routed(&route.fa, b, w, pos, t, case.k_len());
+            let fast = |q, k, v| fused_routed_attention(q, k, v, route, w, pos, scale);
+            checks.extend(compare(&format!("fused routed {label}"), case, seed, &vis, &fast, device));
+        }
+    }
+    poison_outputs(false);
+    checks
+}
+
 /// Head-mixed attention vs the reference, for each split of the KV heads.
 pub fn head_mixed(device: &Device, cases: &[Case]) -> Vec<Check> {
     let mut checks = Vec::new();
@@ -313,11 +377,13 @@ pub fn uniform_routes(device: &Device) -> Vec<Check> {
 /// The window of the golden models.
 pub const GOLDEN_WINDOW: usize = 5;
 
+/// A small model of each family; head dim 16 so that on CubeCL backends (wgpu, CUDA) its layers
+/// run the fused kernels, and on the CPU the tensor-op paths.
 fn golden_config(model_type: &str, pattern: &str) -> ModelConfig {
     let json = format!(
         r#"{{
             "model_type": "{model_type}", "vocab_size": 61, "hidden_size": 32, "intermediate_size": 48,
-            "num_hidden_layers": 4, "num_attention_heads": 4, "num_key_value_heads": 2, "head_dim": 8,
+            "num_hidden_layers": 4, "num_attention_heads": 4, "num_key_value_heads": 2, "head_dim": 16,
             "sliding_window": {GOLDEN_WINDOW}, "attention_pattern": "{pattern}", "query_pre_attn_scalar": 8,
             "kv_head_types": {{"0": ["full_attention", "sliding_attention"], "1": ["sliding_attention", "full_attention"],
                               "2": ["sliding_attention", "full_attention"], "3": ["full_attention", "sliding_attention"]}}

@@ -11,6 +11,8 @@ pub mod cache;
 pub mod checkpoint;
 pub mod conformance;
 mod error;
+#[cfg(feature = "kernels")]
+pub mod kernel;
 pub mod model;
 pub mod score;
 pub mod testing;

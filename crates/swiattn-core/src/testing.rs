@@ -78,7 +78,9 @@ pub fn randomize<M: burn::module::Module>(module: M, seed: u64, std: f32) -> M {
             param.map(|t| {
                 let dims = t.dims();
                 let values: Vec<f32> = randn_vec(dims.iter().product(), seed).into_iter().map(|x| x * std).collect();
-                Tensor::from_data(TensorData::new(values, dims), &t.device())
+                let x = Tensor::from_data(TensorData::new(values, dims), &t.device());
+                // A trainable parameter on an autodiff device stays trainable.
+                if t.is_require_grad() { x.require_grad() } else { x }
             })
         }
     }

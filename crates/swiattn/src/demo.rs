@@ -44,7 +44,7 @@ pub struct Args {
     seed: u64,
 }
 
-const DEFAULT_MODEL: &str = include_str!("default_model.json");
+pub(crate) const DEFAULT_MODEL: &str = include_str!("default_model.json");
 
 pub fn run(args: Args, backend: BackendKind, device: &Device) -> anyhow::Result<()> {
     anyhow::ensure!((0.0..=1.0).contains(&args.fa_ratio), "--fa-ratio must be in [0, 1], got {}", args.fa_ratio);

@@ -2,6 +2,9 @@
 
 mod account;
 mod allocate;
+#[cfg(feature = "kernels")]
+mod bench;
+mod compare;
 mod data;
 mod demo;
 mod eval;
@@ -59,6 +62,13 @@ enum Command {
     Allocate(allocate::Args),
     /// Draw an allocation or a routing map as a PNG heatmap.
     Plot(plot::Args),
+    /// Benchmarks of the fused GPU kernels (CUDA, wgpu).
+    #[cfg(feature = "kernels")]
+    #[command(subcommand)]
+    Bench(bench::Command),
+    /// The same forward and training step on each compiled backend: logit and loss differences,
+    /// and time per backend.
+    Compare(compare::Args),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -78,6 +88,9 @@ fn main() -> anyhow::Result<()> {
         Command::Eval(args) => eval::run(args, backend, &device),
         Command::Info(args) => info::run(args, &device),
         Command::Selftest(args) => selftest::run(args, backend, &device),
+        #[cfg(feature = "kernels")]
+        Command::Bench(command) => bench::run(command, backend, &device),
+        Command::Compare(args) => compare::run(args),
         Command::Account(args) => account::run(args),
         Command::Allocate(args) => allocate::run(args),
         Command::Plot(args) => plot::run(args),

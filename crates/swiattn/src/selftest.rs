@@ -19,6 +19,9 @@ pub struct Args {
     /// bf16, and f16 depends on the adapter).
     #[arg(long, value_delimiter = ',', default_value = "f16,bf16")]
     dtypes: Vec<String>,
+    /// Run only the groups whose name contains this text (e.g. `fused`).
+    #[arg(long)]
+    only: Option<String>,
 }
 
 pub fn run(args: Args, backend: BackendKind, device: &Device) -> anyhow::Result<()> {
@@ -36,11 +39,28 @@ pub fn run(args: Args, backend: BackendKind, device: &Device) -> anyhow::Result<
         ("uniform routes == full / sliding", Box::new(|| conformance::uniform_routes(device))),
         ("models: forward == prefill == decode", Box::new(|| conformance::models(device, sweep, matmul))),
     ];
+    #[cfg(feature = "kernels")]
+    let fused = swiattn_core::kernel::runs_on(device);
+    #[cfg(feature = "kernels")]
+    if fused {
+        let cases = conformance::fused_cases(sweep, matmul);
+        groups.push(("fused kernels vs reference", Box::new(move || conformance::fused(device, &cases))));
+    }
     for (name, dtype) in [("all paths, f16 inputs", DType::F16), ("all paths, bf16 inputs", DType::BF16)] {
         if args.dtypes.contains(&format!("{dtype:?}").to_lowercase()) {
             let low = conformance::low_precision_cases(dtype, matmul);
+            #[cfg(feature = "kernels")]
+            if fused {
+                let low = low.clone();
+                let name = if dtype == DType::F16 { "fused kernels, f16 inputs" } else { "fused kernels, bf16 inputs" };
+                groups.push((name, Box::new(move || conformance::fused(device, &low))));
+            }
             groups.push((name, Box::new(move || conformance::attention_paths(device, &low))));
         }
+    }
+    if let Some(only) = &args.only {
+        groups.retain(|(name, _)| name.contains(only.as_str()));
+        anyhow::ensure!(!groups.is_empty(), "--only {only}: no check group matches");
     }
     let mut failed = 0;
     for (name, group) in groups {

@@ -12,10 +12,12 @@ use super::norm::RmsNorm;
 use super::rope;
 use crate::attention::Window;
 use crate::attention::{
-    HeadSplit, Positions, Span, default_block, dense_attention, head_mixed_attention, routed_attention,
+    HeadSplit, Positions, RouteMask, Span, default_block, dense_attention, head_mixed_attention, routed_attention,
     sliding_attention,
 };
 use crate::cache::LayerCache;
+#[cfg(feature = "kernels")]
+use crate::kernel;
 use crate::{Error, Result};
 
 /// Multi-head self-attention with grouped-query heads. Field names are the checkpoint keys.
@@ -166,34 +168,82 @@ impl SelfAttention {
         pos: Positions,
         control: Option<&LayerControl>,
     ) -> Tensor<4> {
-        let s = self.scale;
         if let Some(control) = control {
             let w = self.window.expect("checked by check_control");
-            let block = default_block(w);
             return match control {
-                LayerControl::Route(route) => routed_attention(q, k, v, route, w, pos, s, block),
+                LayerControl::Route(route) => self.routed(q, k, v, route, w, pos),
                 // Gates and scales come from fp32 policies; they act in the model's dtype.
                 LayerControl::RouteScaled { route, scale } => {
-                    let out = routed_attention(q, k, v, route, w, pos, s, block);
+                    let out = self.routed(q, k, v, route, w, pos);
                     let dtype = out.dtype();
                     out * scale.clone().cast(dtype).unsqueeze_dims::<4>(&[1, 3])
                 }
                 LayerControl::Mix(gate) => {
-                    let full = dense_attention(q.clone(), k.clone(), v.clone(), Span::Full, pos, s);
-                    let sliding = sliding_attention(q, k, v, w, pos, s, block);
+                    let full = self.span(q.clone(), k.clone(), v.clone(), Span::Full, pos);
+                    let sliding = self.span(q, k, v, Span::Sliding(w), pos);
                     let gate = gate.clone().cast(full.dtype());
                     sliding.clone() + gate * (full - sliding)
                 }
             };
         }
         match &self.attention {
-            LayerAttention::Full => dense_attention(q, k, v, Span::Full, pos, s),
-            LayerAttention::Sliding(w) => sliding_attention(q, k, v, *w, pos, s, default_block(*w)),
+            LayerAttention::Full => self.span(q, k, v, Span::Full, pos),
+            LayerAttention::Sliding(w) => self.span(q, k, v, Span::Sliding(*w), pos),
             LayerAttention::Routed(_) => unreachable!("routed layers are checked for a control before the forward"),
+            LayerAttention::HeadMixed { window, full_kv_heads } if !self.fused(&q) => {
+                head_mixed_attention(q, k, v, full_kv_heads, *window, pos, self.scale, default_block(*window))
+            }
             LayerAttention::HeadMixed { window, full_kv_heads } => {
-                head_mixed_attention(q, k, v, full_kv_heads, *window, pos, s, default_block(*window))
+                let split = HeadSplit::new(full_kv_heads, self.num_heads);
+                let ((qf, qs), (kf, ks), (vf, vs)) = (split.split_q(&q), split.split_kv(&k), split.split_kv(&v));
+                let full = qf.map(|q| self.span(q, kf.unwrap(), vf.unwrap(), Span::Full, pos));
+                let sliding = qs.map(|q| self.span(q, ks.unwrap(), vs.unwrap(), Span::Sliding(*window), pos));
+                split.merge(full, sliding)
             }
         }
+    }
+
+    /// Whether this call runs the fused CubeCL kernels: built with them, on a CubeCL device, with
+    /// a head dim they take. Otherwise the tensor-op paths of [`crate::attention`] run.
+    fn fused(&self, q: &Tensor<4>) -> bool {
+        #[cfg(feature = "kernels")]
+        {
+            kernel::runs_on(&q.device()) && kernel::supports_head_dim(self.head_dim)
+        }
+        #[cfg(not(feature = "kernels"))]
+        {
+            let _ = q;
+            false
+        }
+    }
+
+    /// Every query under one span: fused, or dense (full) / blocked (sliding) tensor ops.
+    fn span(&self, q: Tensor<4>, k: Tensor<4>, v: Tensor<4>, span: Span, pos: Positions) -> Tensor<4> {
+        #[cfg(feature = "kernels")]
+        if self.fused(&q) {
+            return kernel::fused_span_attention(q, k, v, span, pos, self.scale);
+        }
+        match span {
+            Span::Full => dense_attention(q, k, v, Span::Full, pos, self.scale),
+            Span::Sliding(w) => sliding_attention(q, k, v, w, pos, self.scale, default_block(w)),
+        }
+    }
+
+    /// Per-token routes: fused (both branches in one launch) or the compacted tensor-op path.
+    fn routed(
+        &self,
+        q: Tensor<4>,
+        k: Tensor<4>,
+        v: Tensor<4>,
+        route: &RouteMask,
+        w: Window,
+        pos: Positions,
+    ) -> Tensor<4> {
+        #[cfg(feature = "kernels")]
+        if self.fused(&q) {
+            return kernel::fused_routed_attention(q, k, v, route, w, pos, self.scale);
+        }
+        routed_attention(q, k, v, route, w, pos, self.scale, default_block(w))
     }
 
     fn attend_cached(
@@ -219,12 +269,11 @@ impl SelfAttention {
                 let ((qf, qs), (kf, ks), (vf, vs)) = (split.split_q(&q), split.split_kv(&k), split.split_kv(&v));
                 let out_full = qf.map(|q| {
                     let (k, v) = full.append(kf.unwrap(), vf.unwrap());
-                    dense_attention(q, k, v, Span::Full, Positions::new(start, 0), self.scale)
+                    self.span(q, k, v, Span::Full, Positions::new(start, 0))
                 });
                 let out_sliding = qs.map(|q| {
                     let (k, v, first) = ring.extend(ks.unwrap(), vs.unwrap());
-                    let pos = Positions::new(start, first);
-                    sliding_attention(q, k, v, *window, pos, self.scale, default_block(*window))
+                    self.span(q, k, v, Span::Sliding(*window), Positions::new(start, first))
                 });
                 split.merge(out_full, out_sliding)
             }

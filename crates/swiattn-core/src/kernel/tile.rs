@@ -1,0 +1,102 @@
+//! What every fused kernel shares: the tile shape, the window predicate in `#[cube]` form, and how
+//! a cube finds its query rows in a [`super::QueryOrder`].
+
+use burn_cubecl::cubecl;
+use cubecl::prelude::*;
+
+/// Query rows per tile.
+pub(crate) const BLOCK_Q: usize = 16;
+/// Keys per tile; also the number of lanes that share one query row, so the head dim must be a
+/// multiple of it ([`super::supports_head_dim`]).
+pub(crate) const BLOCK_K: usize = 16;
+/// Threads per cube: one per (row, lane) of a tile.
+pub(crate) const THREADS: usize = BLOCK_Q * BLOCK_K;
+/// A hidden score. Finite, because WGSL cannot spell `-inf`; real scores never come near it.
+pub(crate) const HIDDEN: f32 = -1.0e30;
+/// Scores at or below this are hidden ones.
+pub(crate) const HIDDEN_BELOW: f32 = -1.0e29;
+
+/// The window predicate of [`crate::attention::visible`] in kernel form: query position `q` sees
+/// key position `k` iff `q - w < k <= q`; `window == 0` means full attention (no lower bound).
+/// Written without a subtraction so that it cannot wrap.
+#[cube]
+pub(crate) fn sees(q: usize, k: usize, window: usize) -> bool {
+    k <= q && (window == 0 || k + window > q)
+}
+
+/// The first key position a query at position `q` sees (0 for full attention).
+#[cube]
+pub(crate) fn first_key(q: usize, window: usize) -> usize {
+    let mut first = 0usize;
+    if window != 0 && q + 1 > window {
+        first = q + 1 - window;
+    }
+    first
+}
+
+/// The query rows of one cube: `count` rows `order[b, start..start + count]`, under `window`.
+#[derive(CubeType)]
+pub(crate) struct RowTile {
+    /// Index into `order` of the tile's first row.
+    pub start: usize,
+    /// Rows in this tile (0 when the cube has none).
+    pub count: usize,
+    /// The window of the tile's segment (0 = full attention).
+    pub window: usize,
+}
+
+/// Tile `tile` of sequence `b`'s query rows: the tiles of segment A (`order[b, ..split[b]]`, under
+/// `window_a`) come first, then those of segment B (`order[b, split[b]..]`, under `window_b`).
+/// A launch has `ceil(q_len / BLOCK_Q) + 1` tiles per sequence, so cubes past the last tile get
+/// `count == 0`. Launches put tiles in the slowest grid dimension (`CUBE_POS_Z`), heads and
+/// sequences in the others, so all heads' longest tiles are scheduled first.
+#[cube]
+pub(crate) fn row_tile<I: Int>(
+    split: &Tensor<I>,
+    b: usize,
+    tile: usize,
+    q_len: usize,
+    window_a: usize,
+    window_b: usize,
+) -> RowTile {
+    row_tile_of::<I>(split, b, tile, q_len, window_a, window_b, BLOCK_Q)
+}
+
+/// [`row_tile`] with `block_q` rows per tile.
+#[cube]
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn row_tile_of<I: Int>(
+    split: &Tensor<I>,
+    b: usize,
+    tile: usize,
+    q_len: usize,
+    window_a: usize,
+    window_b: usize,
+    #[comptime] block_q: usize,
+) -> RowTile {
+    let split_b = u32::cast_from(split[b]) as usize;
+    let tiles_a = (split_b + block_q - 1) / block_q;
+    let mut seg_start = 0usize;
+    let mut seg_end = split_b;
+    let mut window = window_a;
+    let mut local = tile;
+    if tile >= tiles_a {
+        seg_start = split_b;
+        seg_end = q_len;
+        window = window_b;
+        local = tile - tiles_a;
+    }
+    // Within a segment the last tile (the latest positions, the most keys) comes first, so that
+    // the longest cubes start first and the short ones fill in behind them.
+    let n_seg = (seg_end - seg_start + block_q - 1) / block_q;
+    let mut start = seg_start;
+    let mut count = 0usize;
+    if local < n_seg {
+        start = seg_start + (n_seg - 1 - local) * block_q;
+        count = seg_end - start;
+        if count > block_q {
+            count = block_q;
+        }
+    }
+    RowTile { start, count, window }
+}

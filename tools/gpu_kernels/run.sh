@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# The fused kernels on a GPU machine without a Rust toolchain, in one call: the CUDA conformance
+# checks (fused kernels included), `swiattn bench attention`, the PyTorch SDPA / FlexAttention
+# baselines on the same GPU joined into one table, and `swiattn compare` (CPU vs CUDA).
+#
+#   cargo build --release -p swiattn --no-default-features --features cuda,flex
+#   mkdir -p .device && strip -o .device/swiattn $CARGO_TARGET_DIR/release/swiattn && xz -T2 -6 -f .device/swiattn
+#   (on the GPU machine, from the repository root) bash tools/gpu_kernels/run.sh .device/swiattn.xz OUTDIR
+#
+# Environment: STEPS (default "selftest bench torch compare"), BENCH_ARGS (extra bench flags),
+# T_SELFTEST, T_BENCH, T_TORCH, T_COMPARE (seconds per step).
+set -uo pipefail
+bin_xz=$1
+out=${2:-.}
+steps=${STEPS:-selftest bench torch compare}
+mkdir -p "$out"
+python3 -c "import lzma,shutil,sys; shutil.copyfileobj(lzma.open(sys.argv[1]), open('/tmp/swiattn','wb'))" "$bin_xz"
+chmod +x /tmp/swiattn
+nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm,clocks.max.sm --format=csv,noheader | tee "$out/gpu.txt"
+/tmp/swiattn --version | tee -a "$out/gpu.txt"
+export PYTHONUNBUFFERED=1
+for step in $steps; do
+  case $step in
+    selftest)
+      echo "== selftest (fused kernels, full sweep; bf16)"
+      timeout "${T_SELFTEST:-200}" /tmp/swiattn --backend cuda selftest --only fused --dtypes f16,bf16 2>&1 \
+        | tee "$out/selftest.txt" | grep -v "^    " ;;
+    bench)
+      echo "== swiattn bench attention"
+      # shellcheck disable=SC2086
+      timeout "${T_BENCH:-240}" /tmp/swiattn --backend cuda bench attention --json "$out/ours.json" ${BENCH_ARGS:-} 2>&1 \
+        | tee "$out/bench.txt" ;;
+    torch)
+      echo "== PyTorch SDPA / FlexAttention on the same configurations"
+      timeout "${T_TORCH:-150}" python3 crates/swiattn-bench/python/torch_attention.py --ours "$out/ours.json" \
+        --out "$out/torch.json" 2>&1 \
+        | tee "$out/torch.txt" ;;
+    compare)
+      echo "== swiattn compare (embedded default model)"
+      timeout "${T_COMPARE:-60}" /tmp/swiattn compare --backends cpu,cuda --len 512 2>&1 | tee "$out/compare.txt" ;;
+  esac
+done
