@@ -7,7 +7,7 @@
 #   mkdir -p .device && strip -o .device/swiattn $CARGO_TARGET_DIR/release/swiattn && xz -T2 -6 -f .device/swiattn
 #   (on the GPU machine, from the repository root) bash tools/gpu_kernels/run.sh .device/swiattn.xz OUTDIR
 #
-# Environment: STEPS (default "selftest bench torch compare"), BENCH_ARGS (extra bench flags),
+# Environment: STEPS (default "selftest bench torch compare"; also "profile": ncu on two kernels), BENCH_ARGS (extra bench flags),
 # T_SELFTEST, T_BENCH, T_TORCH, T_COMPARE (seconds per step).
 set -uo pipefail
 bin_xz=$1
@@ -35,6 +35,20 @@ for step in $steps; do
       timeout "${T_TORCH:-150}" python3 crates/swiattn-bench/python/torch_attention.py --ours "$out/ours.json" \
         --out "$out/torch.json" 2>&1 \
         | tee "$out/torch.txt" ;;
+    profile)
+      echo "== ncu: one forward and one dK/dV launch of the tensor-core kernels (N 8192, d 128)"
+      ncu=$(command -v ncu || ls /usr/local/cuda/bin/ncu 2>/dev/null || true)
+      if [[ -z $ncu ]]; then echo "no ncu on this machine"; continue; fi
+      for kernel in forward_mma dkdv_mma; do
+        # The first 3 launches of each are the bench's correctness check (T = 1000).
+        timeout 120 "$ncu" --clock-control none --kernel-name "regex:$kernel" --launch-skip 3 --launch-count 1 \
+          --section SpeedOfLight --section Occupancy --section LaunchStats --section MemoryWorkloadAnalysis \
+          --section ComputeWorkloadAnalysis --section WarpStateStats \
+          /tmp/swiattn --backend cuda bench attention --lens 8192 --head-dims 128 --ratios 1 --reps 1 \
+          --decode-len 0 > "$out/ncu_$kernel.txt" 2>&1
+        grep -E "Duration|Throughput|Registers|Achieved Occupancy|Theoretical Occupancy|Block Limit|Shared Memory|Stall|Issued|Executed Ipc" \
+          "$out/ncu_$kernel.txt" | head -40
+      done ;;
     compare)
       echo "== swiattn compare (embedded default model)"
       timeout "${T_COMPARE:-60}" /tmp/swiattn compare --backends cpu,cuda --len 512 2>&1 | tee "$out/compare.txt" ;;

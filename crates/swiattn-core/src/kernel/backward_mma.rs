@@ -126,10 +126,10 @@ fn write_rows<F: Float>(
 }
 
 /// Load `BWD_BLOCK` rows of `x` listed in `order` (zeros past `rows`) into `dst`, row-major with
-/// stride `head_dim + 8`.
+/// stride `head_dim + 8`, `N` elements per load.
 #[cube]
-fn load_rows<F: Float, I: Int>(
-    x: &Tensor<F>,
+fn load_rows<F: Float, I: Int, N: Size>(
+    x: &Tensor<Vector<F, N>>,
     order: &Tensor<I>,
     order_at: usize,
     rows: usize,
@@ -137,38 +137,58 @@ fn load_rows<F: Float, I: Int>(
     dst: &mut Shared<[F]>,
     #[comptime] head_dim: usize,
 ) {
+    let width = x.vector_size();
+    let per_row = head_dim / width;
     let mut i = UNIT_POS as usize;
-    while i < BWD_BLOCK * head_dim {
-        let rr = i / head_dim;
-        let mut val = F::new(0.0);
+    while i < BWD_BLOCK * per_row {
+        let rr = i / per_row;
+        let at = rr * (head_dim + 8) + (i % per_row) * width;
         if rr < rows {
             let row = u32::cast_from(order[order_at + rr]) as usize;
-            val = x[(base + row) * head_dim + i % head_dim];
+            let val = x[(base + row) * per_row + i % per_row];
+            #[unroll]
+            for e in 0..width {
+                dst[at + e] = val.extract(e);
+            }
+        } else {
+            #[unroll]
+            for e in 0..width {
+                dst[at + e] = F::new(0.0);
+            }
         }
-        dst[rr * (head_dim + 8) + i % head_dim] = val;
         i += 32 * BWD_PLANES;
     }
 }
 
 /// Load keys `j0..j0 + BWD_BLOCK` of `x` (zeros past `k_len`) into `dst`, row-major with stride
-/// `head_dim + 8`.
+/// `head_dim + 8`, `N` elements per load.
 #[cube]
-fn load_keys<F: Float>(
-    x: &Tensor<F>,
+fn load_keys<F: Float, N: Size>(
+    x: &Tensor<Vector<F, N>>,
     j0: usize,
     k_len: usize,
     base: usize,
     dst: &mut Shared<[F]>,
     #[comptime] head_dim: usize,
 ) {
+    let width = x.vector_size();
+    let per_row = head_dim / width;
     let mut i = UNIT_POS as usize;
-    while i < BWD_BLOCK * head_dim {
-        let j = j0 + i / head_dim;
-        let mut val = F::new(0.0);
+    while i < BWD_BLOCK * per_row {
+        let j = j0 + i / per_row;
+        let at = (i / per_row) * (head_dim + 8) + (i % per_row) * width;
         if j < k_len {
-            val = x[(base + j) * head_dim + i % head_dim];
+            let val = x[(base + j) * per_row + i % per_row];
+            #[unroll]
+            for e in 0..width {
+                dst[at + e] = val.extract(e);
+            }
+        } else {
+            #[unroll]
+            for e in 0..width {
+                dst[at + e] = F::new(0.0);
+            }
         }
-        dst[(i / head_dim) * (head_dim + 8) + i % head_dim] = val;
         i += 32 * BWD_PLANES;
     }
 }
@@ -177,11 +197,11 @@ fn load_keys<F: Float>(
 /// cube covers `BWD_BLOCK` query rows.
 #[cube(launch_unchecked)]
 #[allow(clippy::too_many_arguments)]
-pub(crate) fn dq_mma_kernel<F: Float, I: Int>(
-    q: &Tensor<F>,
-    k: &Tensor<F>,
-    v: &Tensor<F>,
-    grad: &Tensor<F>,
+pub(crate) fn dq_mma_kernel<F: Float, I: Int, N: Size>(
+    q: &Tensor<Vector<F, N>>,
+    k: &Tensor<Vector<F, N>>,
+    v: &Tensor<Vector<F, N>>,
+    grad: &Tensor<Vector<F, N>>,
     lse: &Tensor<f32>,
     delta: &Tensor<f32>,
     order: &Tensor<I>,
@@ -235,8 +255,8 @@ pub(crate) fn dq_mma_kernel<F: Float, I: Int>(
         }
         pos[t] = p;
     }
-    load_rows::<F, I>(q, order, order_at, rows, q_base, &mut qs, head_dim);
-    load_rows::<F, I>(grad, order, order_at, rows, q_base, &mut dos, head_dim);
+    load_rows::<F, I, N>(q, order, order_at, rows, q_base, &mut qs, head_dim);
+    load_rows::<F, I, N>(grad, order, order_at, rows, q_base, &mut dos, head_dim);
     sync_cube();
 
     let my_r = plane * 16 + lane / 2;
@@ -274,8 +294,8 @@ pub(crate) fn dq_mma_kernel<F: Float, I: Int>(
     let mut j0 = j_lo;
     while j0 < j_end {
         if tile_needed(&pos, rows, window, k_start + j0, k_start + j0 + BWD_BLOCK) {
-            load_keys::<F>(k, j0, k_len, kv_base, &mut ks, head_dim);
-            load_keys::<F>(v, j0, k_len, kv_base, &mut vs, head_dim);
+            load_keys::<F, N>(k, j0, k_len, kv_base, &mut ks, head_dim);
+            load_keys::<F, N>(v, j0, k_len, kv_base, &mut vs, head_dim);
             sync_cube();
             let off = plane * 16 * S_LD;
             products_t::<F>(&qs, plane * 16, &ks, &mut s_sh, off, head_dim);
@@ -305,11 +325,11 @@ pub(crate) fn dq_mma_kernel<F: Float, I: Int>(
 /// cube covers `BWD_BLOCK` keys, each plane 16 of them.
 #[cube(launch_unchecked)]
 #[allow(clippy::too_many_arguments)]
-pub(crate) fn dkdv_mma_kernel<F: Float, I: Int>(
-    q: &Tensor<F>,
-    k: &Tensor<F>,
-    v: &Tensor<F>,
-    grad: &Tensor<F>,
+pub(crate) fn dkdv_mma_kernel<F: Float, I: Int, N: Size>(
+    q: &Tensor<Vector<F, N>>,
+    k: &Tensor<Vector<F, N>>,
+    v: &Tensor<Vector<F, N>>,
+    grad: &Tensor<Vector<F, N>>,
     lse: &Tensor<f32>,
     delta: &Tensor<f32>,
     order: &Tensor<I>,
@@ -353,8 +373,8 @@ pub(crate) fn dkdv_mma_kernel<F: Float, I: Int>(
     let mut delta_s = Shared::<[f32]>::new_slice(BWD_BLOCK);
 
     let kv_base = (b * kv_heads as usize + hk) * k_len;
-    load_keys::<F>(k, j0, k_len, kv_base, &mut ks, head_dim);
-    load_keys::<F>(v, j0, k_len, kv_base, &mut vs, head_dim);
+    load_keys::<F, N>(k, j0, k_len, kv_base, &mut ks, head_dim);
+    load_keys::<F, N>(v, j0, k_len, kv_base, &mut vs, head_dim);
     let mut k_end = j0 + BWD_BLOCK;
     if k_end > k_len {
         k_end = k_len;
@@ -400,8 +420,8 @@ pub(crate) fn dkdv_mma_kernel<F: Float, I: Int>(
                         lse_s[t] = l;
                         delta_s[t] = dl;
                     }
-                    load_rows::<F, I>(q, order, order_at, rows, q_base, &mut qs, head_dim);
-                    load_rows::<F, I>(grad, order, order_at, rows, q_base, &mut dos, head_dim);
+                    load_rows::<F, I, N>(q, order, order_at, rows, q_base, &mut qs, head_dim);
+                    load_rows::<F, I, N>(grad, order, order_at, rows, q_base, &mut dos, head_dim);
                     sync_cube();
                     let off = plane * 16 * S_LD;
                     products_t::<F>(&ks, plane * 16, &qs, &mut st, off, head_dim);

@@ -69,6 +69,13 @@ fn use_mma(t: &CubeTensor) -> bool {
 
 /// A contiguous output on `t`'s device: uninitialized, or NaN while [`super::poison_outputs`] is on
 /// (so that a test fails on any element a kernel forgot to write).
+/// Elements per global load of the tensor-core kernels: 16 bytes when every input's buffer offset
+/// allows it (the head dim, a multiple of 16, always does), else 1.
+fn vector_width(tensors: &[&CubeTensor]) -> usize {
+    let aligned = tensors.iter().all(|t| t.handle.offset_start.unwrap_or(0) % 16 == 0);
+    if aligned { 16 / tensors[0].dtype.size() } else { 1 }
+}
+
 fn empty_like(t: &CubeTensor, shape: Shape, dtype: DType) -> CubeTensor {
     if super::poisoning() {
         let nan = InputScalar::new(f32::NAN, dtype_to_storage_type(dtype));
@@ -138,8 +145,9 @@ impl FlashAttentionOps for CubeBackend {
         }
         let mma = use_mma(&q);
         // The two forwards take the same arguments; only the kernel and its geometry differ.
+        // The tensor-core kernel also takes its load width first.
         macro_rules! launch {
-            ($kernel:ident, $count:expr, $dim:expr) => {
+            ($kernel:ident, $count:expr, $dim:expr $(, $width:expr)?) => {
                 // SAFETY: every global index is guarded in the kernel, shared ones are in range by
                 // construction; `tests/kernels.rs` runs the kernels with NaN-poisoned outputs.
                 unsafe {
@@ -147,6 +155,7 @@ impl FlashAttentionOps for CubeBackend {
                         &q.client.clone(),
                         $count,
                         $dim,
+                        $($width,)?
                         q.into_tensor_arg(),
                         k.into_tensor_arg(),
                         v.into_tensor_arg(),
@@ -170,7 +179,8 @@ impl FlashAttentionOps for CubeBackend {
             };
         }
         if mma {
-            launch!(forward_mma_kernel, g.row_tiles(MMA_BLOCK_Q), CubeDim::new_2d(32, PLANES as u32));
+            let width = vector_width(&[&q, &k, &v]);
+            launch!(forward_mma_kernel, g.row_tiles(MMA_BLOCK_Q), CubeDim::new_2d(32, PLANES as u32), width);
         } else {
             launch!(forward_kernel, g.row_tiles(BLOCK_Q), CubeDim::new_1d(THREADS as u32));
         }
@@ -217,15 +227,17 @@ impl FlashAttentionOps for CubeBackend {
         let dq = empty_like(&q, q.shape(), q.dtype);
         let dk = empty_like(&k, k.shape(), k.dtype);
         let dv = empty_like(&v, v.shape(), v.dtype);
-        // Both variants of each kernel take the same arguments.
+        // Both variants of each kernel take the same arguments (the tensor-core ones their load
+        // width first).
         macro_rules! launch {
-            ($kernel:ident, $count:expr, $dim:expr, $($out:ident),+) => {
+            ($kernel:ident, $count:expr, $dim:expr, [$($width:expr)?], $($out:ident),+) => {
                 // SAFETY: every global index is guarded in the kernel, shared ones are in range by
                 // construction; `tests/kernels.rs` runs the kernels with NaN-poisoned outputs.
                 unsafe { $kernel::launch_unchecked(
                     &client,
                     $count,
                     $dim,
+                    $($width,)?
                     q.clone().into_tensor_arg(),
                     k.clone().into_tensor_arg(),
                     v.clone().into_tensor_arg(),
@@ -251,12 +263,13 @@ impl FlashAttentionOps for CubeBackend {
         }
         if mma {
             let dim = CubeDim::new_2d(32, BWD_PLANES as u32);
-            launch!(dq_mma_kernel, g.row_tiles(BWD_BLOCK), dim, dq);
-            launch!(dkdv_mma_kernel, g.key_tiles(BWD_BLOCK), dim, dk, dv);
+            let width = vector_width(&[&q, &k, &v, &grad]);
+            launch!(dq_mma_kernel, g.row_tiles(BWD_BLOCK), dim, [width], dq);
+            launch!(dkdv_mma_kernel, g.key_tiles(BWD_BLOCK), dim, [width], dk, dv);
         } else {
             let dim = CubeDim::new_1d(THREADS as u32);
-            launch!(dq_kernel, g.row_tiles(BLOCK_Q), dim, dq);
-            launch!(dkdv_kernel, g.key_tiles(BLOCK_K), dim, dk, dv);
+            launch!(dq_kernel, g.row_tiles(BLOCK_Q), dim, [], dq);
+            launch!(dkdv_kernel, g.key_tiles(BLOCK_K), dim, [], dk, dv);
         }
         (dq, dk, dv)
     }

@@ -77,13 +77,14 @@ fn scores<F: Float>(
     }
 }
 
-/// Like [`super::forward::forward_kernel`], on tensor cores; `CubeDim` is `(32, PLANES)`.
+/// Like [`super::forward::forward_kernel`], on tensor cores; `CubeDim` is `(32, PLANES)`. `q`, `k`
+/// and `v` are read `N` elements at a time (16-byte loads for bf16 with `N = 8`).
 #[cube(launch_unchecked)]
 #[allow(clippy::too_many_arguments)]
-pub(crate) fn forward_mma_kernel<F: Float, I: Int>(
-    q: &Tensor<F>,
-    k: &Tensor<F>,
-    v: &Tensor<F>,
+pub(crate) fn forward_mma_kernel<F: Float, I: Int, N: Size>(
+    q: &Tensor<Vector<F, N>>,
+    k: &Tensor<Vector<F, N>>,
+    v: &Tensor<Vector<F, N>>,
     order: &Tensor<I>,
     split: &Tensor<I>,
     out: &mut Tensor<F>,
@@ -137,15 +138,25 @@ pub(crate) fn forward_mma_kernel<F: Float, I: Int>(
         }
         pos[t] = p;
     }
+    let width = q.vector_size();
+    let per_row = head_dim / width;
     let mut i = t;
-    while i < MMA_BLOCK_Q * head_dim {
-        let rr = i / head_dim;
-        let mut x = F::new(0.0);
+    while i < MMA_BLOCK_Q * per_row {
+        let rr = i / per_row;
+        let at = rr * ld + (i % per_row) * width;
         if rr < rows {
             let row = u32::cast_from(order[order_at + rr]) as usize;
-            x = q[(q_base + row) * head_dim + i % head_dim];
+            let x = q[(q_base + row) * per_row + i % per_row];
+            #[unroll]
+            for e in 0..width {
+                qs[at + e] = x.extract(e);
+            }
+        } else {
+            #[unroll]
+            for e in 0..width {
+                qs[at + e] = F::new(0.0);
+            }
         }
-        qs[rr * ld + i % head_dim] = x;
         i += threads;
     }
     sync_cube();
@@ -191,20 +202,28 @@ pub(crate) fn forward_mma_kernel<F: Float, I: Int>(
         while j0 < j_end {
             if tile_needed(&pos, rows, window, k_start + j0, k_start + j0 + MMA_BLOCK_K) {
                 let mut i = t;
-                while i < MMA_BLOCK_K * head_dim {
-                    let j = j0 + i / head_dim;
-                    let mut kx = F::new(0.0);
-                    let mut vx = F::new(0.0);
+                while i < MMA_BLOCK_K * per_row {
+                    let j = j0 + i / per_row;
+                    let at = (i / per_row) * ld + (i % per_row) * width;
                     if j < k_len {
-                        kx = k[(kv_base + j) * head_dim + i % head_dim];
-                        if walk == 1 {
-                            vx = v[(kv_base + j) * head_dim + i % head_dim];
+                        let kx = k[(kv_base + j) * per_row + i % per_row];
+                        #[unroll]
+                        for e in 0..width {
+                            ks[at + e] = kx.extract(e);
                         }
-                    }
-                    let at = (i / head_dim) * ld + i % head_dim;
-                    ks[at] = kx;
-                    if walk == 1 {
-                        vs[at] = vx;
+                        if walk == 1 {
+                            let vx = v[(kv_base + j) * per_row + i % per_row];
+                            #[unroll]
+                            for e in 0..width {
+                                vs[at + e] = vx.extract(e);
+                            }
+                        }
+                    } else {
+                        #[unroll]
+                        for e in 0..width {
+                            ks[at + e] = F::new(0.0);
+                            vs[at + e] = F::new(0.0);
+                        }
                     }
                     i += threads;
                 }
