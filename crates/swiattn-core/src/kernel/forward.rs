@@ -12,16 +12,24 @@ use cubecl::prelude::*;
 
 use super::tile::{BLOCK_K, BLOCK_Q, HIDDEN, HIDDEN_BELOW, first_key, row_tile, sees};
 
-/// Whether any of the tile's `rows` (positions in `pos`) sees a key in positions `k0..k1`.
+/// Whether any of the tile's `rows` (positions in `pos`, ascending) sees a key in positions
+/// `k0..k1`: the first row at or after `k0` has the smallest first key among the rows that could,
+/// so a binary search for it decides (a row's keys are `first_key(p)..=p`).
 #[cube]
 pub(crate) fn tile_needed(pos: &Shared<[u32]>, rows: usize, window: usize, k0: usize, k1: usize) -> bool {
-    let mut needed = false;
-    for r in 0..rows {
-        let p = pos[r] as usize;
-        // The row's keys `first_key(p)..=p` meet `k0..k1`.
-        if p >= k0 && first_key(p, window) < k1 {
-            needed = true;
+    let mut lo = 0usize;
+    let mut hi = rows;
+    while lo < hi {
+        let mid = (lo + hi) / 2;
+        if (pos[mid] as usize) < k0 {
+            lo = mid + 1;
+        } else {
+            hi = mid;
         }
+    }
+    let mut needed = false;
+    if lo < rows {
+        needed = first_key(pos[lo] as usize, window) < k1;
     }
     needed
 }
