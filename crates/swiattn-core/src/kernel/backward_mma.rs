@@ -1,7 +1,8 @@
 //! The fused backward on tensor cores (CubeCL `cmma`, bf16/f16 inputs, fp32 accumulators): the
 //! same three launches as [`super::backward`] (whose `delta_kernel` it shares), with every matrix
-//! product on 16×16×16 tiles. Two planes per cube; each plane owns 16 query rows (`dQ`) or 16
-//! keys (`dK`, `dV`), whose gradient accumulators stay in `cmma` fragments for the whole loop.
+//! product on 16×16×16 tiles. A `dq` cube has two planes of 16 query rows; a `dkdv` cube four
+//! planes over 32 keys (16 keys × one of dK, dV each). Gradient accumulators stay in `cmma`
+//! fragments for the whole loop.
 
 use burn_cubecl::cubecl;
 use cubecl::cmma;
@@ -10,8 +11,10 @@ use cubecl::prelude::*;
 use super::forward::tile_needed;
 use super::tile::{first_key, row_tile_of, sees};
 
-/// Planes per cube.
+/// Planes per `dq` cube.
 pub(crate) const BWD_PLANES: usize = 2;
+/// Planes per `dkdv` cube: two key groups of 16 × two gradients.
+pub(crate) const DKDV_PLANES: usize = 4;
 /// Query rows of a `dq` cube; keys of a `dkdv` cube; and the other side's tile.
 pub(crate) const BWD_BLOCK: usize = 16 * BWD_PLANES;
 /// Row stride (floats) of the fp32 score tiles: padded by 16 bytes against bank conflicts. The
@@ -136,6 +139,7 @@ fn load_rows<F: Float, I: Int, N: Size>(
     base: usize,
     dst: &mut Shared<[F]>,
     #[comptime] head_dim: usize,
+    #[comptime] threads: usize,
 ) {
     let width = x.vector_size();
     let per_row = head_dim / width;
@@ -156,7 +160,7 @@ fn load_rows<F: Float, I: Int, N: Size>(
                 dst[at + e] = F::new(0.0);
             }
         }
-        i += 32 * BWD_PLANES;
+        i += threads;
     }
 }
 
@@ -170,6 +174,7 @@ fn load_keys<F: Float, N: Size>(
     base: usize,
     dst: &mut Shared<[F]>,
     #[comptime] head_dim: usize,
+    #[comptime] threads: usize,
 ) {
     let width = x.vector_size();
     let per_row = head_dim / width;
@@ -189,7 +194,7 @@ fn load_keys<F: Float, N: Size>(
                 dst[at + e] = F::new(0.0);
             }
         }
-        i += 32 * BWD_PLANES;
+        i += threads;
     }
 }
 
@@ -255,8 +260,8 @@ pub(crate) fn dq_mma_kernel<F: Float, I: Int, N: Size>(
         }
         pos[t] = p;
     }
-    load_rows::<F, I, N>(q, order, order_at, rows, q_base, &mut qs, head_dim);
-    load_rows::<F, I, N>(grad, order, order_at, rows, q_base, &mut dos, head_dim);
+    load_rows::<F, I, N>(q, order, order_at, rows, q_base, &mut qs, head_dim, 32 * BWD_PLANES);
+    load_rows::<F, I, N>(grad, order, order_at, rows, q_base, &mut dos, head_dim, 32 * BWD_PLANES);
     sync_cube();
 
     let my_r = plane * 16 + lane / 2;
@@ -294,8 +299,8 @@ pub(crate) fn dq_mma_kernel<F: Float, I: Int, N: Size>(
     let mut j0 = j_lo;
     while j0 < j_end {
         if tile_needed(&pos, rows, window, k_start + j0, k_start + j0 + BWD_BLOCK) {
-            load_keys::<F, N>(k, j0, k_len, kv_base, &mut ks, head_dim);
-            load_keys::<F, N>(v, j0, k_len, kv_base, &mut vs, head_dim);
+            load_keys::<F, N>(k, j0, k_len, kv_base, &mut ks, head_dim, 32 * BWD_PLANES);
+            load_keys::<F, N>(v, j0, k_len, kv_base, &mut vs, head_dim, 32 * BWD_PLANES);
             sync_cube();
             let off = plane * 16 * S_LD;
             products_t::<F>(&qs, plane * 16, &ks, &mut s_sh, off, head_dim);
@@ -321,8 +326,10 @@ pub(crate) fn dq_mma_kernel<F: Float, I: Int, N: Size>(
     write_rows::<F>(&acc, &mut s_sh, plane * 16 * S_LD, dq, q_base + my_row, my_valid, scale, head_dim);
 }
 
-/// Like [`super::backward::dkdv_kernel`], on tensor cores; `CubeDim` is `(32, BWD_PLANES)` and a
-/// cube covers `BWD_BLOCK` keys, each plane 16 of them.
+/// Like [`super::backward::dkdv_kernel`], on tensor cores; `CubeDim` is `(32, DKDV_PLANES)` and a
+/// cube covers `BWD_BLOCK` keys. Plane `p` owns keys `(p % 2) · 16 ..` and one gradient: planes 0–1
+/// accumulate dV, planes 2–3 dK, so that each holds 8 accumulator fragments instead of 16 (the
+/// register count had capped the kernel at 2 warps per block and 12.5 % occupancy).
 #[cube(launch_unchecked)]
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn dkdv_mma_kernel<F: Float, I: Int, N: Size>(
@@ -354,6 +361,10 @@ pub(crate) fn dkdv_mma_kernel<F: Float, I: Int, N: Size>(
     let plane = UNIT_POS_Y as usize;
     let lane = UNIT_POS_X as usize;
     let t = UNIT_POS as usize;
+    let threads = comptime!(32 * DKDV_PLANES);
+    // Keys `key_group · 16 ..` of the tile; role 0 = dV, 1 = dK.
+    let key_group = plane % 2;
+    let role = plane / 2;
     let q_len = q_len as usize;
     let k_len = k_len as usize;
     let k_start = k_start as usize;
@@ -373,25 +384,23 @@ pub(crate) fn dkdv_mma_kernel<F: Float, I: Int, N: Size>(
     let mut delta_s = Shared::<[f32]>::new_slice(BWD_BLOCK);
 
     let kv_base = (b * kv_heads as usize + hk) * k_len;
-    load_keys::<F, N>(k, j0, k_len, kv_base, &mut ks, head_dim);
-    load_keys::<F, N>(v, j0, k_len, kv_base, &mut vs, head_dim);
+    load_keys::<F, N>(k, j0, k_len, kv_base, &mut ks, head_dim, threads);
+    load_keys::<F, N>(v, j0, k_len, kv_base, &mut vs, head_dim, threads);
     let mut k_end = j0 + BWD_BLOCK;
     if k_end > k_len {
         k_end = k_len;
     }
     let kpos_lo = k_start + j0;
     let kpos_hi = k_start + k_end;
-    // Lane `lane` of a plane handles half a key row of the plane's transposed score tile.
-    let my_k = plane * 16 + lane / 2;
+    // Lane `lane` of a plane handles half a key row of its key group's transposed score tile.
+    let my_k = key_group * 16 + lane / 2;
     let half = lane % 2;
     let my_j = j0 + my_k;
 
-    let mut dk_acc = Sequence::<Frag<f32>>::new();
-    let mut dv_acc = Sequence::<Frag<f32>>::new();
+    let mut acc = Sequence::<Frag<f32>>::new();
     #[unroll]
     for _c in 0..head_dim / 16 {
-        dk_acc.push(zero_acc());
-        dv_acc.push(zero_acc());
+        acc.push(zero_acc());
     }
     let n_tiles = (q_len + BWD_BLOCK - 1) / BWD_BLOCK + 1;
     for g in 0..group {
@@ -420,13 +429,17 @@ pub(crate) fn dkdv_mma_kernel<F: Float, I: Int, N: Size>(
                         lse_s[t] = l;
                         delta_s[t] = dl;
                     }
-                    load_rows::<F, I, N>(q, order, order_at, rows, q_base, &mut qs, head_dim);
-                    load_rows::<F, I, N>(grad, order, order_at, rows, q_base, &mut dos, head_dim);
+                    load_rows::<F, I, N>(q, order, order_at, rows, q_base, &mut qs, head_dim, threads);
+                    load_rows::<F, I, N>(grad, order, order_at, rows, q_base, &mut dos, head_dim, threads);
                     sync_cube();
-                    let off = plane * 16 * S_LD;
-                    products_t::<F>(&ks, plane * 16, &qs, &mut st, off, head_dim);
-                    products_t::<F>(&vs, plane * 16, &dos, &mut dpt, off, head_dim);
-                    sync_plane();
+                    // Sᵀ by the dV planes, dPᵀ by the dK planes; each needs both below.
+                    let off = key_group * 16 * S_LD;
+                    if role == 0 {
+                        products_t::<F>(&ks, key_group * 16, &qs, &mut st, off, head_dim);
+                    } else {
+                        products_t::<F>(&vs, key_group * 16, &dos, &mut dpt, off, head_dim);
+                    }
+                    sync_cube();
                     let base = my_k * S_LD + half * 16;
                     let w_base = my_k * BWD_BLOCK + half * 16;
                     for c in 0..16usize {
@@ -437,20 +450,30 @@ pub(crate) fn dkdv_mma_kernel<F: Float, I: Int, N: Size>(
                             p = f32::exp(st[base + c] * scale - lse_s[rr]);
                             ds = p * (dpt[base + c] - delta_s[rr]);
                         }
-                        pt[w_base + c] = F::cast_from(p);
-                        dst[w_base + c] = F::cast_from(ds);
+                        // Each role writes the weights it multiplies with.
+                        if role == 0 {
+                            pt[w_base + c] = F::cast_from(p);
+                        } else {
+                            dst[w_base + c] = F::cast_from(ds);
+                        }
                     }
                     sync_plane();
-                    let w_off = plane * 16 * BWD_BLOCK;
-                    accumulate::<F>(&pt, w_off, &dos, &mut dv_acc, head_dim);
-                    accumulate::<F>(&dst, w_off, &qs, &mut dk_acc, head_dim);
+                    let w_off = key_group * 16 * BWD_BLOCK;
+                    if role == 0 {
+                        accumulate::<F>(&pt, w_off, &dos, &mut acc, head_dim);
+                    } else {
+                        accumulate::<F>(&dst, w_off, &qs, &mut acc, head_dim);
+                    }
                     sync_cube();
                 }
             }
         }
     }
     let valid = my_j < k_len;
-    // The plane's score tile is free now: it stages the output fragments.
-    write_rows::<F>(&dk_acc, &mut st, plane * 16 * S_LD, dk, kv_base + my_j, valid, scale, head_dim);
-    write_rows::<F>(&dv_acc, &mut st, plane * 16 * S_LD, dv, kv_base + my_j, valid, 1.0, head_dim);
+    // The score tile is free now: 256 floats of it per plane stage the output fragments.
+    if role == 0 {
+        write_rows::<F>(&acc, &mut st, plane * 256, dv, kv_base + my_j, valid, 1.0, head_dim);
+    } else {
+        write_rows::<F>(&acc, &mut st, plane * 256, dk, kv_base + my_j, valid, scale, head_dim);
+    }
 }

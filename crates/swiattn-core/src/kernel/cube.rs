@@ -11,7 +11,7 @@ use burn_cubecl::{CubeBackend, cubecl};
 use cubecl::prelude::*;
 
 use super::backward::{delta_kernel, dkdv_kernel, dq_kernel};
-use super::backward_mma::{BWD_BLOCK, BWD_PLANES, dkdv_mma_kernel, dq_mma_kernel};
+use super::backward_mma::{BWD_BLOCK, BWD_PLANES, DKDV_PLANES, dkdv_mma_kernel, dq_mma_kernel};
 use super::decode::{DECODE_CHUNK, DECODE_THREADS, decode_kernel, decode_merge_kernel};
 use super::forward::forward_kernel;
 use super::forward_mma::{MMA_BLOCK_Q, PLANES, forward_mma_kernel};
@@ -265,7 +265,8 @@ impl FlashAttentionOps for CubeBackend {
             let dim = CubeDim::new_2d(32, BWD_PLANES as u32);
             let width = vector_width(&[&q, &k, &v, &grad]);
             launch!(dq_mma_kernel, g.row_tiles(BWD_BLOCK), dim, [width], dq);
-            launch!(dkdv_mma_kernel, g.key_tiles(BWD_BLOCK), dim, [width], dk, dv);
+            let dkdv_dim = CubeDim::new_2d(32, DKDV_PLANES as u32);
+            launch!(dkdv_mma_kernel, g.key_tiles(BWD_BLOCK), dkdv_dim, [width], dk, dv);
         } else {
             let dim = CubeDim::new_1d(THREADS as u32);
             launch!(dq_kernel, g.row_tiles(BLOCK_Q), dim, [], dq);
