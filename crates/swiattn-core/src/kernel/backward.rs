@@ -12,8 +12,7 @@
 use burn_cubecl::cubecl;
 use cubecl::prelude::*;
 
-use super::forward::tile_needed;
-use super::tile::{BLOCK_K, BLOCK_Q, first_key, row_tile, sees};
+use super::tile::{BLOCK_K, BLOCK_Q, first_key, key_range, row_tile, sees, tile_needed};
 
 const _: () = assert!(BLOCK_Q == BLOCK_K, "dkdv_kernel maps lanes to query rows of a tile");
 
@@ -166,18 +165,8 @@ pub(crate) fn dq_kernel<F: Float, I: Int>(
     }
     let first_pos = pos[0] as usize;
     let last_pos = pos[rows - 1] as usize;
-    let mut j_lo = 0usize;
-    let lo_pos = first_key(first_pos, window);
-    if lo_pos > k_start {
-        j_lo = lo_pos - k_start;
-    }
-    let mut j_end = 0usize;
-    if last_pos + 1 > k_start {
-        j_end = last_pos + 1 - k_start;
-        if j_end > k_len {
-            j_end = k_len;
-        }
-    }
+    let keys = key_range(first_pos, last_pos, window, k_start, k_len);
+    let (j_lo, j_end) = (keys.lo, keys.end);
 
     let mut acc = Array::<f32>::new(per_lane);
     #[unroll]

@@ -8,8 +8,7 @@ use burn_cubecl::cubecl;
 use cubecl::cmma;
 use cubecl::prelude::*;
 
-use super::forward::tile_needed;
-use super::tile::{first_key, row_tile_of, sees};
+use super::tile::{first_key, key_range, row_tile_of, sees, tile_needed};
 
 /// Planes per `dq` cube.
 pub(crate) const BWD_PLANES: usize = 2;
@@ -278,18 +277,8 @@ pub(crate) fn dq_mma_kernel<F: Float, I: Int, N: Size>(
     }
     let first_pos = pos[0] as usize;
     let last_pos = pos[rows - 1] as usize;
-    let mut j_lo = 0usize;
-    let lo_pos = first_key(first_pos, window);
-    if lo_pos > k_start {
-        j_lo = lo_pos - k_start;
-    }
-    let mut j_end = 0usize;
-    if last_pos + 1 > k_start {
-        j_end = last_pos + 1 - k_start;
-        if j_end > k_len {
-            j_end = k_len;
-        }
-    }
+    let keys = key_range(first_pos, last_pos, window, k_start, k_len);
+    let (j_lo, j_end) = (keys.lo, keys.end);
 
     let mut acc = Sequence::<Frag<f32>>::new();
     #[unroll]

@@ -8,7 +8,7 @@
 use burn_cubecl::cubecl;
 use cubecl::prelude::*;
 
-use super::tile::{HIDDEN, first_key, row_tile_of, sees};
+use super::tile::{HIDDEN, key_range, row_tile_of, sees};
 
 /// Keys per chunk.
 pub(crate) const DECODE_CHUNK: usize = 512;
@@ -50,18 +50,8 @@ pub(crate) fn decode_kernel<F: Float, I: Int>(
     let tile = row_tile_of::<I>(split, b, 0, 1, window_a as usize, window_b as usize, 1usize);
     let window = tile.window;
     let pos = q_start as usize;
-    let mut j_lo = 0usize;
-    let lo_pos = first_key(pos, window);
-    if lo_pos > k_start {
-        j_lo = lo_pos - k_start;
-    }
-    let mut j_end = 0usize;
-    if pos + 1 > k_start {
-        j_end = pos + 1 - k_start;
-        if j_end > k_len {
-            j_end = k_len;
-        }
-    }
+    let keys = key_range(pos, pos, window, k_start, k_len);
+    let (j_lo, j_end) = (keys.lo, keys.end);
     let mut c0 = chunk * DECODE_CHUNK;
     if c0 < j_lo {
         c0 = j_lo;

@@ -10,29 +10,7 @@
 use burn_cubecl::cubecl;
 use cubecl::prelude::*;
 
-use super::tile::{BLOCK_K, BLOCK_Q, HIDDEN, HIDDEN_BELOW, first_key, row_tile, sees};
-
-/// Whether any of the tile's `rows` (positions in `pos`, ascending) sees a key in positions
-/// `k0..k1`: the first row at or after `k0` has the smallest first key among the rows that could,
-/// so a binary search for it decides (a row's keys are `first_key(p)..=p`).
-#[cube]
-pub(crate) fn tile_needed(pos: &Shared<[u32]>, rows: usize, window: usize, k0: usize, k1: usize) -> bool {
-    let mut lo = 0usize;
-    let mut hi = rows;
-    while lo < hi {
-        let mid = (lo + hi) / 2;
-        if (pos[mid] as usize) < k0 {
-            lo = mid + 1;
-        } else {
-            hi = mid;
-        }
-    }
-    let mut needed = false;
-    if lo < rows {
-        needed = first_key(pos[lo] as usize, window) < k1;
-    }
-    needed
-}
+use super::tile::{BLOCK_K, BLOCK_Q, HIDDEN, HIDDEN_BELOW, key_range, row_tile, sees, tile_needed};
 
 /// `q`: `[B, Hq, Tq, D]`, `k`/`v`: `[B, Hkv, Tk, D]`, `out`: like `q`, `lse`: `[B, Hq, Tq]` (fp32),
 /// all contiguous; `order`: `[B, Tq]` query rows, `split`: `[B]` (see [`super::QueryOrder`]).
@@ -110,18 +88,8 @@ pub(crate) fn forward_kernel<F: Float, I: Int>(
     let last_pos = pos[rows - 1] as usize;
     let k_start = k_start as usize;
     // Key indices `j_lo..j_end` hold every key some row of the tile sees.
-    let mut j_lo = 0usize;
-    let lo_pos = first_key(first_pos, window);
-    if lo_pos > k_start {
-        j_lo = lo_pos - k_start;
-    }
-    let mut j_end = 0usize;
-    if last_pos + 1 > k_start {
-        j_end = last_pos + 1 - k_start;
-        if j_end > k_len {
-            j_end = k_len;
-        }
-    }
+    let keys = key_range(first_pos, last_pos, window, k_start, k_len);
+    let (j_lo, j_end) = (keys.lo, keys.end);
 
     let mut acc = Array::<f32>::new(per_lane);
     #[unroll]

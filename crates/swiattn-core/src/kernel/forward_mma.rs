@@ -13,8 +13,7 @@ use burn_cubecl::cubecl;
 use cubecl::cmma;
 use cubecl::prelude::*;
 
-use super::forward::tile_needed;
-use super::tile::{HIDDEN, first_key, row_tile_of, sees};
+use super::tile::{HIDDEN, key_range, row_tile_of, sees, tile_needed};
 
 /// Planes per cube and query rows per plane.
 pub(crate) const PLANES: usize = 4;
@@ -168,18 +167,8 @@ pub(crate) fn forward_mma_kernel<F: Float, I: Int, N: Size>(
     let my_pos = pos[my_r] as usize;
     let first_pos = pos[0] as usize;
     let last_pos = pos[rows - 1] as usize;
-    let mut j_lo = 0usize;
-    let lo_pos = first_key(first_pos, window);
-    if lo_pos > k_start {
-        j_lo = lo_pos - k_start;
-    }
-    let mut j_end = 0usize;
-    if last_pos + 1 > k_start {
-        j_end = last_pos + 1 - k_start;
-        if j_end > k_len {
-            j_end = k_len;
-        }
-    }
+    let keys = key_range(first_pos, last_pos, window, k_start, k_len);
+    let (j_lo, j_end) = (keys.lo, keys.end);
 
     // Walk 1: row maxima. Walk 2: probabilities and output.
     let mut m = f32::new(HIDDEN);

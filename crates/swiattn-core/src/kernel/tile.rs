@@ -1,5 +1,5 @@
-//! What every fused kernel shares: the tile shape, the window predicate in `#[cube]` form, and how
-//! a cube finds its query rows in a [`super::QueryOrder`].
+//! What every fused kernel shares: the tile shape, the window predicate in `#[cube]` form, which
+//! keys a query tile needs, and how a cube finds its query rows in a [`super::QueryOrder`].
 
 use burn_cubecl::cubecl;
 use cubecl::prelude::*;
@@ -32,6 +32,54 @@ pub(crate) fn first_key(q: usize, window: usize) -> usize {
         first = q + 1 - window;
     }
     first
+}
+
+/// Whether any of the tile's `rows` (positions in `pos`, ascending) sees a key in positions
+/// `k0..k1`: the first row at or after `k0` has the smallest first key among the rows that could,
+/// so a binary search for it decides (a row's keys are `first_key(p)..=p`).
+#[cube]
+pub(crate) fn tile_needed(pos: &Shared<[u32]>, rows: usize, window: usize, k0: usize, k1: usize) -> bool {
+    let mut lo = 0usize;
+    let mut hi = rows;
+    while lo < hi {
+        let mid = (lo + hi) / 2;
+        if (pos[mid] as usize) < k0 {
+            lo = mid + 1;
+        } else {
+            hi = mid;
+        }
+    }
+    let mut needed = false;
+    if lo < rows {
+        needed = first_key(pos[lo] as usize, window) < k1;
+    }
+    needed
+}
+
+/// Key indices `lo..end`: every key that some row of a tile sees, from the first key of its first
+/// row (position `first_pos`) to its last row (`last_pos`), clipped to the `k_len` keys held from
+/// position `k_start` on.
+#[derive(CubeType)]
+pub(crate) struct KeyRange {
+    pub lo: usize,
+    pub end: usize,
+}
+
+#[cube]
+pub(crate) fn key_range(first_pos: usize, last_pos: usize, window: usize, k_start: usize, k_len: usize) -> KeyRange {
+    let mut lo = 0usize;
+    let lo_pos = first_key(first_pos, window);
+    if lo_pos > k_start {
+        lo = lo_pos - k_start;
+    }
+    let mut end = 0usize;
+    if last_pos + 1 > k_start {
+        end = last_pos + 1 - k_start;
+        if end > k_len {
+            end = k_len;
+        }
+    }
+    KeyRange { lo, end }
 }
 
 /// The query rows of one cube: `count` rows `order[b, start..start + count]`, under `window`.
