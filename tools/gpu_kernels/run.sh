@@ -22,7 +22,7 @@ export PYTHONUNBUFFERED=1
 for step in $steps; do
   case $step in
     selftest)
-      echo "== selftest (fused kernels, full sweep; bf16)"
+      echo "== selftest (fused kernels, full sweep; fp32, f16, bf16)"
       timeout "${T_SELFTEST:-200}" /tmp/swiattn --backend cuda selftest --only fused --dtypes f16,bf16 2>&1 \
         | tee "$out/selftest.txt" | grep -v "^    " ;;
     bench)
