@@ -35,7 +35,7 @@ mod tile;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use burn::backend::{Dispatch, DispatchDevice};
-use burn::tensor::{Device, Tensor};
+use burn::tensor::{Bool, Device, Tensor};
 
 use crate::attention::{Positions, RouteMask, Span, Window};
 pub use ops::{FlashAttentionOps, FlashParams};
@@ -147,5 +147,20 @@ pub fn fused_routed_attention(
     scale: f64,
 ) -> Tensor<4> {
     let order = QueryOrder::routed(route, window, &q.device());
+    fused_attention(q, k, v, &order, pos, scale)
+}
+
+/// [`fused_routed_attention`] with the route still on the device (`[batch, q_len]`, `true` = FA):
+/// the rows are ordered there ([`QueryOrder::routed_on_device`]), so nothing is read back.
+pub fn fused_routed_attention_on_device(
+    q: Tensor<4>,
+    k: Tensor<4>,
+    v: Tensor<4>,
+    route: &Tensor<2, Bool>,
+    window: Window,
+    pos: Positions,
+    scale: f64,
+) -> Tensor<4> {
+    let order = QueryOrder::routed_on_device(route, window);
     fused_attention(q, k, v, &order, pos, scale)
 }

@@ -1,6 +1,6 @@
 //! Which query rows a fused launch computes, in which order, under which window.
 
-use burn::tensor::{Device, Int, Tensor, TensorData};
+use burn::tensor::{Bool, Device, IndexingUpdateOp, Int, Tensor, TensorData};
 
 use crate::attention::{RouteMask, Span, Window};
 
@@ -40,6 +40,21 @@ impl QueryOrder {
             order.extend((0..len).filter(|&t| !fa[t]).map(|t| t as i64));
         }
         Self::new(order, split, [Span::Full, Span::Sliding(window)], batch, len, device)
+    }
+
+    /// [`Self::routed`] from a `[batch, len]` route on the device (`true` = FA), without reading
+    /// it back: each row's slot is its rank among its sequence's FA rows, or the FA count plus its
+    /// rank among the SWA rows (prefix sums), and one scatter writes the rows into their slots.
+    pub fn routed_on_device(route: &Tensor<2, Bool>, window: Window) -> Self {
+        let [batch, len] = route.dims();
+        let device = route.device();
+        let fa = route.clone().int();
+        let swa = fa.clone().neg() + 1;
+        let n_fa = fa.clone().sum_dim(1);
+        let slot = (fa.clone().cumsum(1) - 1) * fa + (swa.clone().cumsum(1) - 1 + n_fa.clone()) * swa;
+        let rows = Tensor::<1, Int>::arange(0..len as i64, &device).unsqueeze::<2>().expand([batch, len]);
+        let order = Tensor::<2, Int>::zeros([batch, len], &device).scatter(1, slot, rows, IndexingUpdateOp::Add);
+        Self { order, split: n_fa.reshape([batch]), spans: [Span::Full, Span::Sliding(window)] }
     }
 
     fn new(order: Vec<i64>, split: Vec<i64>, spans: [Span; 2], batch: usize, len: usize, device: &Device) -> Self {
