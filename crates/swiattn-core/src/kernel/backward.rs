@@ -12,7 +12,7 @@
 use burn_cubecl::cubecl;
 use cubecl::prelude::*;
 
-use super::tile::{BLOCK_K, BLOCK_Q, first_key, key_range, row_tile, sees, tile_needed};
+use super::tile::{BLOCK_K, BLOCK_Q, Problem, first_key, key_range, row_tile, sees, tile_needed};
 
 const _: () = assert!(BLOCK_Q == BLOCK_K, "dkdv_kernel maps lanes to query rows of a tile");
 
@@ -103,15 +103,7 @@ pub(crate) fn dq_kernel<F: Float, I: Int>(
     order: &Tensor<I>,
     split: &Tensor<I>,
     dq: &mut Tensor<F>,
-    q_heads: u32,
-    kv_heads: u32,
-    q_len: u32,
-    k_len: u32,
-    q_start: u32,
-    k_start: u32,
-    window_a: u32,
-    window_b: u32,
-    scale: f32,
+    dims: Problem,
     #[comptime] head_dim: usize,
     #[define(F, I)] _dtypes: [ElemType; 2],
 ) {
@@ -120,11 +112,11 @@ pub(crate) fn dq_kernel<F: Float, I: Int>(
     let t = UNIT_POS as usize;
     let r = t / BLOCK_K;
     let c = t % BLOCK_K;
-    let q_len = q_len as usize;
-    let k_len = k_len as usize;
-    let k_start = k_start as usize;
-    let hkv = h / (q_heads / kv_heads) as usize;
-    let tile = row_tile::<I>(split, b, CUBE_POS_Z as usize, q_len, window_a as usize, window_b as usize);
+    let q_len = dims.q_len as usize;
+    let k_len = dims.k_len as usize;
+    let k_start = dims.k_start as usize;
+    let hkv = h / (dims.q_heads / dims.kv_heads) as usize;
+    let tile = row_tile::<I>(split, b, CUBE_POS_Z as usize, q_len, dims.window_a as usize, dims.window_b as usize);
     if tile.count == 0 {
         terminate!();
     }
@@ -141,12 +133,12 @@ pub(crate) fn dq_kernel<F: Float, I: Int>(
     let mut dss = Shared::<[f32]>::new_slice(BLOCK_Q * BLOCK_K);
     let mut pos = Shared::<[u32]>::new_slice(BLOCK_Q);
 
-    let q_base = (b * q_heads as usize + h) * q_len;
-    let kv_base = (b * kv_heads as usize + hkv) * k_len;
+    let q_base = (b * dims.q_heads as usize + h) * q_len;
+    let kv_base = (b * dims.kv_heads as usize + hkv) * k_len;
     if t < BLOCK_Q {
         let mut p = 0u32;
         if t < rows {
-            p = q_start + u32::cast_from(order[order_at + t]);
+            p = dims.q_start + u32::cast_from(order[order_at + t]);
         }
         pos[t] = p;
     }
@@ -188,7 +180,7 @@ pub(crate) fn dq_kernel<F: Float, I: Int>(
             let j = j0 + c;
             let mut ds = 0.0f32;
             if r < rows && j < j_end && sees(my_pos, k_start + j, window) {
-                let p = f32::exp(s * scale - my_lse);
+                let p = f32::exp(s * dims.scale - my_lse);
                 ds = p * (dp - my_delta);
             }
             dss[r * BLOCK_K + c] = ds;
@@ -207,7 +199,7 @@ pub(crate) fn dq_kernel<F: Float, I: Int>(
     if r < rows {
         #[unroll]
         for i in 0..per_lane {
-            dq[(q_base + my_row) * head_dim + c + i * BLOCK_K] = F::cast_from(acc[i] * scale);
+            dq[(q_base + my_row) * head_dim + c + i * BLOCK_K] = F::cast_from(acc[i] * dims.scale);
         }
     }
 }
@@ -228,15 +220,7 @@ pub(crate) fn dkdv_kernel<F: Float, I: Int>(
     split: &Tensor<I>,
     dk: &mut Tensor<F>,
     dv: &mut Tensor<F>,
-    q_heads: u32,
-    kv_heads: u32,
-    q_len: u32,
-    k_len: u32,
-    q_start: u32,
-    k_start: u32,
-    window_a: u32,
-    window_b: u32,
-    scale: f32,
+    dims: Problem,
     #[comptime] head_dim: usize,
     #[define(F, I)] _dtypes: [ElemType; 2],
 ) {
@@ -246,10 +230,10 @@ pub(crate) fn dkdv_kernel<F: Float, I: Int>(
     let t = UNIT_POS as usize;
     let kk = t / BLOCK_Q;
     let lane = t % BLOCK_Q;
-    let q_len = q_len as usize;
-    let k_len = k_len as usize;
-    let k_start = k_start as usize;
-    let group = (q_heads / kv_heads) as usize;
+    let q_len = dims.q_len as usize;
+    let k_len = dims.k_len as usize;
+    let k_start = dims.k_start as usize;
+    let group = (dims.q_heads / dims.kv_heads) as usize;
     let ld = head_dim + 1;
     let per_lane = comptime!(head_dim / BLOCK_K);
 
@@ -263,7 +247,7 @@ pub(crate) fn dkdv_kernel<F: Float, I: Int>(
     let mut lse_s = Shared::<[f32]>::new_slice(BLOCK_Q);
     let mut delta_s = Shared::<[f32]>::new_slice(BLOCK_Q);
 
-    let kv_base = (b * kv_heads as usize + hk) * k_len;
+    let kv_base = (b * dims.kv_heads as usize + hk) * k_len;
     load_keys::<F>(k, j0, k_len, kv_base, &mut ks, head_dim);
     load_keys::<F>(v, j0, k_len, kv_base, &mut vs, head_dim);
     let mut k_end = j0 + BLOCK_K;
@@ -284,15 +268,15 @@ pub(crate) fn dkdv_kernel<F: Float, I: Int>(
     let n_tiles = (q_len + BLOCK_Q - 1) / BLOCK_Q + 1;
     for g in 0..group {
         let h = hk * group + g;
-        let q_base = (b * q_heads as usize + h) * q_len;
+        let q_base = (b * dims.q_heads as usize + h) * q_len;
         for tile_i in 0..n_tiles {
-            let tile = row_tile::<I>(split, b, tile_i, q_len, window_a as usize, window_b as usize);
+            let tile = row_tile::<I>(split, b, tile_i, q_len, dims.window_a as usize, dims.window_b as usize);
             if tile.count > 0 {
                 let order_at = b * q_len + tile.start;
                 let rows = tile.count;
                 let window = tile.window;
-                let p_first = q_start as usize + u32::cast_from(order[order_at]) as usize;
-                let p_last = q_start as usize + u32::cast_from(order[order_at + rows - 1]) as usize;
+                let p_first = dims.q_start as usize + u32::cast_from(order[order_at]) as usize;
+                let p_last = dims.q_start as usize + u32::cast_from(order[order_at + rows - 1]) as usize;
                 // The tile's rows are sorted: it sees this key tile only if its last row comes at or
                 // after the first key and its first row's window reaches the last key.
                 if p_last >= kpos_lo && first_key(p_first, window) < kpos_hi {
@@ -302,7 +286,7 @@ pub(crate) fn dkdv_kernel<F: Float, I: Int>(
                         let mut dl = 0.0f32;
                         if t < rows {
                             let row = u32::cast_from(order[order_at + t]) as usize;
-                            p = q_start + row as u32;
+                            p = dims.q_start + row as u32;
                             l = lse[q_base + row];
                             dl = delta[q_base + row];
                         }
@@ -323,7 +307,7 @@ pub(crate) fn dkdv_kernel<F: Float, I: Int>(
                     let mut p = 0.0f32;
                     let mut ds = 0.0f32;
                     if lane < rows && my_j < k_len && sees(pos[lane] as usize, k_start + my_j, window) {
-                        p = f32::exp(s * scale - lse_s[lane]);
+                        p = f32::exp(s * dims.scale - lse_s[lane]);
                         ds = p * (dp - delta_s[lane]);
                     }
                     ps[kk * BLOCK_Q + lane] = p;
@@ -347,7 +331,7 @@ pub(crate) fn dkdv_kernel<F: Float, I: Int>(
     if my_j < k_len {
         #[unroll]
         for i in 0..per_lane {
-            dk[(kv_base + my_j) * head_dim + lane + i * BLOCK_K] = F::cast_from(dk_acc[i] * scale);
+            dk[(kv_base + my_j) * head_dim + lane + i * BLOCK_K] = F::cast_from(dk_acc[i] * dims.scale);
             dv[(kv_base + my_j) * head_dim + lane + i * BLOCK_K] = F::cast_from(dv_acc[i]);
         }
     }

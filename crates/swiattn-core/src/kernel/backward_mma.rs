@@ -8,7 +8,7 @@ use burn_cubecl::cubecl;
 use cubecl::cmma;
 use cubecl::prelude::*;
 
-use super::tile::{first_key, key_range, row_tile_of, sees, tile_needed};
+use super::tile::{Problem, first_key, key_range, row_tile_of, sees, tile_needed};
 
 /// Planes per `dq` cube.
 pub(crate) const BWD_PLANES: usize = 2;
@@ -211,15 +211,7 @@ pub(crate) fn dq_mma_kernel<F: Float, I: Int, N: Size>(
     order: &Tensor<I>,
     split: &Tensor<I>,
     dq: &mut Tensor<F>,
-    q_heads: u32,
-    kv_heads: u32,
-    q_len: u32,
-    k_len: u32,
-    q_start: u32,
-    k_start: u32,
-    window_a: u32,
-    window_b: u32,
-    scale: f32,
+    dims: Problem,
     #[comptime] head_dim: usize,
     #[define(F, I)] _dtypes: [ElemType; 2],
 ) {
@@ -228,19 +220,27 @@ pub(crate) fn dq_mma_kernel<F: Float, I: Int, N: Size>(
     let plane = UNIT_POS_Y as usize;
     let lane = UNIT_POS_X as usize;
     let t = UNIT_POS as usize;
-    let q_len = q_len as usize;
-    let k_len = k_len as usize;
-    let k_start = k_start as usize;
-    let hkv = h / (q_heads / kv_heads) as usize;
-    let tile = row_tile_of::<I>(split, b, CUBE_POS_Z as usize, q_len, window_a as usize, window_b as usize, BWD_BLOCK);
+    let q_len = dims.q_len as usize;
+    let k_len = dims.k_len as usize;
+    let k_start = dims.k_start as usize;
+    let hkv = h / (dims.q_heads / dims.kv_heads) as usize;
+    let tile = row_tile_of::<I>(
+        split,
+        b,
+        CUBE_POS_Z as usize,
+        q_len,
+        dims.window_a as usize,
+        dims.window_b as usize,
+        BWD_BLOCK,
+    );
     if tile.count == 0 {
         terminate!();
     }
     let rows = tile.count;
     let window = tile.window;
     let order_at = b * q_len + tile.start;
-    let q_base = (b * q_heads as usize + h) * q_len;
-    let kv_base = (b * kv_heads as usize + hkv) * k_len;
+    let q_base = (b * dims.q_heads as usize + h) * q_len;
+    let kv_base = (b * dims.kv_heads as usize + hkv) * k_len;
 
     // 45 KB at head dim 128 (bf16).
     let mut qs = Shared::<[F]>::new_slice(comptime!(BWD_BLOCK * (head_dim + 8)));
@@ -255,7 +255,7 @@ pub(crate) fn dq_mma_kernel<F: Float, I: Int, N: Size>(
     if t < BWD_BLOCK {
         let mut p = 0u32;
         if t < rows {
-            p = q_start + u32::cast_from(order[order_at + t]);
+            p = dims.q_start + u32::cast_from(order[order_at + t]);
         }
         pos[t] = p;
     }
@@ -301,7 +301,7 @@ pub(crate) fn dq_mma_kernel<F: Float, I: Int, N: Size>(
                 let j = j0 + half * 16 + c;
                 let mut ds = 0.0f32;
                 if my_valid && j < j_end && sees(my_pos, k_start + j, window) {
-                    let p = f32::exp(s_sh[base + c] * scale - my_lse);
+                    let p = f32::exp(s_sh[base + c] * dims.scale - my_lse);
                     ds = p * (dp_sh[base + c] - my_delta);
                 }
                 ds_sh[w_base + c] = F::cast_from(ds);
@@ -312,7 +312,7 @@ pub(crate) fn dq_mma_kernel<F: Float, I: Int, N: Size>(
         }
         j0 += BWD_BLOCK;
     }
-    write_rows::<F>(&acc, &mut s_sh, plane * 16 * S_LD, dq, q_base + my_row, my_valid, scale, head_dim);
+    write_rows::<F>(&acc, &mut s_sh, plane * 16 * S_LD, dq, q_base + my_row, my_valid, dims.scale, head_dim);
 }
 
 /// Like [`super::backward::dkdv_kernel`], on tensor cores; `CubeDim` is `(32, DKDV_PLANES)` and a
@@ -332,15 +332,7 @@ pub(crate) fn dkdv_mma_kernel<F: Float, I: Int, N: Size>(
     split: &Tensor<I>,
     dk: &mut Tensor<F>,
     dv: &mut Tensor<F>,
-    q_heads: u32,
-    kv_heads: u32,
-    q_len: u32,
-    k_len: u32,
-    q_start: u32,
-    k_start: u32,
-    window_a: u32,
-    window_b: u32,
-    scale: f32,
+    dims: Problem,
     #[comptime] head_dim: usize,
     #[define(F, I)] _dtypes: [ElemType; 2],
 ) {
@@ -354,10 +346,10 @@ pub(crate) fn dkdv_mma_kernel<F: Float, I: Int, N: Size>(
     // Keys `key_group · 16 ..` of the tile; role 0 = dV, 1 = dK.
     let key_group = plane % 2;
     let role = plane / 2;
-    let q_len = q_len as usize;
-    let k_len = k_len as usize;
-    let k_start = k_start as usize;
-    let group = (q_heads / kv_heads) as usize;
+    let q_len = dims.q_len as usize;
+    let k_len = dims.k_len as usize;
+    let k_start = dims.k_start as usize;
+    let group = (dims.q_heads / dims.kv_heads) as usize;
 
     // 47.4 KB at head dim 128 (bf16).
     let mut qs = Shared::<[F]>::new_slice(comptime!(BWD_BLOCK * (head_dim + 8)));
@@ -372,7 +364,7 @@ pub(crate) fn dkdv_mma_kernel<F: Float, I: Int, N: Size>(
     let mut lse_s = Shared::<[f32]>::new_slice(BWD_BLOCK);
     let mut delta_s = Shared::<[f32]>::new_slice(BWD_BLOCK);
 
-    let kv_base = (b * kv_heads as usize + hk) * k_len;
+    let kv_base = (b * dims.kv_heads as usize + hk) * k_len;
     load_keys::<F, N>(k, j0, k_len, kv_base, &mut ks, head_dim, threads);
     load_keys::<F, N>(v, j0, k_len, kv_base, &mut vs, head_dim, threads);
     let mut k_end = j0 + BWD_BLOCK;
@@ -394,15 +386,16 @@ pub(crate) fn dkdv_mma_kernel<F: Float, I: Int, N: Size>(
     let n_tiles = (q_len + BWD_BLOCK - 1) / BWD_BLOCK + 1;
     for g in 0..group {
         let h = hk * group + g;
-        let q_base = (b * q_heads as usize + h) * q_len;
+        let q_base = (b * dims.q_heads as usize + h) * q_len;
         for tile_i in 0..n_tiles {
-            let tile = row_tile_of::<I>(split, b, tile_i, q_len, window_a as usize, window_b as usize, BWD_BLOCK);
+            let tile =
+                row_tile_of::<I>(split, b, tile_i, q_len, dims.window_a as usize, dims.window_b as usize, BWD_BLOCK);
             if tile.count > 0 {
                 let order_at = b * q_len + tile.start;
                 let rows = tile.count;
                 let window = tile.window;
-                let p_first = q_start as usize + u32::cast_from(order[order_at]) as usize;
-                let p_last = q_start as usize + u32::cast_from(order[order_at + rows - 1]) as usize;
+                let p_first = dims.q_start as usize + u32::cast_from(order[order_at]) as usize;
+                let p_last = dims.q_start as usize + u32::cast_from(order[order_at + rows - 1]) as usize;
                 if p_last >= kpos_lo && first_key(p_first, window) < kpos_hi {
                     if t < BWD_BLOCK {
                         let mut p = 0u32;
@@ -410,7 +403,7 @@ pub(crate) fn dkdv_mma_kernel<F: Float, I: Int, N: Size>(
                         let mut dl = 0.0f32;
                         if t < rows {
                             let row = u32::cast_from(order[order_at + t]) as usize;
-                            p = q_start + row as u32;
+                            p = dims.q_start + row as u32;
                             l = lse[q_base + row];
                             dl = delta[q_base + row];
                         }
@@ -436,7 +429,7 @@ pub(crate) fn dkdv_mma_kernel<F: Float, I: Int, N: Size>(
                         let mut p = 0.0f32;
                         let mut ds = 0.0f32;
                         if rr < rows && my_j < k_len && sees(pos[rr] as usize, k_start + my_j, window) {
-                            p = f32::exp(st[base + c] * scale - lse_s[rr]);
+                            p = f32::exp(st[base + c] * dims.scale - lse_s[rr]);
                             ds = p * (dpt[base + c] - delta_s[rr]);
                         }
                         // Each role writes the weights it multiplies with.
@@ -463,6 +456,6 @@ pub(crate) fn dkdv_mma_kernel<F: Float, I: Int, N: Size>(
     if role == 0 {
         write_rows::<F>(&acc, &mut st, plane * 256, dv, kv_base + my_j, valid, 1.0, head_dim);
     } else {
-        write_rows::<F>(&acc, &mut st, plane * 256, dk, kv_base + my_j, valid, scale, head_dim);
+        write_rows::<F>(&acc, &mut st, plane * 256, dk, kv_base + my_j, valid, dims.scale, head_dim);
     }
 }

@@ -16,7 +16,7 @@ use super::decode::{DECODE_CHUNK, DECODE_THREADS, decode_kernel, decode_merge_ke
 use super::forward::forward_kernel;
 use super::forward_mma::{MMA_BLOCK_Q, PLANES, forward_mma_kernel};
 use super::ops::{FlashAttentionOps, FlashParams};
-use super::tile::{BLOCK_K, BLOCK_Q, THREADS};
+use super::tile::{BLOCK_K, BLOCK_Q, ProblemLaunch, THREADS};
 
 /// Launch geometry shared by the kernels.
 struct Geometry {
@@ -46,6 +46,21 @@ impl Geometry {
     fn key_tiles(&self, block: usize) -> CubeCount {
         CubeCount::Static(self.kv_heads as u32, self.batch as u32, self.k_len.div_ceil(block) as u32)
     }
+}
+
+/// The launch scalars of a call.
+fn problem(g: &Geometry, p: &FlashParams) -> ProblemLaunch {
+    ProblemLaunch::new(
+        g.q_heads as u32,
+        g.kv_heads as u32,
+        g.q_len as u32,
+        g.k_len as u32,
+        p.q_start,
+        p.k_start,
+        p.window_a,
+        p.window_b,
+        p.scale,
+    )
 }
 
 /// Whether the kernels run on tensor cores: bf16/f16 inputs, a device with 16×16×16 `cmma` for
@@ -163,15 +178,7 @@ impl FlashAttentionOps for CubeBackend {
                         split.into_tensor_arg(),
                         out.clone().into_tensor_arg(),
                         lse.clone().into_tensor_arg(),
-                        g.q_heads as u32,
-                        g.kv_heads as u32,
-                        g.q_len as u32,
-                        g.k_len as u32,
-                        p.q_start,
-                        p.k_start,
-                        p.window_a,
-                        p.window_b,
-                        p.scale,
+                        problem(&g, &p),
                         g.head_dim,
                         dtypes,
                     )
@@ -247,15 +254,7 @@ impl FlashAttentionOps for CubeBackend {
                     order.clone().into_tensor_arg(),
                     split.clone().into_tensor_arg(),
                     $($out.clone().into_tensor_arg(),)+
-                    g.q_heads as u32,
-                    g.kv_heads as u32,
-                    g.q_len as u32,
-                    g.k_len as u32,
-                    p.q_start,
-                    p.k_start,
-                    p.window_a,
-                    p.window_b,
-                    p.scale,
+                    problem(&g, &p),
                     g.head_dim,
                     dtypes,
                 ) }

@@ -10,7 +10,7 @@
 use burn_cubecl::cubecl;
 use cubecl::prelude::*;
 
-use super::tile::{BLOCK_K, BLOCK_Q, HIDDEN, HIDDEN_BELOW, key_range, row_tile, sees, tile_needed};
+use super::tile::{BLOCK_K, BLOCK_Q, HIDDEN, HIDDEN_BELOW, Problem, key_range, row_tile, sees, tile_needed};
 
 /// `q`: `[B, Hq, Tq, D]`, `k`/`v`: `[B, Hkv, Tk, D]`, `out`: like `q`, `lse`: `[B, Hq, Tq]` (fp32),
 /// all contiguous; `order`: `[B, Tq]` query rows, `split`: `[B]` (see [`super::QueryOrder`]).
@@ -24,15 +24,7 @@ pub(crate) fn forward_kernel<F: Float, I: Int>(
     split: &Tensor<I>,
     out: &mut Tensor<F>,
     lse: &mut Tensor<f32>,
-    q_heads: u32,
-    kv_heads: u32,
-    q_len: u32,
-    k_len: u32,
-    q_start: u32,
-    k_start: u32,
-    window_a: u32,
-    window_b: u32,
-    scale: f32,
+    dims: Problem,
     #[comptime] head_dim: usize,
     #[define(F, I)] _dtypes: [ElemType; 2],
 ) {
@@ -41,10 +33,10 @@ pub(crate) fn forward_kernel<F: Float, I: Int>(
     let t = UNIT_POS as usize;
     let r = t / BLOCK_K;
     let c = t % BLOCK_K;
-    let q_len = q_len as usize;
-    let k_len = k_len as usize;
-    let hkv = h / (q_heads / kv_heads) as usize;
-    let tile = row_tile::<I>(split, b, CUBE_POS_Z as usize, q_len, window_a as usize, window_b as usize);
+    let q_len = dims.q_len as usize;
+    let k_len = dims.k_len as usize;
+    let hkv = h / (dims.q_heads / dims.kv_heads) as usize;
+    let tile = row_tile::<I>(split, b, CUBE_POS_Z as usize, q_len, dims.window_a as usize, dims.window_b as usize);
     if tile.count == 0 {
         terminate!();
     }
@@ -59,13 +51,13 @@ pub(crate) fn forward_kernel<F: Float, I: Int>(
     let mut pos = Shared::<[u32]>::new_slice(BLOCK_Q);
     let mut ps = Shared::<[f32]>::new_slice(BLOCK_Q * BLOCK_K);
 
-    let q_base = (b * q_heads as usize + h) * q_len;
-    let kv_base = (b * kv_heads as usize + hkv) * k_len;
+    let q_base = (b * dims.q_heads as usize + h) * q_len;
+    let kv_base = (b * dims.kv_heads as usize + hkv) * k_len;
     // Rows and their positions.
     if t < BLOCK_Q {
         let mut p = 0u32;
         if t < rows {
-            p = q_start + u32::cast_from(order[b * q_len + tile.start + t]);
+            p = dims.q_start + u32::cast_from(order[b * q_len + tile.start + t]);
         }
         pos[t] = p;
     }
@@ -86,7 +78,7 @@ pub(crate) fn forward_kernel<F: Float, I: Int>(
     let my_pos = pos[r] as usize;
     let first_pos = pos[0] as usize;
     let last_pos = pos[rows - 1] as usize;
-    let k_start = k_start as usize;
+    let k_start = dims.k_start as usize;
     // Key indices `j_lo..j_end` hold every key some row of the tile sees.
     let keys = key_range(first_pos, last_pos, window, k_start, k_len);
     let (j_lo, j_end) = (keys.lo, keys.end);
@@ -127,7 +119,7 @@ pub(crate) fn forward_kernel<F: Float, I: Int>(
             let j = j0 + c;
             let mut score = f32::new(HIDDEN);
             if r < rows && j < j_end && sees(my_pos, k_start + j, window) {
-                score = s * scale;
+                score = s * dims.scale;
             }
             ps[r * BLOCK_K + c] = score;
             sync_cube();

@@ -13,7 +13,7 @@ use burn_cubecl::cubecl;
 use cubecl::cmma;
 use cubecl::prelude::*;
 
-use super::tile::{HIDDEN, key_range, row_tile_of, sees, tile_needed};
+use super::tile::{HIDDEN, Problem, key_range, row_tile_of, sees, tile_needed};
 
 /// Planes per cube and query rows per plane.
 pub(crate) const PLANES: usize = 4;
@@ -88,15 +88,7 @@ pub(crate) fn forward_mma_kernel<F: Float, I: Int, N: Size>(
     split: &Tensor<I>,
     out: &mut Tensor<F>,
     lse: &mut Tensor<f32>,
-    q_heads: u32,
-    kv_heads: u32,
-    q_len: u32,
-    k_len: u32,
-    q_start: u32,
-    k_start: u32,
-    window_a: u32,
-    window_b: u32,
-    scale: f32,
+    dims: Problem,
     #[comptime] head_dim: usize,
     #[define(F, I)] _dtypes: [ElemType; 2],
 ) {
@@ -106,20 +98,27 @@ pub(crate) fn forward_mma_kernel<F: Float, I: Int, N: Size>(
     let lane = UNIT_POS_X as usize;
     let t = UNIT_POS as usize;
     let threads = comptime!(32 * PLANES);
-    let q_len = q_len as usize;
-    let k_len = k_len as usize;
-    let k_start = k_start as usize;
-    let hkv = h / (q_heads / kv_heads) as usize;
-    let tile =
-        row_tile_of::<I>(split, b, CUBE_POS_Z as usize, q_len, window_a as usize, window_b as usize, MMA_BLOCK_Q);
+    let q_len = dims.q_len as usize;
+    let k_len = dims.k_len as usize;
+    let k_start = dims.k_start as usize;
+    let hkv = h / (dims.q_heads / dims.kv_heads) as usize;
+    let tile = row_tile_of::<I>(
+        split,
+        b,
+        CUBE_POS_Z as usize,
+        q_len,
+        dims.window_a as usize,
+        dims.window_b as usize,
+        MMA_BLOCK_Q,
+    );
     if tile.count == 0 {
         terminate!();
     }
     let rows = tile.count;
     let window = tile.window;
     let order_at = b * q_len + tile.start;
-    let q_base = (b * q_heads as usize + h) * q_len;
-    let kv_base = (b * kv_heads as usize + hkv) * k_len;
+    let q_base = (b * dims.q_heads as usize + h) * q_len;
+    let kv_base = (b * dims.kv_heads as usize + hkv) * k_len;
 
     // 48 KB at head dim 128 (bf16): Q 17 KB, K and V 8.5 KB each, S 9 KB, P 4 KB.
     let ld = head_dim + 8;
@@ -133,7 +132,7 @@ pub(crate) fn forward_mma_kernel<F: Float, I: Int, N: Size>(
     if t < MMA_BLOCK_Q {
         let mut p = 0u32;
         if t < rows {
-            p = q_start + u32::cast_from(order[order_at + t]);
+            p = dims.q_start + u32::cast_from(order[order_at + t]);
         }
         pos[t] = p;
     }
@@ -228,7 +227,7 @@ pub(crate) fn forward_mma_kernel<F: Float, I: Int, N: Size>(
                     for c in 0..16usize {
                         let j = j0 + half * 16 + c;
                         if my_valid && j < j_end && sees(my_pos, k_start + j, window) {
-                            let x = s_sh[base + c] * scale;
+                            let x = s_sh[base + c] * dims.scale;
                             if x > mx {
                                 mx = x;
                             }
@@ -247,7 +246,7 @@ pub(crate) fn forward_mma_kernel<F: Float, I: Int, N: Size>(
                         let j = j0 + half * 16 + c;
                         let mut p = 0.0f32;
                         if my_valid && j < j_end && sees(my_pos, k_start + j, window) {
-                            p = f32::exp(s_sh[base + c] * scale - m);
+                            p = f32::exp(s_sh[base + c] * dims.scale - m);
                         }
                         sum += p;
                         p_sh[p_base + c] = F::cast_from(p);

@@ -16,6 +16,21 @@ pub(crate) const HIDDEN: f32 = -1.0e30;
 /// Scores at or below this are hidden ones.
 pub(crate) const HIDDEN_BELOW: f32 = -1.0e29;
 
+/// The runtime scalars of a launch: sizes, the positions of query row 0 and key 0, the windows of
+/// the two row segments (0 = full attention) and the softmax scale.
+#[derive(CubeLaunch, CubeType)]
+pub(crate) struct Problem {
+    pub q_heads: u32,
+    pub kv_heads: u32,
+    pub q_len: u32,
+    pub k_len: u32,
+    pub q_start: u32,
+    pub k_start: u32,
+    pub window_a: u32,
+    pub window_b: u32,
+    pub scale: f32,
+}
+
 /// The window predicate of [`crate::attention::visible`] in kernel form: query position `q` sees
 /// key position `k` iff `q - w < k <= q`; `window == 0` means full attention (no lower bound).
 /// Written without a subtraction so that it cannot wrap.
