@@ -9,11 +9,11 @@ use burn::tensor::{Device, Int, Tensor, TensorData};
 use swiattn_core::BackendKind;
 use swiattn_core::attention::RouteMask;
 use swiattn_core::checkpoint::load_model;
-use swiattn_core::model::{ModelConfig, Routes, Transformer};
+use swiattn_core::model::{Arch, ModelConfig, Routes, Transformer};
 use swiattn_core::testing::{random_bools, randomize};
 use swiattn_train::trainer::next_token_nll;
 
-use crate::model_config::AttentionArgs;
+use crate::model_config::{AttentionArgs, read_config_with};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -50,14 +50,24 @@ struct Outcome {
     step_s: f64,
 }
 
+fn default_config() -> swiattn_core::Result<ModelConfig> {
+    ModelConfig::from_json_str(crate::demo::DEFAULT_MODEL, "embedded default_model.json")
+}
+
 fn build(args: &Args, device: &Device) -> anyhow::Result<Transformer> {
     Ok(match &args.model {
         Some(path) => load_model(path, device, &args.attention.load_options()?)?.model,
-        None => {
-            let config = ModelConfig::from_json_str(crate::demo::DEFAULT_MODEL, "embedded default_model.json")?;
-            randomize(Transformer::new(config, device)?, args.seed, 0.2)
-        }
+        None => randomize(Transformer::new(default_config()?, device)?, args.seed, 0.2),
     })
+}
+
+/// The compared model's architecture, from its config alone (no weights loaded).
+fn arch(args: &Args) -> anyhow::Result<Arch> {
+    let config = match &args.model {
+        Some(path) => read_config_with(path, &args.attention)?,
+        None => default_config()?,
+    };
+    Ok(config.resolve("compared model")?)
 }
 
 fn scalar(x: Tensor<1>) -> f64 {
@@ -101,8 +111,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     anyhow::ensure!(!backends.is_empty(), "none of the backends asked for is compiled in");
 
     // Token ids and routes on the host, so that every backend sees the same ones.
-    let probe = build(&args, &backends[0].device()?)?;
-    let vocab = probe.arch.vocab_size;
+    let arch = arch(&args)?;
+    let vocab = arch.vocab_size;
     let (b, t) = (args.batch, args.len);
     let ids: Vec<i64> = {
         use rand::{Rng, SeedableRng};
@@ -110,13 +120,12 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         (0..b * t).map(|_| rng.random_range(0..vocab as i64)).collect()
     };
     let mut routes = Routes::none();
-    for (i, layer) in probe.layer_attention().iter().enumerate() {
+    for (i, layer) in arch.layers.iter().enumerate() {
         if layer.type_name() == "routed_attention" {
             routes =
                 routes.with(i, RouteMask { batch: b, len: t, fa: random_bools(b * t, args.fa_ratio, 17 + i as u64) });
         }
     }
-    drop(probe);
 
     println!(
         "{:<6} {:>10} {:>14} {:>10} {:>12} {:>12} {:>10}",
