@@ -12,7 +12,7 @@
 use burn_cubecl::cubecl;
 use cubecl::prelude::*;
 
-use super::tile::{BLOCK_K, BLOCK_Q, Problem, first_key, key_range, row_tile, sees, tile_needed};
+use super::tile::{BLOCK_K, BLOCK_Q, Problem, first_key, key_range, load_keys, load_rows, row_tile, sees, tile_needed};
 
 const _: () = assert!(BLOCK_Q == BLOCK_K, "dkdv_kernel maps lanes to query rows of a tile");
 
@@ -33,59 +33,6 @@ pub(crate) fn delta_kernel<F: Float>(
             s += f32::cast_from(out[row * head_dim + d]) * f32::cast_from(grad[row * head_dim + d]);
         }
         delta[row] = s;
-    }
-}
-
-/// Load `BLOCK_Q` rows of `x` (`[.., q_len, head_dim]` at `base`) listed in `order` into `dst`
-/// (row stride `head_dim + 1`), zeros past `rows`.
-#[cube]
-#[allow(clippy::too_many_arguments)]
-fn load_rows<F: Float, I: Int>(
-    x: &Tensor<F>,
-    order: &Tensor<I>,
-    order_at: usize,
-    rows: usize,
-    base: usize,
-    dst: &mut Shared<[f32]>,
-    #[comptime] head_dim: usize,
-) {
-    let ld = head_dim + 1;
-    let mut i = UNIT_POS as usize;
-    while i < BLOCK_Q * head_dim {
-        let rr = i / head_dim;
-        let dd = i % head_dim;
-        let mut val = 0.0f32;
-        if rr < rows {
-            let row = u32::cast_from(order[order_at + rr]) as usize;
-            val = f32::cast_from(x[(base + row) * head_dim + dd]);
-        }
-        dst[rr * ld + dd] = val;
-        i += BLOCK_Q * BLOCK_K;
-    }
-}
-
-/// Load keys `j0..j0 + BLOCK_K` of `x` (`[.., k_len, head_dim]` at `base`) into `dst` (row stride
-/// `head_dim + 1`), zeros past `k_len`.
-#[cube]
-fn load_keys<F: Float>(
-    x: &Tensor<F>,
-    j0: usize,
-    k_len: usize,
-    base: usize,
-    dst: &mut Shared<[f32]>,
-    #[comptime] head_dim: usize,
-) {
-    let ld = head_dim + 1;
-    let mut i = UNIT_POS as usize;
-    while i < BLOCK_K * head_dim {
-        let jj = i / head_dim;
-        let dd = i % head_dim;
-        let mut val = 0.0f32;
-        if j0 + jj < k_len {
-            val = f32::cast_from(x[(base + j0 + jj) * head_dim + dd]);
-        }
-        dst[jj * ld + dd] = val;
-        i += BLOCK_Q * BLOCK_K;
     }
 }
 

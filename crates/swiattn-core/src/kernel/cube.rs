@@ -82,8 +82,6 @@ fn use_mma(t: &CubeTensor) -> bool {
             .any(|c| c.a_type == elem && c.b_type == elem && c.cd_type == f32_elem && (c.m, c.n, c.k) == (16, 16, 16))
 }
 
-/// A contiguous output on `t`'s device: uninitialized, or NaN while [`super::poison_outputs`] is on
-/// (so that a test fails on any element a kernel forgot to write).
 /// Elements per global load of the tensor-core kernels: 16 bytes when every input's buffer offset
 /// allows it (the head dim, a multiple of 16, always does), else 1.
 fn vector_width(tensors: &[&CubeTensor]) -> usize {
@@ -91,6 +89,8 @@ fn vector_width(tensors: &[&CubeTensor]) -> usize {
     if aligned { 16 / tensors[0].dtype.size() } else { 1 }
 }
 
+/// A contiguous output on `t`'s device: uninitialized, or NaN while [`super::poison_outputs`] is on
+/// (so that a test fails on any element a kernel forgot to write).
 fn empty_like(t: &CubeTensor, shape: Shape, dtype: DType) -> CubeTensor {
     if super::poisoning() {
         let nan = InputScalar::new(f32::NAN, dtype_to_storage_type(dtype));
@@ -131,14 +131,7 @@ impl FlashAttentionOps for CubeBackend {
                     v.into_tensor_arg(),
                     split.into_tensor_arg(),
                     part.clone().into_tensor_arg(),
-                    g.q_heads as u32,
-                    g.kv_heads as u32,
-                    g.k_len as u32,
-                    p.q_start,
-                    p.k_start,
-                    p.window_a,
-                    p.window_b,
-                    p.scale,
+                    problem(&g, &p),
                     g.head_dim,
                     dtypes,
                 )

@@ -8,7 +8,7 @@
 use burn_cubecl::cubecl;
 use cubecl::prelude::*;
 
-use super::tile::{HIDDEN, key_range, row_tile_of, sees};
+use super::tile::{HIDDEN, Problem, key_range, row_tile_of, sees};
 
 /// Keys per chunk.
 pub(crate) const DECODE_CHUNK: usize = 512;
@@ -18,7 +18,7 @@ pub(crate) const DECODE_THREADS: usize = 128;
 /// Partial attention of the single query of (head `CUBE_POS_Y`, sequence `CUBE_POS_Z`) over key
 /// chunk `CUBE_POS_X`: `part[.., chunk, 0] = max`, `[.., 1] = sum of exp(score - max)`,
 /// `[.., 2..] = Σ exp(score - max) v` (fp32). Arguments as in [`super::forward::forward_kernel`]
-/// with `q_len == 1`.
+/// with `q_len == 1` (`dims.q_len` is not read).
 #[cube(launch_unchecked)]
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn decode_kernel<F: Float, I: Int>(
@@ -27,14 +27,7 @@ pub(crate) fn decode_kernel<F: Float, I: Int>(
     v: &Tensor<F>,
     split: &Tensor<I>,
     part: &mut Tensor<f32>,
-    q_heads: u32,
-    kv_heads: u32,
-    k_len: u32,
-    q_start: u32,
-    k_start: u32,
-    window_a: u32,
-    window_b: u32,
-    scale: f32,
+    dims: Problem,
     #[comptime] head_dim: usize,
     #[define(F, I)] _dtypes: [ElemType; 2],
 ) {
@@ -43,13 +36,13 @@ pub(crate) fn decode_kernel<F: Float, I: Int>(
     let chunk = CUBE_POS_X as usize;
     let n_chunks = CUBE_COUNT_X as usize;
     let t = UNIT_POS as usize;
-    let k_len = k_len as usize;
-    let k_start = k_start as usize;
-    let hkv = h / (q_heads / kv_heads) as usize;
+    let k_len = dims.k_len as usize;
+    let k_start = dims.k_start as usize;
+    let hkv = h / (dims.q_heads / dims.kv_heads) as usize;
     // The one row is segment A's if the sequence has one, else segment B's.
-    let tile = row_tile_of::<I>(split, b, 0, 1, window_a as usize, window_b as usize, 1usize);
+    let tile = row_tile_of::<I>(split, b, 0, 1, dims.window_a as usize, dims.window_b as usize, 1usize);
     let window = tile.window;
-    let pos = q_start as usize;
+    let pos = dims.q_start as usize;
     let keys = key_range(pos, pos, window, k_start, k_len);
     let (j_lo, j_end) = (keys.lo, keys.end);
     let mut c0 = chunk * DECODE_CHUNK;
@@ -64,8 +57,8 @@ pub(crate) fn decode_kernel<F: Float, I: Int>(
     let mut qs = Shared::<[f32]>::new_slice(head_dim);
     let mut ps = Shared::<[f32]>::new_slice(DECODE_CHUNK);
     let mut red = Shared::<[f32]>::new_slice(DECODE_THREADS);
-    let q_base = (b * q_heads as usize + h) * head_dim;
-    let kv_base = (b * kv_heads as usize + hkv) * k_len;
+    let q_base = (b * dims.q_heads as usize + h) * head_dim;
+    let kv_base = (b * dims.kv_heads as usize + hkv) * k_len;
     let mut i = t;
     while i < head_dim {
         qs[i] = f32::cast_from(q[q_base + i]);
@@ -84,7 +77,7 @@ pub(crate) fn decode_kernel<F: Float, I: Int>(
             for d in 0..head_dim {
                 dot += qs[d] * f32::cast_from(k[(kv_base + j) * head_dim + d]);
             }
-            s = dot * scale;
+            s = dot * dims.scale;
             if s > mx {
                 mx = s;
             }
@@ -118,7 +111,7 @@ pub(crate) fn decode_kernel<F: Float, I: Int>(
     red[t] = sum;
     sync_cube();
     let width = head_dim + 2;
-    let out_base = ((b * q_heads as usize + h) * n_chunks + chunk) * width;
+    let out_base = ((b * dims.q_heads as usize + h) * n_chunks + chunk) * width;
     if t == 0 {
         let mut l = 0.0f32;
         for r in 0..DECODE_THREADS {

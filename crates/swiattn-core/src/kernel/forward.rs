@@ -10,7 +10,9 @@
 use burn_cubecl::cubecl;
 use cubecl::prelude::*;
 
-use super::tile::{BLOCK_K, BLOCK_Q, HIDDEN, HIDDEN_BELOW, Problem, key_range, row_tile, sees, tile_needed};
+use super::tile::{
+    BLOCK_K, BLOCK_Q, HIDDEN, HIDDEN_BELOW, Problem, key_range, load_keys, load_rows, row_tile, sees, tile_needed,
+};
 
 /// `q`: `[B, Hq, Tq, D]`, `k`/`v`: `[B, Hkv, Tk, D]`, `out`: like `q`, `lse`: `[B, Hq, Tq]` (fp32),
 /// all contiguous; `order`: `[B, Tq]` query rows, `split`: `[B]` (see [`super::QueryOrder`]).
@@ -47,7 +49,7 @@ pub(crate) fn forward_kernel<F: Float, I: Int>(
 
     let mut qs = Shared::<[f32]>::new_slice(comptime!(BLOCK_Q * (head_dim + 1)));
     let mut ks = Shared::<[f32]>::new_slice(comptime!(BLOCK_K * (head_dim + 1)));
-    let mut vs = Shared::<[f32]>::new_slice(comptime!(BLOCK_K * head_dim));
+    let mut vs = Shared::<[f32]>::new_slice(comptime!(BLOCK_K * (head_dim + 1)));
     let mut pos = Shared::<[u32]>::new_slice(BLOCK_Q);
     let mut ps = Shared::<[f32]>::new_slice(BLOCK_Q * BLOCK_K);
 
@@ -61,18 +63,7 @@ pub(crate) fn forward_kernel<F: Float, I: Int>(
         }
         pos[t] = p;
     }
-    let mut i = t;
-    while i < BLOCK_Q * head_dim {
-        let rr = i / head_dim;
-        let dd = i % head_dim;
-        let mut x = 0.0f32;
-        if rr < rows {
-            let row = u32::cast_from(order[b * q_len + tile.start + rr]) as usize;
-            x = f32::cast_from(q[(q_base + row) * head_dim + dd]);
-        }
-        qs[rr * ld + dd] = x;
-        i += BLOCK_Q * BLOCK_K;
-    }
+    load_rows::<F, I>(q, order, b * q_len + tile.start, rows, q_base, &mut qs, head_dim);
     sync_cube();
 
     let my_pos = pos[r] as usize;
@@ -94,21 +85,8 @@ pub(crate) fn forward_kernel<F: Float, I: Int>(
     let mut j0 = j_lo;
     while j0 < j_end {
         if tile_needed(&pos, rows, window, k_start + j0, k_start + j0 + BLOCK_K) {
-            let mut i = t;
-            while i < BLOCK_K * head_dim {
-                let jj = i / head_dim;
-                let dd = i % head_dim;
-                let j = j0 + jj;
-                let mut kx = 0.0f32;
-                let mut vx = 0.0f32;
-                if j < k_len {
-                    kx = f32::cast_from(k[(kv_base + j) * head_dim + dd]);
-                    vx = f32::cast_from(v[(kv_base + j) * head_dim + dd]);
-                }
-                ks[jj * ld + dd] = kx;
-                vs[jj * head_dim + dd] = vx;
-                i += BLOCK_Q * BLOCK_K;
-            }
+            load_keys::<F>(k, j0, k_len, kv_base, &mut ks, head_dim);
+            load_keys::<F>(v, j0, k_len, kv_base, &mut vs, head_dim);
             sync_cube();
 
             // This thread's score, then the row's scores from shared memory.
@@ -144,7 +122,7 @@ pub(crate) fn forward_kernel<F: Float, I: Int>(
                     l += p;
                     #[unroll]
                     for i in 0..per_lane {
-                        acc[i] += p * vs[cc * head_dim + c + i * BLOCK_K];
+                        acc[i] += p * vs[cc * ld + c + i * BLOCK_K];
                     }
                 }
             }

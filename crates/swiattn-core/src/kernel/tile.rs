@@ -1,5 +1,6 @@
 //! What every fused kernel shares: the tile shape, the window predicate in `#[cube]` form, which
-//! keys a query tile needs, and how a cube finds its query rows in a [`super::QueryOrder`].
+//! keys a query tile needs, how a cube finds its query rows in a [`super::QueryOrder`], and the
+//! portable kernels' tile loads.
 
 use burn_cubecl::cubecl;
 use cubecl::prelude::*;
@@ -162,4 +163,57 @@ pub(crate) fn row_tile_of<I: Int>(
         }
     }
     RowTile { start, count, window }
+}
+
+/// Portable kernels: load the `BLOCK_Q` rows of `x` (`[.., q_len, head_dim]` at `base`) listed in
+/// `order` into `dst` as fp32 (row stride `head_dim + 1`), zeros past `rows`.
+#[cube]
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn load_rows<F: Float, I: Int>(
+    x: &Tensor<F>,
+    order: &Tensor<I>,
+    order_at: usize,
+    rows: usize,
+    base: usize,
+    dst: &mut Shared<[f32]>,
+    #[comptime] head_dim: usize,
+) {
+    let ld = head_dim + 1;
+    let mut i = UNIT_POS as usize;
+    while i < BLOCK_Q * head_dim {
+        let rr = i / head_dim;
+        let dd = i % head_dim;
+        let mut val = 0.0f32;
+        if rr < rows {
+            let row = u32::cast_from(order[order_at + rr]) as usize;
+            val = f32::cast_from(x[(base + row) * head_dim + dd]);
+        }
+        dst[rr * ld + dd] = val;
+        i += BLOCK_Q * BLOCK_K;
+    }
+}
+
+/// Portable kernels: load keys `j0..j0 + BLOCK_K` of `x` (`[.., k_len, head_dim]` at `base`) into
+/// `dst` as fp32 (row stride `head_dim + 1`), zeros past `k_len`.
+#[cube]
+pub(crate) fn load_keys<F: Float>(
+    x: &Tensor<F>,
+    j0: usize,
+    k_len: usize,
+    base: usize,
+    dst: &mut Shared<[f32]>,
+    #[comptime] head_dim: usize,
+) {
+    let ld = head_dim + 1;
+    let mut i = UNIT_POS as usize;
+    while i < BLOCK_K * head_dim {
+        let jj = i / head_dim;
+        let dd = i % head_dim;
+        let mut val = 0.0f32;
+        if j0 + jj < k_len {
+            val = f32::cast_from(x[(base + j0 + jj) * head_dim + dd]);
+        }
+        dst[jj * ld + dd] = val;
+        i += BLOCK_Q * BLOCK_K;
+    }
 }
