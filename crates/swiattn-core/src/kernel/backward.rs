@@ -12,7 +12,9 @@
 use burn_cubecl::cubecl;
 use cubecl::prelude::*;
 
-use super::tile::{BLOCK_K, BLOCK_Q, Problem, first_key, key_range, load_keys, load_rows, row_tile, sees, tile_needed};
+use super::tile::{
+    BLOCK_K, BLOCK_Q, Problem, first_key, key_range, load_keys, load_row_stats, load_rows, row_tile, sees, tile_needed,
+};
 
 const _: () = assert!(BLOCK_Q == BLOCK_K, "dkdv_kernel maps lanes to query rows of a tile");
 
@@ -227,20 +229,19 @@ pub(crate) fn dkdv_kernel<F: Float, I: Int>(
                 // The tile's rows are sorted: it sees this key tile only if its last row comes at or
                 // after the first key and its first row's window reaches the last key.
                 if p_last >= kpos_lo && first_key(p_first, window) < kpos_hi {
-                    if t < BLOCK_Q {
-                        let mut p = 0u32;
-                        let mut l = 0.0f32;
-                        let mut dl = 0.0f32;
-                        if t < rows {
-                            let row = u32::cast_from(order[order_at + t]) as usize;
-                            p = dims.q_start + row as u32;
-                            l = lse[q_base + row];
-                            dl = delta[q_base + row];
-                        }
-                        pos[t] = p;
-                        lse_s[t] = l;
-                        delta_s[t] = dl;
-                    }
+                    load_row_stats::<I>(
+                        order,
+                        order_at,
+                        rows,
+                        dims.q_start,
+                        q_base,
+                        lse,
+                        delta,
+                        &mut pos,
+                        &mut lse_s,
+                        &mut delta_s,
+                        BLOCK_Q,
+                    );
                     load_rows::<F, I>(q, order, order_at, rows, q_base, &mut qs, head_dim);
                     load_rows::<F, I>(grad, order, order_at, rows, q_base, &mut dos, head_dim);
                     sync_cube();

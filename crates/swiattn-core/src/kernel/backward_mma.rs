@@ -1,204 +1,183 @@
-//! The fused backward on tensor cores (CubeCL `cmma`, bf16/f16 inputs, fp32 accumulators): the
-//! same three launches as [`super::backward`] (whose `delta_kernel` it shares), with every matrix
-//! product on 16×16×16 tiles. A `dq` cube has two planes of 16 query rows; a `dkdv` cube four
-//! planes over 32 keys (16 keys × one of dK, dV each). Gradient accumulators stay in `cmma`
-//! fragments for the whole loop.
+//! The fused backward on tensor cores (CUDA, bf16/f16 inputs, fp32 accumulators): the same three
+//! launches as [`super::backward`] (whose `delta_kernel` it shares), FlashAttention-2's products
+//! with every score, probability and gradient tile in registers ([`super::mma`]).
+//!
+//! - `dq`: like the forward, four planes × 16 query rows; per key tile `S = Q Kᵀ`, `dP = dO Vᵀ`,
+//!   `dS = P ∘ (dP − δ)` with `P = exp(S · scale − lse)`, and `dQ += dS K`.
+//! - `dkdv`: four planes × 16 keys (keys are the rows of its products); per tile of
+//!   [`DKDV_QUERIES`] query rows `Sᵀ = K Qᵀ`, `dPᵀ = V dOᵀ`, `dV += Pᵀ dO`, `dK += dSᵀ Q`,
+//!   summed over the query heads that share the KV head (no atomics).
+//!
+//! Each recomputes the scores it needs: 7 products per (query, key) tile pair against
+//! FlashAttention-2's 5, which accumulates dQ with atomics instead.
 
 use burn_cubecl::cubecl;
-use cubecl::cmma;
 use cubecl::prelude::*;
 
-use super::tile::{Problem, first_key, key_range, row_tile_of, sees, tile_needed};
+use super::forward_mma::PLANES;
+use super::mma::{Pair, accumulate, load_key_tiles, load_tile, mask_rows, products_t, row_stride, zero_accs};
+use super::tile::{
+    HIDDEN_BELOW, Problem, first_key, key_range, load_row_stats, plane_keys, plane_rows, row_tile_of, sees, tile_needed,
+};
 
-/// Planes per `dq` cube.
-pub(crate) const BWD_PLANES: usize = 2;
-/// Planes per `dkdv` cube: two key groups of 16 × two gradients.
-pub(crate) const DKDV_PLANES: usize = 4;
-/// Query rows of a `dq` cube; keys of a `dkdv` cube; and the other side's tile.
-pub(crate) const BWD_BLOCK: usize = 16 * BWD_PLANES;
-/// Row stride (floats) of the fp32 score tiles: padded by 16 bytes against bank conflicts. The
-/// `head_dim`-wide tiles are padded likewise to `head_dim + 8`; the probability tiles are not
-/// (at head dim 128 the dK/dV kernel's shared memory would pass 48 KB).
-const S_LD: usize = BWD_BLOCK + 4;
+/// Query rows of a `dq` cube (16 per plane).
+pub(crate) const DQ_ROWS: usize = 16 * PLANES;
 
-type Frag<F> = cmma::Matrix<F>;
-
-#[cube]
-fn zero_acc() -> Frag<f32> {
-    Frag::<f32>::from_value(
-        cmma::MatrixIdent::Accumulator,
-        16usize,
-        16usize,
-        16usize,
-        cmma::MatrixLayout::Undefined,
-        0.0,
-    )
+/// Keys per tile of the `dq` key loop: 64, or 32 for head dims above 128.
+fn dq_block_keys(head_dim: usize) -> usize {
+    if head_dim > 128 { 32 } else { 64 }
 }
 
-/// A 16×16 A or B fragment at `off` of a row-major (`RowMajor`) or transposed (`ColMajor`) tile
-/// with row stride `stride`.
-#[cube]
-fn frag<F: Float>(
-    src: &Shared<[F]>,
-    off: usize,
-    stride: usize,
-    #[comptime] ident: cmma::MatrixIdent,
-    #[comptime] layout: cmma::MatrixLayout,
-) -> Frag<F> {
-    Frag::<F>::from_slice(ident, 16usize, 16usize, 16usize, layout, &src[off..off + 15 * stride + 16], stride as u32)
-}
+/// Keys per `dkdv` cube (16 per plane).
+pub(crate) const DKDV_KEYS: usize = 16 * PLANES;
+/// Query rows per step of the `dkdv` key loop: 32 keeps `Sᵀ` and `dPᵀ` at 16 registers each
+/// beside the 128 of the dK and dV accumulators (head dim 128).
+pub(crate) const DKDV_QUERIES: usize = 32;
 
-/// `out[16 × BWD_BLOCK] = X Yᵀ` for the 16 rows of `x` at `x_row` and the `BWD_BLOCK` rows of `y`
-/// (both row-major, stride `head_dim + 8`), stored row-major with stride `S_LD` at `out_off`.
+/// `P ∘ (dP − δ)` in place of `dp`, with `P = exp(S · scale − lse)` computed in place of `s`
+/// (hidden scores give `P = 0`, also in a row that sees nothing and so has a hidden `lse`).
+/// Row-indexed statistics (`dq`): `lse_lo`/`delta_lo` for the lane's row `g`, `_hi` for `g + 8`.
 #[cube]
-fn products_t<F: Float>(
-    x: &Shared<[F]>,
-    x_row: usize,
-    y: &Shared<[F]>,
-    out: &mut Shared<[f32]>,
-    out_off: usize,
-    #[comptime] head_dim: usize,
+#[allow(clippy::too_many_arguments)]
+fn probabilities_and_ds(
+    s: &mut Sequence<Array<Pair<f32>>>,
+    dp: &mut Sequence<Array<Pair<f32>>>,
+    scale: f32,
+    lse_lo: f32,
+    lse_hi: f32,
+    delta_lo: f32,
+    delta_hi: f32,
+    #[comptime] n: usize,
 ) {
     #[unroll]
-    for j in 0..BWD_BLOCK / 16 {
-        let acc = zero_acc();
+    for nt in 0..n / 8 {
+        let sa = s.index_mut(nt);
+        let da = dp.index_mut(nt);
+        let mut p_lo = sa[0];
+        let mut p_hi = sa[1];
+        let mut ds_lo = da[0];
+        let mut ds_hi = da[1];
         #[unroll]
-        for c in 0..head_dim / 16 {
-            let ld = head_dim + 8;
-            let a = frag::<F>(x, x_row * ld + c * 16, ld, cmma::MatrixIdent::A, cmma::MatrixLayout::RowMajor);
-            let b = frag::<F>(y, j * 16 * ld + c * 16, ld, cmma::MatrixIdent::B, cmma::MatrixLayout::ColMajor);
-            cmma::execute::<F, F, f32, f32, cmma::Plane>(&a, &b, &acc, &acc);
+        for e in 0..2usize {
+            let x = p_lo.extract(e);
+            let y = p_hi.extract(e);
+            let px = select(x > f32::new(HIDDEN_BELOW), f32::exp(x * scale - lse_lo), 0.0);
+            let py = select(y > f32::new(HIDDEN_BELOW), f32::exp(y * scale - lse_hi), 0.0);
+            p_lo.insert(e, px);
+            p_hi.insert(e, py);
+            ds_lo.insert(e, px * (ds_lo.extract(e) - delta_lo));
+            ds_hi.insert(e, py * (ds_hi.extract(e) - delta_hi));
         }
-        let o = out_off + j * 16;
-        cmma::store(&mut out[o..o + 15 * S_LD + 16], &acc, S_LD as u32, cmma::MatrixLayout::RowMajor);
+        sa[0] = p_lo;
+        sa[1] = p_hi;
+        da[0] = ds_lo;
+        da[1] = ds_hi;
     }
 }
 
-/// `acc[c] += W Z[:, c]` for the plane's `16 × BWD_BLOCK` weights `w` at `w_off` (row-major,
-/// stride `BWD_BLOCK`) and the `BWD_BLOCK × head_dim` tile `z` (row-major, stride `head_dim + 8`).
+/// `Pᵀ` in place of `st` and `dSᵀ = Pᵀ ∘ (dPᵀ − δ)` in place of `dpt`, for the lane's keys at
+/// positions `kpos_lo` (row `g`) and `kpos_hi` (row `g + 8`); column `r` is query row `r` with
+/// its own position, `lse` and `δ`. `masked`: zero the pairs a query does not see and the columns
+/// past `rows` (else every pair is visible).
 #[cube]
-fn accumulate<F: Float>(
-    w: &Shared<[F]>,
-    w_off: usize,
-    z: &Shared<[F]>,
-    acc: &mut Sequence<Frag<f32>>,
-    #[comptime] head_dim: usize,
+#[allow(clippy::too_many_arguments)]
+fn transposed_ds(
+    st: &mut Sequence<Array<Pair<f32>>>,
+    dpt: &mut Sequence<Array<Pair<f32>>>,
+    pos: &Shared<[u32]>,
+    lse: &Shared<[f32]>,
+    delta: &Shared<[f32]>,
+    rows: usize,
+    window: usize,
+    kpos_lo: usize,
+    kpos_hi: usize,
+    scale: f32,
+    #[comptime] masked: bool,
 ) {
+    let quad = UNIT_POS_PLANE as usize % 4;
     #[unroll]
-    for jj in 0..BWD_BLOCK / 16 {
-        let a = frag::<F>(w, w_off + jj * 16, BWD_BLOCK, cmma::MatrixIdent::A, cmma::MatrixLayout::RowMajor);
+    for nt in 0..DKDV_QUERIES / 8 {
+        let sa = st.index_mut(nt);
+        let da = dpt.index_mut(nt);
+        let mut p_lo = sa[0];
+        let mut p_hi = sa[1];
+        let mut ds_lo = da[0];
+        let mut ds_hi = da[1];
         #[unroll]
-        for c in 0..head_dim / 16 {
-            let ld = head_dim + 8;
-            let b = frag::<F>(z, jj * 16 * ld + c * 16, ld, cmma::MatrixIdent::B, cmma::MatrixLayout::RowMajor);
-            let d = acc.index(c);
-            cmma::execute::<F, F, f32, f32, cmma::Plane>(&a, &b, d, d);
+        for e in 0..2usize {
+            let r = 8 * nt + 2 * quad + e;
+            let l = lse[r];
+            let dl = delta[r];
+            let mut x = f32::exp(p_lo.extract(e) * scale - l);
+            let mut y = f32::exp(p_hi.extract(e) * scale - l);
+            if masked {
+                let qp = pos[r] as usize;
+                let live = r < rows;
+                x = select(live && sees(qp, kpos_lo, window), x, 0.0);
+                y = select(live && sees(qp, kpos_hi, window), y, 0.0);
+            }
+            p_lo.insert(e, x);
+            p_hi.insert(e, y);
+            ds_lo.insert(e, x * (ds_lo.extract(e) - dl));
+            ds_hi.insert(e, y * (ds_hi.extract(e) - dl));
         }
+        sa[0] = p_lo;
+        sa[1] = p_hi;
+        da[0] = ds_lo;
+        da[1] = ds_hi;
     }
 }
 
-/// Write the plane's 16 rows of `acc` (times `factor`) to `dst` rows `dst_rows` (`-1` = skip),
-/// through a 16×16 staging buffer at `stage_off`.
+/// Write the lane's two rows of `acc` (times `factor`) to rows `row_lo`, `row_hi` of `dst`
+/// (`head_dim` wide), each only if valid.
 #[cube]
 #[allow(clippy::too_many_arguments)]
 fn write_rows<F: Float>(
-    acc: &Sequence<Frag<f32>>,
-    stage: &mut Shared<[f32]>,
-    stage_off: usize,
+    acc: &Sequence<Array<Pair<f32>>>,
     dst: &mut Tensor<F>,
-    dst_row: usize,
-    valid: bool,
+    row_lo: usize,
+    valid_lo: bool,
+    row_hi: usize,
+    valid_hi: bool,
     factor: f32,
     #[comptime] head_dim: usize,
 ) {
-    let lane = UNIT_POS_X as usize;
+    let quad = UNIT_POS_PLANE as usize % 4;
     #[unroll]
-    for c in 0..head_dim / 16 {
-        cmma::store(&mut stage[stage_off..stage_off + 256], acc.index(c), 16, cmma::MatrixLayout::RowMajor);
-        sync_plane();
-        if valid {
-            for e in 0..8usize {
-                let col = (lane % 2) * 8 + e;
-                dst[dst_row * head_dim + c * 16 + col] =
-                    F::cast_from(stage[stage_off + (lane / 2) * 16 + col] * factor);
+    for dn in 0..head_dim / 8 {
+        let a = acc.index(dn);
+        #[unroll]
+        for e in 0..2usize {
+            let col = 8 * dn + 2 * quad + e;
+            if valid_lo {
+                dst[row_lo * head_dim + col] = F::cast_from(a[0].extract(e) * factor);
+            }
+            if valid_hi {
+                dst[row_hi * head_dim + col] = F::cast_from(a[1].extract(e) * factor);
             }
         }
-        sync_plane();
     }
 }
 
-/// Load `BWD_BLOCK` rows of `x` listed in `order` (zeros past `rows`) into `dst`, row-major with
-/// stride `head_dim + 8`, `N` elements per load.
+/// The first index `r` in `lo..hi` whose row, `order[base + r]` at position `q_start + row`, is at
+/// or after position `x` (rows ascending), or `hi`.
 #[cube]
-fn load_rows<F: Float, I: Int, N: Size>(
-    x: &Tensor<Vector<F, N>>,
-    order: &Tensor<I>,
-    order_at: usize,
-    rows: usize,
-    base: usize,
-    dst: &mut Shared<[F]>,
-    #[comptime] head_dim: usize,
-    #[comptime] threads: usize,
-) {
-    let width = x.vector_size();
-    let per_row = head_dim / width;
-    let mut i = UNIT_POS as usize;
-    while i < BWD_BLOCK * per_row {
-        let rr = i / per_row;
-        let at = rr * (head_dim + 8) + (i % per_row) * width;
-        if rr < rows {
-            let row = u32::cast_from(order[order_at + rr]) as usize;
-            let val = x[(base + row) * per_row + i % per_row];
-            #[unroll]
-            for e in 0..width {
-                dst[at + e] = val.extract(e);
-            }
+fn rows_from<I: Int>(order: &Tensor<I>, base: usize, lo: usize, hi: usize, q_start: usize, x: usize) -> usize {
+    let mut a = lo;
+    let mut z = hi;
+    while a < z {
+        let mid = (a + z) / 2;
+        if q_start + (u32::cast_from(order[base + mid]) as usize) < x {
+            a = mid + 1;
         } else {
-            #[unroll]
-            for e in 0..width {
-                dst[at + e] = F::new(0.0);
-            }
+            z = mid;
         }
-        i += threads;
     }
+    a
 }
 
-/// Load keys `j0..j0 + BWD_BLOCK` of `x` (zeros past `k_len`) into `dst`, row-major with stride
-/// `head_dim + 8`, `N` elements per load.
-#[cube]
-fn load_keys<F: Float, N: Size>(
-    x: &Tensor<Vector<F, N>>,
-    j0: usize,
-    k_len: usize,
-    base: usize,
-    dst: &mut Shared<[F]>,
-    #[comptime] head_dim: usize,
-    #[comptime] threads: usize,
-) {
-    let width = x.vector_size();
-    let per_row = head_dim / width;
-    let mut i = UNIT_POS as usize;
-    while i < BWD_BLOCK * per_row {
-        let j = j0 + i / per_row;
-        let at = (i / per_row) * (head_dim + 8) + (i % per_row) * width;
-        if j < k_len {
-            let val = x[(base + j) * per_row + i % per_row];
-            #[unroll]
-            for e in 0..width {
-                dst[at + e] = val.extract(e);
-            }
-        } else {
-            #[unroll]
-            for e in 0..width {
-                dst[at + e] = F::new(0.0);
-            }
-        }
-        i += threads;
-    }
-}
-
-/// Like [`super::backward::dq_kernel`], on tensor cores; `CubeDim` is `(32, BWD_PLANES)` and a
-/// cube covers `BWD_BLOCK` query rows.
+/// Like [`super::backward::dq_kernel`], on tensor cores; `CubeDim` is `(32, PLANES)`, a cube
+/// covers [`DQ_ROWS`] query rows, `N` = 8.
 #[cube(launch_unchecked)]
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn dq_mma_kernel<F: Float, I: Int, N: Size>(
@@ -215,24 +194,19 @@ pub(crate) fn dq_mma_kernel<F: Float, I: Int, N: Size>(
     #[comptime] head_dim: usize,
     #[define(F, I)] _dtypes: [ElemType; 2],
 ) {
+    let block_n = comptime!(dq_block_keys(head_dim));
     let h = CUBE_POS_X as usize;
     let b = CUBE_POS_Y as usize;
     let plane = UNIT_POS_Y as usize;
     let lane = UNIT_POS_X as usize;
     let t = UNIT_POS as usize;
+    let threads = comptime!(32 * PLANES);
     let q_len = dims.q_len as usize;
     let k_len = dims.k_len as usize;
     let k_start = dims.k_start as usize;
     let hkv = h / (dims.q_heads / dims.kv_heads) as usize;
-    let tile = row_tile_of::<I>(
-        split,
-        b,
-        CUBE_POS_Z as usize,
-        q_len,
-        dims.window_a as usize,
-        dims.window_b as usize,
-        BWD_BLOCK,
-    );
+    let tile =
+        row_tile_of::<I>(split, b, CUBE_POS_Z as usize, q_len, dims.window_a as usize, dims.window_b as usize, DQ_ROWS);
     if tile.count == 0 {
         terminate!();
     }
@@ -242,83 +216,78 @@ pub(crate) fn dq_mma_kernel<F: Float, I: Int, N: Size>(
     let q_base = (b * dims.q_heads as usize + h) * q_len;
     let kv_base = (b * dims.kv_heads as usize + hkv) * k_len;
 
-    // 45 KB at head dim 128 (bf16).
-    let mut qs = Shared::<[F]>::new_slice(comptime!(BWD_BLOCK * (head_dim + 8)));
-    let mut dos = Shared::<[F]>::new_slice(comptime!(BWD_BLOCK * (head_dim + 8)));
-    let mut ks = Shared::<[F]>::new_slice(comptime!(BWD_BLOCK * (head_dim + 8)));
-    let mut vs = Shared::<[F]>::new_slice(comptime!(BWD_BLOCK * (head_dim + 8)));
-    let mut s_sh = Shared::<[f32]>::new_slice(BWD_BLOCK * S_LD);
-    let mut dp_sh = Shared::<[f32]>::new_slice(BWD_BLOCK * S_LD);
-    let mut ds_sh = Shared::<[F]>::new_slice(BWD_BLOCK * BWD_BLOCK);
-    let mut pos = Shared::<[u32]>::new_slice(BWD_BLOCK);
+    // Head dim 128, bf16: Q, dO, K and V tiles of 17 KB each.
+    let ld = comptime!(row_stride(head_dim));
+    let mut qs = Shared::<[Vector<F, N>]>::new_aligned_slice(DQ_ROWS * ld, 16usize);
+    let mut dos = Shared::<[Vector<F, N>]>::new_aligned_slice(DQ_ROWS * ld, 16usize);
+    let mut ks = Shared::<[Vector<F, N>]>::new_aligned_slice(block_n * ld, 16usize);
+    let mut vs = Shared::<[Vector<F, N>]>::new_aligned_slice(block_n * ld, 16usize);
+    let mut pos = Shared::<[u32]>::new_slice(DQ_ROWS);
 
-    if t < BWD_BLOCK {
+    if t < DQ_ROWS {
         let mut p = 0u32;
         if t < rows {
             p = dims.q_start + u32::cast_from(order[order_at + t]);
         }
         pos[t] = p;
     }
-    load_rows::<F, I, N>(q, order, order_at, rows, q_base, &mut qs, head_dim, 32 * BWD_PLANES);
-    load_rows::<F, I, N>(grad, order, order_at, rows, q_base, &mut dos, head_dim, 32 * BWD_PLANES);
+    load_tile::<F, I, N>(q, order, order_at, 0, rows, q_base, &mut qs, DQ_ROWS, head_dim, threads, true);
+    load_tile::<F, I, N>(grad, order, order_at, 0, rows, q_base, &mut dos, DQ_ROWS, head_dim, threads, true);
     sync_cube();
 
-    let my_r = plane * 16 + lane / 2;
-    let half = lane % 2;
-    let my_valid = my_r < rows;
-    let my_pos = pos[my_r] as usize;
-    let mut my_row = 0usize;
-    let mut my_lse = 0.0f32;
-    let mut my_delta = 0.0f32;
-    if my_valid {
-        my_row = u32::cast_from(order[order_at + my_r]) as usize;
-        my_lse = lse[q_base + my_row];
-        my_delta = delta[q_base + my_row];
+    let g = lane / 4;
+    let plane_row0 = plane * 16;
+    let row_lo = plane_row0 + g;
+    let row_hi = row_lo + 8;
+    let pos_lo = pos[row_lo] as usize;
+    let pos_hi = pos[row_hi] as usize;
+    let valid_lo = row_lo < rows;
+    let valid_hi = row_hi < rows;
+    let mut out_lo = 0usize;
+    let mut out_hi = 0usize;
+    let mut lse_lo = 0.0f32;
+    let mut lse_hi = 0.0f32;
+    let mut delta_lo = 0.0f32;
+    let mut delta_hi = 0.0f32;
+    if valid_lo {
+        out_lo = q_base + u32::cast_from(order[order_at + row_lo]) as usize;
+        lse_lo = lse[out_lo];
+        delta_lo = delta[out_lo];
     }
-    let first_pos = pos[0] as usize;
-    let last_pos = pos[rows - 1] as usize;
-    let keys = key_range(first_pos, last_pos, window, k_start, k_len);
-    let (j_lo, j_end) = (keys.lo, keys.end);
+    if valid_hi {
+        out_hi = q_base + u32::cast_from(order[order_at + row_hi]) as usize;
+        lse_hi = lse[out_hi];
+        delta_hi = delta[out_hi];
+    }
+    let span = plane_rows(&pos, rows, plane_row0, 16usize);
+    let range = key_range(pos[0] as usize, pos[rows - 1] as usize, window, k_start, k_len);
+    let (j_lo, j_end) = (range.lo, range.end);
 
-    let mut acc = Sequence::<Frag<f32>>::new();
-    #[unroll]
-    for _c in 0..head_dim / 16 {
-        acc.push(zero_acc());
-    }
+    let mut acc = zero_accs(comptime!(head_dim / 8));
     let mut j0 = j_lo;
     while j0 < j_end {
-        if tile_needed(&pos, rows, window, k_start + j0, k_start + j0 + BWD_BLOCK) {
-            load_keys::<F, N>(k, j0, k_len, kv_base, &mut ks, head_dim, 32 * BWD_PLANES);
-            load_keys::<F, N>(v, j0, k_len, kv_base, &mut vs, head_dim, 32 * BWD_PLANES);
+        if tile_needed(&pos, rows, window, k_start + j0, k_start + j0 + block_n) {
+            load_key_tiles::<F, I, N>(k, v, order, j0, k_len, kv_base, &mut ks, &mut vs, block_n, head_dim, threads);
             sync_cube();
-            let off = plane * 16 * S_LD;
-            products_t::<F>(&qs, plane * 16, &ks, &mut s_sh, off, head_dim);
-            products_t::<F>(&dos, plane * 16, &vs, &mut dp_sh, off, head_dim);
-            sync_plane();
-            let base = my_r * S_LD + half * 16;
-            let w_base = my_r * BWD_BLOCK + half * 16;
-            for c in 0..16usize {
-                let j = j0 + half * 16 + c;
-                let mut ds = 0.0f32;
-                if my_valid && j < j_end && sees(my_pos, k_start + j, window) {
-                    let p = f32::exp(s_sh[base + c] * dims.scale - my_lse);
-                    ds = p * (dp_sh[base + c] - my_delta);
+            let keys = plane_keys(&span, j0, j_end, k_start, window, block_n);
+            if keys.any {
+                let mut s = products_t::<F, N>(&qs, plane_row0, &ks, ld, head_dim, block_n, 1usize);
+                let mut dp = products_t::<F, N>(&dos, plane_row0, &vs, ld, head_dim, block_n, 1usize);
+                if !keys.all {
+                    mask_rows(&mut s, 0usize, pos_lo, pos_hi, keys.kp0, keys.kp1, window, block_n);
                 }
-                ds_sh[w_base + c] = F::cast_from(ds);
+                probabilities_and_ds(&mut s, &mut dp, dims.scale, lse_lo, lse_hi, delta_lo, delta_hi, block_n);
+                accumulate::<F, N>(&dp, &ks, ld, &mut acc, head_dim, block_n, 1usize);
             }
-            sync_plane();
-            accumulate::<F>(&ds_sh, plane * 16 * BWD_BLOCK, &ks, &mut acc, head_dim);
             sync_cube();
         }
-        j0 += BWD_BLOCK;
+        j0 += block_n;
     }
-    write_rows::<F>(&acc, &mut s_sh, plane * 16 * S_LD, dq, q_base + my_row, my_valid, dims.scale, head_dim);
+    write_rows::<F>(&acc, dq, out_lo, valid_lo, out_hi, valid_hi, dims.scale, head_dim);
 }
 
-/// Like [`super::backward::dkdv_kernel`], on tensor cores; `CubeDim` is `(32, DKDV_PLANES)` and a
-/// cube covers `BWD_BLOCK` keys. Plane `p` owns keys `(p % 2) · 16 ..` and one gradient: planes 0–1
-/// accumulate dV, planes 2–3 dK, so that each holds 8 accumulator fragments instead of 16 (the
-/// register count had capped the kernel at 2 warps per block and 12.5 % occupancy).
+/// Like [`super::backward::dkdv_kernel`], on tensor cores; `CubeDim` is `(32, PLANES)`, a cube
+/// covers [`DKDV_KEYS`] keys of one KV head, plane `p` keys `16p .. 16p + 16`, `N` = 8.
 #[cube(launch_unchecked)]
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn dkdv_mma_kernel<F: Float, I: Int, N: Size>(
@@ -338,124 +307,143 @@ pub(crate) fn dkdv_mma_kernel<F: Float, I: Int, N: Size>(
 ) {
     let hk = CUBE_POS_X as usize;
     let b = CUBE_POS_Y as usize;
-    let j0 = CUBE_POS_Z as usize * BWD_BLOCK;
+    let j0 = CUBE_POS_Z as usize * DKDV_KEYS;
     let plane = UNIT_POS_Y as usize;
     let lane = UNIT_POS_X as usize;
-    let t = UNIT_POS as usize;
-    let threads = comptime!(32 * DKDV_PLANES);
-    // Keys `key_group · 16 ..` of the tile; role 0 = dV, 1 = dK.
-    let key_group = plane % 2;
-    let role = plane / 2;
+    let threads = comptime!(32 * PLANES);
     let q_len = dims.q_len as usize;
     let k_len = dims.k_len as usize;
     let k_start = dims.k_start as usize;
     let group = (dims.q_heads / dims.kv_heads) as usize;
-
-    // 47.4 KB at head dim 128 (bf16).
-    let mut qs = Shared::<[F]>::new_slice(comptime!(BWD_BLOCK * (head_dim + 8)));
-    let mut dos = Shared::<[F]>::new_slice(comptime!(BWD_BLOCK * (head_dim + 8)));
-    let mut ks = Shared::<[F]>::new_slice(comptime!(BWD_BLOCK * (head_dim + 8)));
-    let mut vs = Shared::<[F]>::new_slice(comptime!(BWD_BLOCK * (head_dim + 8)));
-    let mut st = Shared::<[f32]>::new_slice(BWD_BLOCK * S_LD);
-    let mut dpt = Shared::<[f32]>::new_slice(BWD_BLOCK * S_LD);
-    let mut pt = Shared::<[F]>::new_slice(BWD_BLOCK * BWD_BLOCK);
-    let mut dst = Shared::<[F]>::new_slice(BWD_BLOCK * BWD_BLOCK);
-    let mut pos = Shared::<[u32]>::new_slice(BWD_BLOCK);
-    let mut lse_s = Shared::<[f32]>::new_slice(BWD_BLOCK);
-    let mut delta_s = Shared::<[f32]>::new_slice(BWD_BLOCK);
-
     let kv_base = (b * dims.kv_heads as usize + hk) * k_len;
-    load_keys::<F, N>(k, j0, k_len, kv_base, &mut ks, head_dim, threads);
-    load_keys::<F, N>(v, j0, k_len, kv_base, &mut vs, head_dim, threads);
-    let mut k_end = j0 + BWD_BLOCK;
-    if k_end > k_len {
-        k_end = k_len;
-    }
-    let kpos_lo = k_start + j0;
-    let kpos_hi = k_start + k_end;
-    // Lane `lane` of a plane handles half a key row of its key group's transposed score tile.
-    let my_k = key_group * 16 + lane / 2;
-    let half = lane % 2;
-    let my_j = j0 + my_k;
 
-    let mut acc = Sequence::<Frag<f32>>::new();
-    #[unroll]
-    for _c in 0..head_dim / 16 {
-        acc.push(zero_acc());
+    // Head dim 128, bf16: K and V tiles of 17 KB, Q and dO tiles of 8.7 KB.
+    let ld = comptime!(row_stride(head_dim));
+    let mut ks = Shared::<[Vector<F, N>]>::new_aligned_slice(DKDV_KEYS * ld, 16usize);
+    let mut vs = Shared::<[Vector<F, N>]>::new_aligned_slice(DKDV_KEYS * ld, 16usize);
+    let mut qs = Shared::<[Vector<F, N>]>::new_aligned_slice(DKDV_QUERIES * ld, 16usize);
+    let mut dos = Shared::<[Vector<F, N>]>::new_aligned_slice(DKDV_QUERIES * ld, 16usize);
+    let mut pos = Shared::<[u32]>::new_slice(DKDV_QUERIES);
+    let mut lse_s = Shared::<[f32]>::new_slice(DKDV_QUERIES);
+    let mut delta_s = Shared::<[f32]>::new_slice(DKDV_QUERIES);
+
+    load_key_tiles::<F, I, N>(k, v, order, j0, k_len, kv_base, &mut ks, &mut vs, DKDV_KEYS, head_dim, threads);
+
+    // This lane's two keys (rows `g`, `g + 8` of its plane's products) and the plane's key span.
+    let g = lane / 4;
+    let key_lo = j0 + plane * 16 + g;
+    let key_hi = key_lo + 8;
+    let kpos_lo = k_start + key_lo;
+    let kpos_hi = k_start + key_hi;
+    let plane_k0 = k_start + j0 + plane * 16;
+    let mut plane_k1 = plane_k0 + 16;
+    if plane_k1 > k_start + k_len {
+        plane_k1 = k_start + k_len;
     }
-    let n_tiles = (q_len + BWD_BLOCK - 1) / BWD_BLOCK + 1;
-    for g in 0..group {
-        let h = hk * group + g;
+    let cube_k0 = k_start + j0;
+    let mut cube_k1 = cube_k0 + DKDV_KEYS;
+    if cube_k1 > k_start + k_len {
+        cube_k1 = k_start + k_len;
+    }
+
+    let mut dk_acc = zero_accs(comptime!(head_dim / 8));
+    let mut dv_acc = zero_accs(comptime!(head_dim / 8));
+    let split_b = u32::cast_from(split[b]) as usize;
+    for gi in 0..group {
+        let h = hk * group + gi;
         let q_base = (b * dims.q_heads as usize + h) * q_len;
-        for tile_i in 0..n_tiles {
-            let tile =
-                row_tile_of::<I>(split, b, tile_i, q_len, dims.window_a as usize, dims.window_b as usize, BWD_BLOCK);
-            if tile.count > 0 {
-                let order_at = b * q_len + tile.start;
-                let rows = tile.count;
-                let window = tile.window;
+        // Per segment, only the rows that see a key of this cube: positions from the first key
+        // on, and (sliding) up to the last position whose window still reaches the last key. Rows
+        // are sorted by position within a segment, so two binary searches bound them, and the
+        // step walks them in chunks of `DKDV_QUERIES`.
+        for seg in 0..2u32 {
+            let mut seg_lo = 0usize;
+            let mut seg_hi = split_b;
+            let mut window = dims.window_a as usize;
+            if seg == 1 {
+                seg_lo = split_b;
+                seg_hi = q_len;
+                window = dims.window_b as usize;
+            }
+            let first = rows_from::<I>(order, b * q_len, seg_lo, seg_hi, dims.q_start as usize, cube_k0);
+            let mut end = seg_hi;
+            if window != 0 {
+                end = rows_from::<I>(order, b * q_len, first, seg_hi, dims.q_start as usize, cube_k1 - 1 + window);
+            }
+            let mut start = first;
+            while start < end {
+                let order_at = b * q_len + start;
+                let mut rows = end - start;
+                if rows > DKDV_QUERIES {
+                    rows = DKDV_QUERIES;
+                }
+                start += DKDV_QUERIES;
                 let p_first = dims.q_start as usize + u32::cast_from(order[order_at]) as usize;
                 let p_last = dims.q_start as usize + u32::cast_from(order[order_at + rows - 1]) as usize;
-                if p_last >= kpos_lo && first_key(p_first, window) < kpos_hi {
-                    if t < BWD_BLOCK {
-                        let mut p = 0u32;
-                        let mut l = 0.0f32;
-                        let mut dl = 0.0f32;
-                        if t < rows {
-                            let row = u32::cast_from(order[order_at + t]) as usize;
-                            p = dims.q_start + row as u32;
-                            l = lse[q_base + row];
-                            dl = delta[q_base + row];
-                        }
-                        pos[t] = p;
-                        lse_s[t] = l;
-                        delta_s[t] = dl;
-                    }
-                    load_rows::<F, I, N>(q, order, order_at, rows, q_base, &mut qs, head_dim, threads);
-                    load_rows::<F, I, N>(grad, order, order_at, rows, q_base, &mut dos, head_dim, threads);
-                    sync_cube();
-                    // Sᵀ by the dV planes, dPᵀ by the dK planes; each needs both below.
-                    let off = key_group * 16 * S_LD;
-                    if role == 0 {
-                        products_t::<F>(&ks, key_group * 16, &qs, &mut st, off, head_dim);
+                load_row_stats::<I>(
+                    order,
+                    order_at,
+                    rows,
+                    dims.q_start,
+                    q_base,
+                    lse,
+                    delta,
+                    &mut pos,
+                    &mut lse_s,
+                    &mut delta_s,
+                    DKDV_QUERIES,
+                );
+                load_tile::<F, I, N>(
+                    q,
+                    order,
+                    order_at,
+                    0,
+                    rows,
+                    q_base,
+                    &mut qs,
+                    DKDV_QUERIES,
+                    head_dim,
+                    threads,
+                    true,
+                );
+                load_tile::<F, I, N>(
+                    grad,
+                    order,
+                    order_at,
+                    0,
+                    rows,
+                    q_base,
+                    &mut dos,
+                    DKDV_QUERIES,
+                    head_dim,
+                    threads,
+                    true,
+                );
+                sync_cube();
+                if p_last >= plane_k0 && first_key(p_first, window) < plane_k1 {
+                    let mut st = products_t::<F, N>(&ks, plane * 16, &qs, ld, head_dim, DKDV_QUERIES, 1usize);
+                    let mut dpt = products_t::<F, N>(&vs, plane * 16, &dos, ld, head_dim, DKDV_QUERIES, 1usize);
+                    // Every pair visible: a whole tile of rows, all of the plane's keys held
+                    // and inside every row's span.
+                    let whole = rows == DKDV_QUERIES
+                        && plane_k1 == plane_k0 + 16
+                        && plane_k1 <= p_first + 1
+                        && (window == 0 || plane_k0 + window > p_last);
+                    let (kl, kh, sc) = (kpos_lo, kpos_hi, dims.scale);
+                    if whole {
+                        transposed_ds(&mut st, &mut dpt, &pos, &lse_s, &delta_s, rows, window, kl, kh, sc, false);
                     } else {
-                        products_t::<F>(&vs, key_group * 16, &dos, &mut dpt, off, head_dim);
+                        transposed_ds(&mut st, &mut dpt, &pos, &lse_s, &delta_s, rows, window, kl, kh, sc, true);
                     }
-                    sync_cube();
-                    let base = my_k * S_LD + half * 16;
-                    let w_base = my_k * BWD_BLOCK + half * 16;
-                    for c in 0..16usize {
-                        let rr = half * 16 + c;
-                        let mut p = 0.0f32;
-                        let mut ds = 0.0f32;
-                        if rr < rows && my_j < k_len && sees(pos[rr] as usize, k_start + my_j, window) {
-                            p = f32::exp(st[base + c] * dims.scale - lse_s[rr]);
-                            ds = p * (dpt[base + c] - delta_s[rr]);
-                        }
-                        // Each role writes the weights it multiplies with.
-                        if role == 0 {
-                            pt[w_base + c] = F::cast_from(p);
-                        } else {
-                            dst[w_base + c] = F::cast_from(ds);
-                        }
-                    }
-                    sync_plane();
-                    let w_off = key_group * 16 * BWD_BLOCK;
-                    if role == 0 {
-                        accumulate::<F>(&pt, w_off, &dos, &mut acc, head_dim);
-                    } else {
-                        accumulate::<F>(&dst, w_off, &qs, &mut acc, head_dim);
-                    }
-                    sync_cube();
+                    accumulate::<F, N>(&st, &dos, ld, &mut dv_acc, head_dim, DKDV_QUERIES, 1usize);
+                    accumulate::<F, N>(&dpt, &qs, ld, &mut dk_acc, head_dim, DKDV_QUERIES, 1usize);
                 }
+                sync_cube();
             }
         }
     }
-    let valid = my_j < k_len;
-    // The score tile is free now: 256 floats of it per plane stage the output fragments.
-    if role == 0 {
-        write_rows::<F>(&acc, &mut st, plane * 256, dv, kv_base + my_j, valid, 1.0, head_dim);
-    } else {
-        write_rows::<F>(&acc, &mut st, plane * 256, dk, kv_base + my_j, valid, dims.scale, head_dim);
-    }
+    let valid_lo = key_lo < k_len;
+    let valid_hi = key_hi < k_len;
+    write_rows::<F>(&dv_acc, dv, kv_base + key_lo, valid_lo, kv_base + key_hi, valid_hi, 1.0, head_dim);
+    write_rows::<F>(&dk_acc, dk, kv_base + key_lo, valid_lo, kv_base + key_hi, valid_hi, dims.scale, head_dim);
 }

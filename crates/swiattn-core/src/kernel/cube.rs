@@ -11,10 +11,11 @@ use burn_cubecl::{CubeBackend, cubecl};
 use cubecl::prelude::*;
 
 use super::backward::{delta_kernel, dkdv_kernel, dq_kernel};
-use super::backward_mma::{BWD_BLOCK, BWD_PLANES, DKDV_PLANES, dkdv_mma_kernel, dq_mma_kernel};
+use super::backward_mma::{DKDV_KEYS, DQ_ROWS, dkdv_mma_kernel, dq_mma_kernel};
 use super::decode::{DECODE_CHUNK, DECODE_THREADS, decode_kernel, decode_merge_kernel};
 use super::forward::forward_kernel;
-use super::forward_mma::{MMA_BLOCK_Q, PLANES, forward_mma_kernel};
+use super::forward_mma::{PLANES, forward_mma_kernel, forward_tiles};
+use super::mma::VECTOR;
 use super::ops::{FlashAttentionOps, FlashParams};
 use super::tile::{BLOCK_K, BLOCK_Q, ProblemLaunch, THREADS};
 
@@ -63,30 +64,29 @@ fn problem(g: &Geometry, p: &FlashParams) -> ProblemLaunch {
     )
 }
 
-/// Whether the kernels run on tensor cores: bf16/f16 inputs, a device with 16×16×16 `cmma` for
-/// them (fp32 accumulators) and 32-lane planes, unless [`super::set_tensor_cores`] turned it off.
-fn use_mma(t: &CubeTensor) -> bool {
+/// Whether the kernels run on tensor cores ([`super::mma`]): bf16/f16 inputs whose buffers all
+/// start on 16 bytes (the tiles are read 16 bytes at a time; a head dim that is a multiple of 16
+/// keeps every row aligned), a device with `mma.m16n8k16` for them (fp32 accumulators, CUDA from
+/// Ampere on) and 32-lane planes, unless [`super::set_tensor_cores`] turned it off.
+fn use_mma(tensors: &[&CubeTensor]) -> bool {
+    let t = tensors[0];
     if !super::tensor_cores() || !matches!(t.dtype, DType::BF16 | DType::F16) {
         return false;
     }
+    if !tensors.iter().all(|t| t.handle.offset_start.unwrap_or(0) % 16 == 0) {
+        return false;
+    }
     let elem = dtype_to_storage_type(t.dtype);
-    let props = t.client.properties();
     let f32_elem = dtype_to_storage_type(DType::F32);
+    let props = t.client.properties();
     props.hardware.plane_size_min == 32
         && props.hardware.plane_size_max == 32
         && props
             .features
             .matmul
-            .cmma
+            .mma
             .iter()
-            .any(|c| c.a_type == elem && c.b_type == elem && c.cd_type == f32_elem && (c.m, c.n, c.k) == (16, 16, 16))
-}
-
-/// Elements per global load of the tensor-core kernels: 16 bytes when every input's buffer offset
-/// allows it (the head dim, a multiple of 16, always does), else 1.
-fn vector_width(tensors: &[&CubeTensor]) -> usize {
-    let aligned = tensors.iter().all(|t| t.handle.offset_start.unwrap_or(0) % 16 == 0);
-    if aligned { 16 / tensors[0].dtype.size() } else { 1 }
+            .any(|c| c.a_type == elem && c.b_type == elem && c.cd_type == f32_elem && (c.m, c.n, c.k) == (16, 8, 16))
 }
 
 /// A contiguous output on `t`'s device: uninitialized, or NaN while [`super::poison_outputs`] is on
@@ -151,11 +151,11 @@ impl FlashAttentionOps for CubeBackend {
             };
             return (out, lse);
         }
-        let mma = use_mma(&q);
+        let mma = use_mma(&[&q, &k, &v]);
         // The two forwards take the same arguments; only the kernel and its geometry differ.
-        // The tensor-core kernel also takes its load width first.
+        // The tensor-core kernel also takes its load width first and its tile shape last.
         macro_rules! launch {
-            ($kernel:ident, $count:expr, $dim:expr $(, $width:expr)?) => {
+            ($kernel:ident, $count:expr, $dim:expr, [$($width:expr)?], [$($tiles:expr),*]) => {
                 // SAFETY: every global index is guarded in the kernel, shared ones are in range by
                 // construction; `tests/kernels.rs` runs the kernels with NaN-poisoned outputs.
                 unsafe {
@@ -173,16 +173,18 @@ impl FlashAttentionOps for CubeBackend {
                         lse.clone().into_tensor_arg(),
                         problem(&g, &p),
                         g.head_dim,
+                        $($tiles,)*
                         dtypes,
                     )
                 }
             };
         }
         if mma {
-            let width = vector_width(&[&q, &k, &v]);
-            launch!(forward_mma_kernel, g.row_tiles(MMA_BLOCK_Q), CubeDim::new_2d(32, PLANES as u32), width);
+            let tiles = forward_tiles(g.head_dim);
+            let (count, dim) = (g.row_tiles(tiles.block_q()), CubeDim::new_2d(32, PLANES as u32));
+            launch!(forward_mma_kernel, count, dim, [VECTOR], [tiles.m_tiles, tiles.keys]);
         } else {
-            launch!(forward_kernel, g.row_tiles(BLOCK_Q), CubeDim::new_1d(THREADS as u32));
+            launch!(forward_kernel, g.row_tiles(BLOCK_Q), CubeDim::new_1d(THREADS as u32), [], []);
         }
         (out, lse)
     }
@@ -223,7 +225,7 @@ impl FlashAttentionOps for CubeBackend {
             )
         };
 
-        let mma = use_mma(&q);
+        let mma = use_mma(&[&q, &k, &v, &grad]);
         let dq = empty_like(&q, q.shape(), q.dtype);
         let dk = empty_like(&k, k.shape(), k.dtype);
         let dv = empty_like(&v, v.shape(), v.dtype);
@@ -254,11 +256,10 @@ impl FlashAttentionOps for CubeBackend {
             };
         }
         if mma {
-            let dim = CubeDim::new_2d(32, BWD_PLANES as u32);
-            let width = vector_width(&[&q, &k, &v, &grad]);
-            launch!(dq_mma_kernel, g.row_tiles(BWD_BLOCK), dim, [width], dq);
-            let dkdv_dim = CubeDim::new_2d(32, DKDV_PLANES as u32);
-            launch!(dkdv_mma_kernel, g.key_tiles(BWD_BLOCK), dkdv_dim, [width], dk, dv);
+            let dim = CubeDim::new_2d(32, PLANES as u32);
+            let width = VECTOR;
+            launch!(dq_mma_kernel, g.row_tiles(DQ_ROWS), dim, [width], dq);
+            launch!(dkdv_mma_kernel, g.key_tiles(DKDV_KEYS), dim, [width], dk, dv);
         } else {
             let dim = CubeDim::new_1d(THREADS as u32);
             launch!(dq_kernel, g.row_tiles(BLOCK_Q), dim, [], dq);

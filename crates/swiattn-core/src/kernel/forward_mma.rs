@@ -1,83 +1,70 @@
-//! The fused forward on tensor cores (CubeCL `cmma`, 16×16×16 tiles, bf16/f16 inputs, fp32
-//! accumulators), for devices that have them (CUDA); [`super::forward`] is the portable path and
-//! this one's reference.
+//! The fused forward on tensor cores (CUDA, bf16/f16 inputs, fp32 statistics): FlashAttention-2's
+//! single walk with the scores, probabilities and output accumulators in registers
+//! ([`super::mma`]); [`super::forward`] is the portable path and this one's reference.
 //!
-//! One cube of four planes per (64-row query tile, head, sequence); each plane owns 16 query rows.
-//! The output accumulators stay in `cmma` fragments for the whole key loop, which a fragment's
-//! opaque layout allows only if they are never rescaled: so the key range is walked twice —
-//! first `S = Q Kᵀ` alone for the exact row maxima, then `S` again with `P = exp(S − max)` and
-//! `O += P V` — 3 matrix products per key tile instead of FlashAttention's 2, and no `n × n` buffer.
-//! Key tiles outside a query tile's window are skipped in both walks, as in the portable path.
+//! One cube of four planes per (query tile, head, sequence); a plane owns `m_tiles` blocks of 16
+//! consecutive query rows, and lane `l` rows `g = l / 4` and `g + 8` of each. Per key tile of
+//! `block_n` keys: `S = Q Kᵀ` into accumulators (each K fragment loaded once for all the plane's
+//! m-tiles), the window mask (only on tiles that some row of the plane sees only part of), the
+//! online softmax (row maxima over the lane's columns, then across the four lanes of a row with
+//! two shuffles; the output rescaled in place), and `O += P V` with `P` taken straight from the
+//! score registers. Key tiles outside the window are never loaded; a plane skips a loaded tile
+//! that none of its rows sees.
+
+use std::sync::Mutex;
 
 use burn_cubecl::cubecl;
-use cubecl::cmma;
 use cubecl::prelude::*;
 
-use super::tile::{HIDDEN, Problem, key_range, row_tile_of, sees, tile_needed};
+use super::mma::{Pair, accumulate, load_key_tiles, load_tile, mask_rows, products_t, row_stride, zero_accs};
+use super::tile::{HIDDEN, HIDDEN_BELOW, Problem, key_range, plane_keys, plane_rows, row_tile_of, tile_needed};
 
-/// Planes per cube and query rows per plane.
+/// Planes per cube.
 pub(crate) const PLANES: usize = 4;
-const PLANE_ROWS: usize = 16;
-/// Query rows per cube.
-pub(crate) const MMA_BLOCK_Q: usize = PLANES * PLANE_ROWS;
-/// Keys per tile.
-const MMA_BLOCK_K: usize = 32;
-/// Row stride (floats) of the score tiles: 32 + 4, so that a fragment's 16 rows start in different
-/// shared-memory banks (a multiple of 16 bytes, as `cmma` stores need).
-const S_LD: usize = MMA_BLOCK_K + 4;
 
-/// `S = Q Kᵀ` for this plane's 16 rows and the `MMA_BLOCK_K` keys in `ks` (both row-major with
-/// stride `head_dim + 8`: padded against bank conflicts), stored to `s_out` (stride `S_LD`).
-#[cube]
-fn scores<F: Float>(
-    qs: &Shared<[F]>,
-    ks: &Shared<[F]>,
-    s_out: &mut Shared<[f32]>,
-    plane: usize,
-    #[comptime] head_dim: usize,
-) {
-    #[unroll]
-    for j in 0..MMA_BLOCK_K / 16 {
-        let acc = cmma::Matrix::<f32>::from_value(
-            cmma::MatrixIdent::Accumulator,
-            16usize,
-            16usize,
-            16usize,
-            cmma::MatrixLayout::Undefined,
-            0.0,
-        );
-        #[unroll]
-        for c in 0..head_dim / 16 {
-            let q_off = plane * PLANE_ROWS * (head_dim + 8) + c * 16;
-            let a = cmma::Matrix::<F>::from_slice(
-                cmma::MatrixIdent::A,
-                16usize,
-                16usize,
-                16usize,
-                cmma::MatrixLayout::RowMajor,
-                &qs[q_off..q_off + 15 * (head_dim + 8) + 16],
-                (head_dim + 8) as u32,
-            );
-            // Kᵀ chunk: element (d, key) of the K tile (row-major [key][d]) is column-major.
-            let k_off = j * 16 * (head_dim + 8) + c * 16;
-            let b = cmma::Matrix::<F>::from_slice(
-                cmma::MatrixIdent::B,
-                16usize,
-                16usize,
-                16usize,
-                cmma::MatrixLayout::ColMajor,
-                &ks[k_off..k_off + 15 * (head_dim + 8) + 16],
-                (head_dim + 8) as u32,
-            );
-            cmma::execute::<F, F, f32, f32, cmma::Plane>(&a, &b, &acc, &acc);
-        }
-        let s_off = plane * PLANE_ROWS * S_LD + j * 16;
-        cmma::store(&mut s_out[s_off..s_off + 15 * S_LD + 16], &acc, S_LD as u32, cmma::MatrixLayout::RowMajor);
+/// The forward's tile shape: 16-row m-tiles per plane and keys per key tile.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ForwardTiles {
+    pub m_tiles: usize,
+    pub keys: usize,
+}
+
+impl ForwardTiles {
+    /// Query rows per cube.
+    pub fn block_q(self) -> usize {
+        16 * PLANES * self.m_tiles
+    }
+
+    /// The default for a head dim: up to 128, two m-tiles per plane (each K and V fragment read
+    /// from shared memory serves 32 rows) and 64 keys — of 1×64, 2×32 and 2×64 the fastest at 8K
+    /// and 16K tokens for full attention at head dims 64 and 128 and for sliding at 128 (sliding at
+    /// 64: 1×64 by 10 %; H200, `docs/kernels.md`); above 128, one m-tile and 32 keys (the output
+    /// accumulators alone take 128 registers).
+    pub fn for_head_dim(head_dim: usize) -> Self {
+        if head_dim <= 128 { Self { m_tiles: 2, keys: 64 } } else { Self { m_tiles: 1, keys: 32 } }
     }
 }
 
-/// Like [`super::forward::forward_kernel`], on tensor cores; `CubeDim` is `(32, PLANES)`. `q`, `k`
-/// and `v` are read `N` elements at a time (16-byte loads for bf16 with `N = 8`).
+static FORWARD_TILES: Mutex<Option<ForwardTiles>> = Mutex::new(None);
+
+/// Override the forward's tile shape for every head dim (`None`: [`ForwardTiles::for_head_dim`]);
+/// for tile-shape sweeps (`swiattn bench attention --forward-tiles`). Process-wide. `m_tiles` must
+/// be 1 or 2, `keys` 16, 32 or 64.
+pub fn set_forward_tiles(tiles: Option<ForwardTiles>) {
+    if let Some(t) = tiles {
+        assert!(matches!(t.m_tiles, 1 | 2) && matches!(t.keys, 16 | 32 | 64), "unsupported forward tiles {t:?}");
+    }
+    *FORWARD_TILES.lock().expect("forward tiles lock") = tiles;
+}
+
+/// The tile shape the forward uses at `head_dim`.
+pub(crate) fn forward_tiles(head_dim: usize) -> ForwardTiles {
+    FORWARD_TILES.lock().expect("forward tiles lock").unwrap_or_else(|| ForwardTiles::for_head_dim(head_dim))
+}
+
+/// Like [`super::forward::forward_kernel`], on tensor cores; `CubeDim` is `(32, PLANES)`, a cube
+/// covers `16 · PLANES · m_tiles` query rows, `N` = 8 elements (16 bytes) per global load and
+/// shared-memory vector.
 #[cube(launch_unchecked)]
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn forward_mma_kernel<F: Float, I: Int, N: Size>(
@@ -90,8 +77,12 @@ pub(crate) fn forward_mma_kernel<F: Float, I: Int, N: Size>(
     lse: &mut Tensor<f32>,
     dims: Problem,
     #[comptime] head_dim: usize,
+    #[comptime] m_tiles: usize,
+    #[comptime] block_n: usize,
     #[define(F, I)] _dtypes: [ElemType; 2],
 ) {
+    let block_q = comptime!(16 * PLANES * m_tiles);
+    let plane_rows_n = comptime!(16 * m_tiles);
     let h = CUBE_POS_X as usize;
     let b = CUBE_POS_Y as usize;
     let plane = UNIT_POS_Y as usize;
@@ -102,15 +93,8 @@ pub(crate) fn forward_mma_kernel<F: Float, I: Int, N: Size>(
     let k_len = dims.k_len as usize;
     let k_start = dims.k_start as usize;
     let hkv = h / (dims.q_heads / dims.kv_heads) as usize;
-    let tile = row_tile_of::<I>(
-        split,
-        b,
-        CUBE_POS_Z as usize,
-        q_len,
-        dims.window_a as usize,
-        dims.window_b as usize,
-        MMA_BLOCK_Q,
-    );
+    let tile =
+        row_tile_of::<I>(split, b, CUBE_POS_Z as usize, q_len, dims.window_a as usize, dims.window_b as usize, block_q);
     if tile.count == 0 {
         terminate!();
     }
@@ -120,201 +104,147 @@ pub(crate) fn forward_mma_kernel<F: Float, I: Int, N: Size>(
     let q_base = (b * dims.q_heads as usize + h) * q_len;
     let kv_base = (b * dims.kv_heads as usize + hkv) * k_len;
 
-    // 48 KB at head dim 128 (bf16): Q 17 KB, K and V 8.5 KB each, S 9 KB, P 4 KB.
-    let ld = head_dim + 8;
-    let mut qs = Shared::<[F]>::new_slice(comptime!(MMA_BLOCK_Q * (head_dim + 8)));
-    let mut ks = Shared::<[F]>::new_slice(comptime!(MMA_BLOCK_K * (head_dim + 8)));
-    let mut vs = Shared::<[F]>::new_slice(comptime!(MMA_BLOCK_K * (head_dim + 8)));
-    let mut s_sh = Shared::<[f32]>::new_slice(comptime!(MMA_BLOCK_Q * S_LD));
-    let mut p_sh = Shared::<[F]>::new_slice(comptime!(MMA_BLOCK_Q * MMA_BLOCK_K));
-    let mut pos = Shared::<[u32]>::new_slice(MMA_BLOCK_Q);
+    // Head dim 128, bf16: Q, K and V tiles of 17 KB each.
+    let ld = comptime!(row_stride(head_dim));
+    let mut qs = Shared::<[Vector<F, N>]>::new_aligned_slice(block_q * ld, 16usize);
+    let mut ks = Shared::<[Vector<F, N>]>::new_aligned_slice(block_n * ld, 16usize);
+    let mut vs = Shared::<[Vector<F, N>]>::new_aligned_slice(block_n * ld, 16usize);
+    let mut pos = Shared::<[u32]>::new_slice(block_q);
 
-    if t < MMA_BLOCK_Q {
+    if t < block_q {
         let mut p = 0u32;
         if t < rows {
             p = dims.q_start + u32::cast_from(order[order_at + t]);
         }
         pos[t] = p;
     }
-    let width = q.vector_size();
-    let per_row = head_dim / width;
-    let mut i = t;
-    while i < MMA_BLOCK_Q * per_row {
-        let rr = i / per_row;
-        let at = rr * ld + (i % per_row) * width;
-        if rr < rows {
-            let row = u32::cast_from(order[order_at + rr]) as usize;
-            let x = q[(q_base + row) * per_row + i % per_row];
-            #[unroll]
-            for e in 0..width {
-                qs[at + e] = x.extract(e);
-            }
-        } else {
-            #[unroll]
-            for e in 0..width {
-                qs[at + e] = F::new(0.0);
-            }
-        }
-        i += threads;
-    }
+    load_tile::<F, I, N>(q, order, order_at, 0, rows, q_base, &mut qs, block_q, head_dim, threads, true);
     sync_cube();
 
-    // Lane `lane` of a plane handles half a row of the plane's score tile.
-    let my_r = plane * PLANE_ROWS + lane / 2;
-    let half = lane % 2;
-    let my_valid = my_r < rows;
-    let my_pos = pos[my_r] as usize;
-    let first_pos = pos[0] as usize;
-    let last_pos = pos[rows - 1] as usize;
-    let keys = key_range(first_pos, last_pos, window, k_start, k_len);
-    let (j_lo, j_end) = (keys.lo, keys.end);
+    // The plane's rows, and this lane's two rows of each m-tile.
+    let g = lane / 4;
+    let quad = lane % 4;
+    let plane_row0 = plane * plane_rows_n;
+    let span = plane_rows(&pos, rows, plane_row0, plane_rows_n);
+    let range = key_range(pos[0] as usize, pos[rows - 1] as usize, window, k_start, k_len);
+    let (j_lo, j_end) = (range.lo, range.end);
+    let n8 = comptime!(block_n / 8);
+    let d8 = comptime!(head_dim / 8);
 
-    // Walk 1: row maxima. Walk 2: probabilities and output.
-    let mut m = f32::new(HIDDEN);
-    let mut l = 0.0f32;
-    let mut o_acc = Sequence::<cmma::Matrix<f32>>::new();
+    // Per m-tile `i`: row `g` at `2i`, row `g + 8` at `2i + 1` — positions, running maxima (raw
+    // scores) and this lane's share of the row sums.
+    let mut row_pos = Array::<u32>::new(comptime!(2 * m_tiles));
+    let mut m = Array::<f32>::new(comptime!(2 * m_tiles));
+    let mut l = Array::<f32>::new(comptime!(2 * m_tiles));
     #[unroll]
-    for _c in 0..head_dim / 16 {
-        o_acc.push(cmma::Matrix::<f32>::from_value(
-            cmma::MatrixIdent::Accumulator,
-            16usize,
-            16usize,
-            16usize,
-            cmma::MatrixLayout::Undefined,
-            0.0,
-        ));
+    for i in 0..2 * m_tiles {
+        row_pos[i] = pos[plane_row0 + 8 * i + g];
+        m[i] = f32::new(HIDDEN);
+        l[i] = 0.0;
     }
-    #[unroll]
-    for walk in 0..2 {
-        let mut j0 = j_lo;
-        while j0 < j_end {
-            if tile_needed(&pos, rows, window, k_start + j0, k_start + j0 + MMA_BLOCK_K) {
-                let mut i = t;
-                while i < MMA_BLOCK_K * per_row {
-                    let j = j0 + i / per_row;
-                    let at = (i / per_row) * ld + (i % per_row) * width;
-                    if j < k_len {
-                        let kx = k[(kv_base + j) * per_row + i % per_row];
-                        #[unroll]
-                        for e in 0..width {
-                            ks[at + e] = kx.extract(e);
-                        }
-                        if walk == 1 {
-                            let vx = v[(kv_base + j) * per_row + i % per_row];
-                            #[unroll]
-                            for e in 0..width {
-                                vs[at + e] = vx.extract(e);
-                            }
-                        }
-                    } else {
-                        #[unroll]
-                        for e in 0..width {
-                            ks[at + e] = F::new(0.0);
-                            vs[at + e] = F::new(0.0);
-                        }
-                    }
-                    i += threads;
-                }
-                sync_cube();
-                scores::<F>(&qs, &ks, &mut s_sh, plane, head_dim);
-                sync_plane();
+    let mut o = zero_accs(comptime!(m_tiles * head_dim / 8));
 
-                // This lane's 16 scores: scaled and masked.
-                let base = my_r * S_LD + half * 16;
-                let p_base = my_r * MMA_BLOCK_K + half * 16;
-                if walk == 0 {
-                    let mut mx = f32::new(HIDDEN);
-                    for c in 0..16usize {
-                        let j = j0 + half * 16 + c;
-                        if my_valid && j < j_end && sees(my_pos, k_start + j, window) {
-                            let x = s_sh[base + c] * dims.scale;
-                            if x > mx {
-                                mx = x;
-                            }
-                        }
+    let mut j0 = j_lo;
+    while j0 < j_end {
+        if tile_needed(&pos, rows, window, k_start + j0, k_start + j0 + block_n) {
+            load_key_tiles::<F, I, N>(k, v, order, j0, k_len, kv_base, &mut ks, &mut vs, block_n, head_dim, threads);
+            sync_cube();
+            let keys = plane_keys(&span, j0, j_end, k_start, window, block_n);
+            if keys.any {
+                let mut s = products_t::<F, N>(&qs, plane_row0, &ks, ld, head_dim, block_n, m_tiles);
+                #[unroll]
+                for mi in 0..m_tiles {
+                    // Hide what a row does not see, unless every row of the plane sees every key.
+                    if !keys.all {
+                        let (lo, hi) = (row_pos[2 * mi] as usize, row_pos[2 * mi + 1] as usize);
+                        mask_rows(&mut s, comptime!(mi * n8), lo, hi, keys.kp0, keys.kp1, window, block_n);
                     }
-                    let other = plane_shuffle_xor(mx, 1);
-                    if other > mx {
-                        mx = other;
-                    }
-                    if mx > m {
-                        m = mx;
-                    }
-                } else {
-                    let mut sum = 0.0f32;
-                    for c in 0..16usize {
-                        let j = j0 + half * 16 + c;
-                        let mut p = 0.0f32;
-                        if my_valid && j < j_end && sees(my_pos, k_start + j, window) {
-                            p = f32::exp(s_sh[base + c] * dims.scale - m);
-                        }
-                        sum += p;
-                        p_sh[p_base + c] = F::cast_from(p);
-                    }
-                    l += sum + plane_shuffle_xor(sum, 1);
-                    sync_plane();
+                    // Online softmax: new maxima, rescale factors, probabilities in place.
+                    let mut mx_lo = m[2 * mi];
+                    let mut mx_hi = m[2 * mi + 1];
                     #[unroll]
-                    for jj in 0..MMA_BLOCK_K / 16 {
-                        let p_off = plane * PLANE_ROWS * MMA_BLOCK_K + jj * 16;
-                        let a = cmma::Matrix::<F>::from_slice(
-                            cmma::MatrixIdent::A,
-                            16usize,
-                            16usize,
-                            16usize,
-                            cmma::MatrixLayout::RowMajor,
-                            &p_sh[p_off..p_off + 15 * MMA_BLOCK_K + 16],
-                            MMA_BLOCK_K as u32,
-                        );
+                    for nt in 0..block_n / 8 {
+                        let acc = s.index(mi * n8 + nt);
                         #[unroll]
-                        for c in 0..head_dim / 16 {
-                            let v_off = jj * 16 * ld + c * 16;
-                            let bm = cmma::Matrix::<F>::from_slice(
-                                cmma::MatrixIdent::B,
-                                16usize,
-                                16usize,
-                                16usize,
-                                cmma::MatrixLayout::RowMajor,
-                                &vs[v_off..v_off + 15 * ld + 16],
-                                ld as u32,
-                            );
-                            let acc = o_acc.index(c);
-                            cmma::execute::<F, F, f32, f32, cmma::Plane>(&a, &bm, acc, acc);
+                        for e in 0..2usize {
+                            mx_lo = f32::max(mx_lo, acc[0].extract(e));
+                            mx_hi = f32::max(mx_hi, acc[1].extract(e));
                         }
                     }
+                    mx_lo = f32::max(mx_lo, plane_shuffle_xor(mx_lo, 1));
+                    mx_lo = f32::max(mx_lo, plane_shuffle_xor(mx_lo, 2));
+                    mx_hi = f32::max(mx_hi, plane_shuffle_xor(mx_hi, 1));
+                    mx_hi = f32::max(mx_hi, plane_shuffle_xor(mx_hi, 2));
+                    // A row that has seen nothing yet keeps max HIDDEN; exponents then use 0, so
+                    // its hidden scores still give exactly 0.
+                    let use_lo = select(mx_lo > f32::new(HIDDEN_BELOW), mx_lo, 0.0);
+                    let use_hi = select(mx_hi > f32::new(HIDDEN_BELOW), mx_hi, 0.0);
+                    let alpha_lo = f32::exp((m[2 * mi] - use_lo) * dims.scale);
+                    let alpha_hi = f32::exp((m[2 * mi + 1] - use_hi) * dims.scale);
+                    m[2 * mi] = mx_lo;
+                    m[2 * mi + 1] = mx_hi;
+                    let shift_lo = use_lo * dims.scale;
+                    let shift_hi = use_hi * dims.scale;
+                    let mut sum_lo = 0.0f32;
+                    let mut sum_hi = 0.0f32;
+                    #[unroll]
+                    for nt in 0..block_n / 8 {
+                        let acc = s.index_mut(mi * n8 + nt);
+                        let mut lo = acc[0];
+                        let mut hi = acc[1];
+                        #[unroll]
+                        for e in 0..2usize {
+                            let p_lo = f32::exp(lo.extract(e) * dims.scale - shift_lo);
+                            let p_hi = f32::exp(hi.extract(e) * dims.scale - shift_hi);
+                            sum_lo += p_lo;
+                            sum_hi += p_hi;
+                            lo.insert(e, p_lo);
+                            hi.insert(e, p_hi);
+                        }
+                        acc[0] = lo;
+                        acc[1] = hi;
+                    }
+                    l[2 * mi] = l[2 * mi] * alpha_lo + sum_lo;
+                    l[2 * mi + 1] = l[2 * mi + 1] * alpha_hi + sum_hi;
+                    let alpha = Pair::<f32>::new(alpha_lo);
+                    let beta = Pair::<f32>::new(alpha_hi);
+                    #[unroll]
+                    for dn in 0..head_dim / 8 {
+                        let acc = o.index_mut(mi * d8 + dn);
+                        acc[0] = acc[0] * alpha;
+                        acc[1] = acc[1] * beta;
+                    }
                 }
-                sync_cube();
+                // O += P V
+                accumulate::<F, N>(&s, &vs, ld, &mut o, head_dim, block_n, m_tiles);
             }
-            j0 += MMA_BLOCK_K;
+            sync_cube();
         }
+        j0 += block_n;
     }
 
-    // Output: each 16×16 fragment through this plane's score tile, divided by the row sums.
-    let mut inv = 0.0f32;
-    if l > 0.0 {
-        inv = 1.0 / l;
-    }
-    let mut row = 0usize;
-    if my_valid {
-        row = u32::cast_from(order[order_at + my_r]) as usize;
-    }
+    // Per row: the sum across its four lanes, the output scaled by its inverse, the log-sum-exp.
     #[unroll]
-    for c in 0..head_dim / 16 {
-        let o_off = plane * PLANE_ROWS * S_LD;
-        cmma::store(&mut s_sh[o_off..o_off + 256], o_acc.index(c), 16, cmma::MatrixLayout::RowMajor);
-        sync_plane();
-        if my_valid {
-            for e in 0..8usize {
-                let col = half * 8 + e;
-                out[(q_base + row) * head_dim + c * 16 + col] = F::cast_from(s_sh[o_off + (lane / 2) * 16 + col] * inv);
+    for i in 0..2 * m_tiles {
+        let mut sum = l[i];
+        sum += plane_shuffle_xor(sum, 1);
+        sum += plane_shuffle_xor(sum, 2);
+        let inv = select(sum > 0.0, 1.0 / sum, 0.0);
+        let r = plane_row0 + 8 * i + g;
+        if r < rows {
+            let row = q_base + u32::cast_from(order[order_at + r]) as usize;
+            #[unroll]
+            for dn in 0..head_dim / 8 {
+                let acc = o.index(comptime!((i / 2) * d8 + dn));
+                let half = acc[comptime!(i % 2)];
+                #[unroll]
+                for e in 0..2usize {
+                    out[row * head_dim + 8 * dn + 2 * quad + e] = F::cast_from(half.extract(e) * inv);
+                }
+            }
+            if quad == 0 {
+                lse[row] = select(sum > 0.0, m[i] * dims.scale + f32::ln(sum), f32::new(HIDDEN));
             }
         }
-        sync_plane();
-    }
-    if my_valid && half == 0 {
-        let mut x = f32::new(HIDDEN);
-        if l > 0.0 {
-            x = m + f32::ln(l);
-        }
-        lse[q_base + row] = x;
     }
 }

@@ -10,6 +10,7 @@
 //! |---|---|
 //! | tile shape, window predicate, row tiles | [`tile`] |
 //! | forward (output + log-sum-exp), portable | [`forward`] |
+//! | register-level tensor-core tiles (`mma.sync`, `ldmatrix`) | [`mma`] |
 //! | forward on tensor cores (bf16/f16, CUDA) | [`forward_mma`] |
 //! | backward (delta, dQ, dK/dV), portable | [`backward`] |
 //! | backward on tensor cores (bf16/f16, CUDA) | [`backward_mma`] |
@@ -28,6 +29,7 @@ mod cube;
 mod decode;
 mod forward;
 mod forward_mma;
+mod mma;
 mod ops;
 mod order;
 mod tile;
@@ -38,6 +40,7 @@ use burn::backend::{Dispatch, DispatchDevice};
 use burn::tensor::{Bool, Device, Tensor};
 
 use crate::attention::{Positions, RouteMask, Span, Window};
+pub use forward_mma::{ForwardTiles, set_forward_tiles};
 pub use ops::{FlashAttentionOps, FlashParams};
 pub use order::QueryOrder;
 use order::window_code;

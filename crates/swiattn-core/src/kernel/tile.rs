@@ -98,6 +98,62 @@ pub(crate) fn key_range(first_pos: usize, last_pos: usize, window: usize, k_star
     KeyRange { lo, end }
 }
 
+/// A plane's rows of a query tile: how many are valid, and the positions of the first and last
+/// valid one (both 0 when none is).
+#[derive(CubeType)]
+pub(crate) struct PlaneRows {
+    pub count: usize,
+    pub first_pos: usize,
+    pub last_pos: usize,
+}
+
+/// Rows `row0..row0 + plane` of a tile whose `rows` valid rows have positions `pos` (ascending).
+#[cube]
+pub(crate) fn plane_rows(pos: &Shared<[u32]>, rows: usize, row0: usize, #[comptime] plane: usize) -> PlaneRows {
+    let mut count = 0usize;
+    let mut first_pos = 0usize;
+    let mut last_pos = 0usize;
+    if rows > row0 {
+        count = rows - row0;
+        if count > plane {
+            count = plane;
+        }
+        first_pos = pos[row0] as usize;
+        last_pos = pos[row0 + count - 1] as usize;
+    }
+    PlaneRows { count, first_pos, last_pos }
+}
+
+/// What a plane's rows see of the key tile at index `j0` (positions `kp0..kp1`, clipped at the
+/// key loop's end `j_end`): `any` key (else the plane skips the tile) and `all` keys from every
+/// row (else the scores need the window mask).
+#[derive(CubeType)]
+pub(crate) struct PlaneKeys {
+    pub kp0: usize,
+    pub kp1: usize,
+    pub any: bool,
+    pub all: bool,
+}
+
+#[cube]
+pub(crate) fn plane_keys(
+    rows: &PlaneRows,
+    j0: usize,
+    j_end: usize,
+    k_start: usize,
+    window: usize,
+    #[comptime] block: usize,
+) -> PlaneKeys {
+    let kp0 = k_start + j0;
+    let mut kp1 = kp0 + block;
+    if kp1 > k_start + j_end {
+        kp1 = k_start + j_end;
+    }
+    let any = rows.count > 0 && rows.last_pos >= kp0 && first_key(rows.first_pos, window) < kp1;
+    let all = kp1 == kp0 + block && kp1 <= rows.first_pos + 1 && (window == 0 || kp0 + window > rows.last_pos);
+    PlaneKeys { kp0, kp1, any, all }
+}
+
 /// The query rows of one cube: `count` rows `order[b, start..start + count]`, under `window`.
 #[derive(CubeType)]
 pub(crate) struct RowTile {
@@ -163,6 +219,41 @@ pub(crate) fn row_tile_of<I: Int>(
         }
     }
     RowTile { start, count, window }
+}
+
+/// The positions, log-sum-exps and deltas of a backward step's query rows `order[order_at..]`
+/// (`rows` of them, of the head whose rows start at `q_base`) into shared memory, zeros past
+/// `rows`; the first `block` units each write one.
+#[cube]
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn load_row_stats<I: Int>(
+    order: &Tensor<I>,
+    order_at: usize,
+    rows: usize,
+    q_start: u32,
+    q_base: usize,
+    lse: &Tensor<f32>,
+    delta: &Tensor<f32>,
+    pos: &mut Shared<[u32]>,
+    lse_s: &mut Shared<[f32]>,
+    delta_s: &mut Shared<[f32]>,
+    #[comptime] block: usize,
+) {
+    let t = UNIT_POS as usize;
+    if t < block {
+        let mut p = 0u32;
+        let mut l = 0.0f32;
+        let mut dl = 0.0f32;
+        if t < rows {
+            let row = u32::cast_from(order[order_at + t]) as usize;
+            p = q_start + row as u32;
+            l = lse[q_base + row];
+            dl = delta[q_base + row];
+        }
+        pos[t] = p;
+        lse_s[t] = l;
+        delta_s[t] = dl;
+    }
 }
 
 /// Portable kernels: load the `BLOCK_Q` rows of `x` (`[.., q_len, head_dim]` at `base`) listed in
