@@ -320,6 +320,81 @@ pub fn fused(device: &Device, cases: &[Case]) -> Vec<Check> {
     checks
 }
 
+/// Shapes for the tensor-core kernels (bf16/f16 inputs on CUDA): lengths on both sides of their
+/// 64-row query tiles and 64-key tiles, windows around a key-tile edge (63, 64, 65) besides 1 and
+/// past the sequence, head dims 64 and 128, GQA ratios 1, 4 and 8, and chunks after cached tokens.
+pub fn fused_low_precision_cases(dtype: DType, matmul: Matmul, sweep: Sweep) -> Vec<Case> {
+    let quick = sweep == Sweep::Quick;
+    let lengths: &[usize] = if quick { &[63, 257] } else { &[1, 63, 111, 257, 1000] };
+    let shapes: &[(usize, usize, usize)] = if quick { &[(8, 2, 64)] } else { &[(2, 2, 64), (8, 2, 128), (8, 1, 64)] };
+    let mut out = Vec::new();
+    for &q_len in lengths {
+        for &(q_heads, kv_heads, head_dim) in shapes {
+            let mut windows = if quick { vec![1, 64, q_len + 9] } else { vec![1, 63, 64, 65, q_len + 9] };
+            windows.dedup();
+            for w in windows {
+                let window = Window::new(w).expect("w >= 1");
+                out.push(Case { batch: 2, q_heads, kv_heads, q_len, head_dim, q_start: 0, window, dtype, matmul });
+            }
+        }
+    }
+    for (q_start, q_len) in [(40, 1), (70, 17), (300, 65), (1500, 1)] {
+        let window = Window::new(64).expect("w >= 1");
+        out.push(Case { batch: 2, q_heads: 8, kv_heads: 2, q_len, head_dim: 128, q_start, window, dtype, matmul });
+    }
+    out
+}
+
+/// The fused kernels' visibility, exactly, whatever the input dtype: with `q = 0` every visible
+/// score is 0, so a row's log-sum-exp (fp32 statistics) is `ln` of the number of keys it sees. A
+/// key missing or extra in any row moves it by at least `ln(1 + 1/k_len)`, far above the fp32
+/// rounding of `ln` (tolerance 1e-5) — a check bf16 outputs cannot give. Full, sliding and routed
+/// rows.
+#[cfg(feature = "kernels")]
+pub fn fused_visibility(device: &Device, cases: &[Case]) -> Vec<Check> {
+    use crate::kernel::{QueryOrder, fused_attention_lse, poison_outputs};
+    poison_outputs(true);
+    let mut checks = Vec::new();
+    for (i, case) in cases.iter().enumerate() {
+        let Case { batch: b, q_heads: hq, kv_heads: hkv, q_len: t, head_dim: d, window: w, .. } = *case;
+        let (pos, tk, seed) = (case.pos(), case.k_len(), 700 + i as u64);
+        let q = Tensor::<4>::zeros([b, hq, t, d], device).cast(case.dtype);
+        let (k, v) = (
+            randn([b, hkv, tk, d], seed, device).cast(case.dtype),
+            randn([b, hkv, tk, d], seed + 1, device).cast(case.dtype),
+        );
+        let route = RouteMask { batch: b, len: t, fa: random_bools(b * t, 0.3, seed) };
+        let orders = [
+            ("full", QueryOrder::uniform(Span::Full, b, t, device), Visibility::span(Span::Full, pos, t, tk)),
+            (
+                "sliding",
+                QueryOrder::uniform(Span::Sliding(w), b, t, device),
+                Visibility::span(Span::Sliding(w), pos, t, tk),
+            ),
+            ("routed p=0.3", QueryOrder::routed(&route, w, device), Visibility::routed(&route.fa, b, w, pos, t, tk)),
+        ];
+        for (label, order, vis) in orders {
+            let (_, lse) = fused_attention_lse(q.clone(), k.clone(), v.clone(), &order, pos, case.scale());
+            let got = lse.into_data().convert::<f32>().try_to_vec::<f32>().expect("f32 lse");
+            let mut diff = 0.0f32;
+            for (n, &x) in got.iter().enumerate() {
+                let (bi, row) = (n / (hq * t), n % t);
+                let seen = (0..tk).filter(|&j| vis.get(bi, 0, row, j)).count();
+                // A row that sees nothing has a hidden (large negative) lse; NaN never passes.
+                let err = match seen {
+                    0 if x < -1e29 => 0.0,
+                    0 => f32::INFINITY,
+                    _ => (x - (seen as f64).ln() as f32).abs(),
+                };
+                diff = diff.max(if err.is_nan() { f32::INFINITY } else { err });
+            }
+            checks.push(Check { name: format!("fused visibility {label} {}", case.label()), diff, tol: 1e-5 });
+        }
+    }
+    poison_outputs(false);
+    checks
+}
+
 /// Head-mixed attention vs the reference, for each split of the KV heads.
 pub fn head_mixed(device: &Device, cases: &[Case]) -> Vec<Check> {
     let mut checks = Vec::new();

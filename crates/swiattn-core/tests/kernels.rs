@@ -18,6 +18,17 @@ fn fused_kernels_match_reference() {
     assert_passed(&conformance::fused(&device, &conformance::fused_cases(Sweep::Quick, Matmul::of(test_backend()))));
 }
 
+/// Every row sees exactly its keys: the log-sum-exp of zero queries is `ln(count)`.
+#[test]
+fn fused_kernels_see_exactly_the_window() {
+    let device = test_device();
+    if !runs_on(&device) {
+        return;
+    }
+    let cases = conformance::fused_cases(Sweep::Quick, Matmul::of(test_backend()));
+    assert_passed(&conformance::fused_visibility(&device, &cases));
+}
+
 /// The row order built on the device from a route tensor equals the one built on the host from the
 /// same routes, and so does the attention through it.
 #[test]

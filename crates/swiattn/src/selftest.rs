@@ -44,16 +44,24 @@ pub fn run(args: Args, backend: BackendKind, device: &Device) -> anyhow::Result<
     #[cfg(feature = "kernels")]
     if fused {
         let cases = conformance::fused_cases(sweep, matmul);
+        let probe = cases.clone();
         groups.push(("fused kernels vs reference", Box::new(move || conformance::fused(device, &cases))));
+        groups.push(("fused visibility (exact lse)", Box::new(move || conformance::fused_visibility(device, &probe))));
     }
     for (name, dtype) in [("all paths, f16 inputs", DType::F16), ("all paths, bf16 inputs", DType::BF16)] {
         if args.dtypes.contains(&format!("{dtype:?}").to_lowercase()) {
             let low = conformance::low_precision_cases(dtype, matmul);
             #[cfg(feature = "kernels")]
             if fused {
-                let low = low.clone();
-                let name = if dtype == DType::F16 { "fused kernels, f16 inputs" } else { "fused kernels, bf16 inputs" };
-                groups.push((name, Box::new(move || conformance::fused(device, &low))));
+                let tiles = conformance::fused_low_precision_cases(dtype, matmul, sweep);
+                let probe = tiles.clone();
+                let (name, exact) = if dtype == DType::F16 {
+                    ("fused kernels, f16 inputs", "fused visibility, f16 inputs")
+                } else {
+                    ("fused kernels, bf16 inputs", "fused visibility, bf16 inputs")
+                };
+                groups.push((name, Box::new(move || conformance::fused(device, &tiles))));
+                groups.push((exact, Box::new(move || conformance::fused_visibility(device, &probe))));
             }
             groups.push((name, Box::new(move || conformance::attention_paths(device, &low))));
         }
