@@ -1,12 +1,13 @@
 //! `swiattn bench attention`: the fused kernels timed over sequence length, head dim and FA
 //! ratio, forward and forward+backward, against the ideal mix of their own full and sliding
 //! times measured in the same run. Refuses to report when the kernels disagree with the reference
-//! on this device. `crates/swiattn-bench/python/torch_attention.py` times PyTorch SDPA and
+//! on this device. Each configuration's row order (`QueryOrder`, the routed rows sorted into FA
+//! and SWA segments) is built before its timing starts, as FlexAttention's block mask is. `crates/swiattn-bench/python/torch_attention.py` times PyTorch SDPA and
 //! FlexAttention on the same configurations and joins the two tables.
 
 use std::time::Instant;
 
-use burn::tensor::{DType, Device, Tensor};
+use burn::tensor::{DType, Device};
 use rand::seq::SliceRandom;
 use rand::{SeedableRng, rngs::StdRng};
 use serde::Serialize;
@@ -15,7 +16,8 @@ use swiattn_core::attention::cost::total_keys;
 use swiattn_core::attention::{Positions, RouteMask, Span, Visibility, Window};
 use swiattn_core::conformance::{self, Case, Matmul};
 use swiattn_core::kernel::{
-    fused_routed_attention, fused_span_attention, runs_on, set_tensor_cores, supports_head_dim,
+    ForwardTiles, QueryOrder, fused_attention, fused_routed_attention, runs_on, set_forward_tiles, set_tensor_cores,
+    supports_head_dim,
 };
 use swiattn_core::testing::randn;
 
@@ -66,6 +68,17 @@ pub struct Args {
     json: Option<std::path::PathBuf>,
     #[arg(long, default_value_t = 0)]
     seed: u64,
+    /// The tensor-core forward's tile shape for every head dim, as `M×K`: M 16-row m-tiles per
+    /// plane (1 or 2) and K keys per tile (16, 32 or 64), e.g. `1x64`. Default: per head dim.
+    #[arg(long, value_parser = parse_tiles)]
+    forward_tiles: Option<ForwardTiles>,
+}
+
+fn parse_tiles(s: &str) -> Result<ForwardTiles, String> {
+    let bad = || format!("--forward-tiles `{s}`: expected M×K with M in 1, 2 and K in 16, 32, 64 (e.g. 2x32)");
+    let (m, k) = s.split_once(['x', '×']).ok_or_else(bad)?;
+    let tiles = ForwardTiles { m_tiles: m.parse().map_err(|_| bad())?, keys: k.parse().map_err(|_| bad())? };
+    if matches!(tiles.m_tiles, 1 | 2) && matches!(tiles.keys, 16 | 32 | 64) { Ok(tiles) } else { Err(bad()) }
 }
 
 #[derive(Serialize)]
@@ -133,12 +146,14 @@ pub fn run(command: Command, backend: BackendKind, device: &Device) -> anyhow::R
     for &d in &args.head_dims {
         anyhow::ensure!(supports_head_dim(d), "head dim {d}: the fused kernels take multiples of 16 up to 256");
     }
+    set_forward_tiles(args.forward_tiles);
     check(&args, backend, dtype, device)?;
 
     let (b, h) = (args.batch, args.heads);
     let mut rows = Vec::new();
+    let tiles = args.forward_tiles.map_or("per head dim".to_string(), |t| format!("{}x{}", t.m_tiles, t.keys));
     println!(
-        "fused attention on {backend}: batch {b}, heads {h}, window {}, {:?}, median of {} (ms)",
+        "fused attention on {backend}: batch {b}, heads {h}, window {}, {:?}, forward tiles {tiles}, median of {} (ms)",
         window.size(),
         dtype,
         args.reps
@@ -177,16 +192,12 @@ pub fn run(command: Command, backend: BackendKind, device: &Device) -> anyhow::R
                         continue;
                     }
                     set_tensor_cores(!portable);
-                    let attend = || -> Tensor<4> {
-                        let (q, k, v) = (q.clone(), k.clone(), v.clone());
-                        match (kind, route) {
-                            (_, Some(route)) => fused_routed_attention(q, k, v, route, window, pos, scale),
-                            (kind, None) if kind.starts_with("full") => {
-                                fused_span_attention(q, k, v, Span::Full, pos, scale)
-                            }
-                            _ => fused_span_attention(q, k, v, Span::Sliding(window), pos, scale),
-                        }
+                    let order = match (kind, route) {
+                        (_, Some(route)) => QueryOrder::routed(route, window, &dev),
+                        (kind, None) if kind.starts_with("full") => QueryOrder::uniform(Span::Full, b, n, &dev),
+                        _ => QueryOrder::uniform(Span::Sliding(window), b, n, &dev),
                     };
+                    let attend = || fused_attention(q.clone(), k.clone(), v.clone(), &order, pos, scale);
                     let secs = time(device, args.reps, || {
                         let out = attend();
                         if grad {
@@ -246,9 +257,9 @@ fn decode(args: &Args, window: Window, dtype: DType, device: &Device) -> anyhow:
         let mut full_ms = 0.0;
         for r in [1.0, 0.25, 0.0] {
             let route = route_with_ratio(1, b, r, args.seed).fa;
-            let route = RouteMask { batch: b, len: 1, fa: route };
+            let order = QueryOrder::routed(&RouteMask { batch: b, len: 1, fa: route }, window, device);
             let secs = time(device, args.reps.max(10), || {
-                let _ = fused_routed_attention(q.clone(), k.clone(), v.clone(), &route, window, pos, scale);
+                let _ = fused_attention(q.clone(), k.clone(), v.clone(), &order, pos, scale);
             })?;
             let ms = secs * 1e3;
             if r == 1.0 {
