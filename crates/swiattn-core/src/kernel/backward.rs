@@ -13,7 +13,8 @@ use burn_cubecl::cubecl;
 use cubecl::prelude::*;
 
 use super::tile::{
-    BLOCK_K, BLOCK_Q, Problem, first_key, key_range, load_keys, load_row_stats, load_rows, row_tile, sees, tile_needed,
+    BLOCK_K, BLOCK_Q, Problem, key_range, load_keys, load_row_stats, load_rows, row_tile, rows_seeing, sees,
+    tile_needed,
 };
 
 const _: () = assert!(BLOCK_Q == BLOCK_K, "dkdv_kernel maps lanes to query rows of a tile");
@@ -214,65 +215,65 @@ pub(crate) fn dkdv_kernel<F: Float, I: Int>(
         dk_acc[i] = 0.0;
         dv_acc[i] = 0.0;
     }
-    let n_tiles = (q_len + BLOCK_Q - 1) / BLOCK_Q + 1;
     for g in 0..group {
         let h = hk * group + g;
         let q_base = (b * dims.q_heads as usize + h) * q_len;
-        for tile_i in 0..n_tiles {
-            let tile = row_tile::<I>(split, b, tile_i, q_len, dims.window_a as usize, dims.window_b as usize);
-            if tile.count > 0 {
-                let order_at = b * q_len + tile.start;
-                let rows = tile.count;
-                let window = tile.window;
-                let p_first = dims.q_start as usize + u32::cast_from(order[order_at]) as usize;
-                let p_last = dims.q_start as usize + u32::cast_from(order[order_at + rows - 1]) as usize;
-                // The tile's rows are sorted: it sees this key tile only if its last row comes at or
-                // after the first key and its first row's window reaches the last key.
-                if p_last >= kpos_lo && first_key(p_first, window) < kpos_hi {
-                    load_row_stats::<I>(
-                        order,
-                        order_at,
-                        rows,
-                        dims.q_start,
-                        q_base,
-                        lse,
-                        delta,
-                        &mut pos,
-                        &mut lse_s,
-                        &mut delta_s,
-                        BLOCK_Q,
-                    );
-                    load_rows::<F, I>(q, order, order_at, rows, q_base, &mut qs, head_dim);
-                    load_rows::<F, I>(grad, order, order_at, rows, q_base, &mut dos, head_dim);
-                    sync_cube();
-
-                    let mut s = 0.0f32;
-                    let mut dp = 0.0f32;
-                    for d in 0..head_dim {
-                        s += qs[lane * ld + d] * ks[kk * ld + d];
-                        dp += dos[lane * ld + d] * vs[kk * ld + d];
-                    }
-                    let mut p = 0.0f32;
-                    let mut ds = 0.0f32;
-                    if lane < rows && my_j < k_len && sees(pos[lane] as usize, k_start + my_j, window) {
-                        p = f32::exp(s * dims.scale - lse_s[lane]);
-                        ds = p * (dp - delta_s[lane]);
-                    }
-                    ps[kk * BLOCK_Q + lane] = p;
-                    dss[kk * BLOCK_Q + lane] = ds;
-                    sync_cube();
-
-                    for rr in 0..BLOCK_Q {
-                        let pv = ps[kk * BLOCK_Q + rr];
-                        let dsv = dss[kk * BLOCK_Q + rr];
-                        #[unroll]
-                        for i in 0..per_lane {
-                            dv_acc[i] += pv * dos[rr * ld + lane + i * BLOCK_K];
-                            dk_acc[i] += dsv * qs[rr * ld + lane + i * BLOCK_K];
-                        }
-                    }
-                    sync_cube();
+        // Only the rows that see a key of this tile, `BLOCK_Q` at a time.
+        for seg in 0..2u32 {
+            let (wa, wb) = (dims.window_a as usize, dims.window_b as usize);
+            let seen = rows_seeing::<I>(order, split, b, q_len, dims.q_start as usize, seg, wa, wb, kpos_lo, kpos_hi);
+            let window = seen.window;
+            let mut start = seen.first;
+            while start < seen.end {
+                let order_at = b * q_len + start;
+                let mut rows = seen.end - start;
+                if rows > BLOCK_Q {
+                    rows = BLOCK_Q;
                 }
+                start += BLOCK_Q;
+                load_row_stats::<I>(
+                    order,
+                    order_at,
+                    rows,
+                    dims.q_start,
+                    q_base,
+                    lse,
+                    delta,
+                    &mut pos,
+                    &mut lse_s,
+                    &mut delta_s,
+                    BLOCK_Q,
+                );
+                load_rows::<F, I>(q, order, order_at, rows, q_base, &mut qs, head_dim);
+                load_rows::<F, I>(grad, order, order_at, rows, q_base, &mut dos, head_dim);
+                sync_cube();
+
+                let mut s = 0.0f32;
+                let mut dp = 0.0f32;
+                for d in 0..head_dim {
+                    s += qs[lane * ld + d] * ks[kk * ld + d];
+                    dp += dos[lane * ld + d] * vs[kk * ld + d];
+                }
+                let mut p = 0.0f32;
+                let mut ds = 0.0f32;
+                if lane < rows && my_j < k_len && sees(pos[lane] as usize, k_start + my_j, window) {
+                    p = f32::exp(s * dims.scale - lse_s[lane]);
+                    ds = p * (dp - delta_s[lane]);
+                }
+                ps[kk * BLOCK_Q + lane] = p;
+                dss[kk * BLOCK_Q + lane] = ds;
+                sync_cube();
+
+                for rr in 0..BLOCK_Q {
+                    let pv = ps[kk * BLOCK_Q + rr];
+                    let dsv = dss[kk * BLOCK_Q + rr];
+                    #[unroll]
+                    for i in 0..per_lane {
+                        dv_acc[i] += pv * dos[rr * ld + lane + i * BLOCK_K];
+                        dk_acc[i] += dsv * qs[rr * ld + lane + i * BLOCK_K];
+                    }
+                }
+                sync_cube();
             }
         }
     }

@@ -17,7 +17,8 @@ use cubecl::prelude::*;
 use super::forward_mma::PLANES;
 use super::mma::{Pair, accumulate, load_key_tiles, load_tile, mask_rows, products_t, row_stride, zero_accs};
 use super::tile::{
-    HIDDEN_BELOW, Problem, first_key, key_range, load_row_stats, plane_keys, plane_rows, row_tile_of, sees, tile_needed,
+    HIDDEN_BELOW, Problem, first_key, key_range, load_row_stats, plane_keys, plane_rows, row_tile_of, rows_seeing,
+    sees, tile_needed,
 };
 
 /// Query rows of a `dq` cube (16 per plane).
@@ -157,23 +158,6 @@ fn write_rows<F: Float>(
             }
         }
     }
-}
-
-/// The first index `r` in `lo..hi` whose row, `order[base + r]` at position `q_start + row`, is at
-/// or after position `x` (rows ascending), or `hi`.
-#[cube]
-fn rows_from<I: Int>(order: &Tensor<I>, base: usize, lo: usize, hi: usize, q_start: usize, x: usize) -> usize {
-    let mut a = lo;
-    let mut z = hi;
-    while a < z {
-        let mid = (a + z) / 2;
-        if q_start + (u32::cast_from(order[base + mid]) as usize) < x {
-            a = mid + 1;
-        } else {
-            z = mid;
-        }
-    }
-    a
 }
 
 /// Like [`super::backward::dq_kernel`], on tensor cores; `CubeDim` is `(32, PLANES)`, a cube
@@ -348,28 +332,14 @@ pub(crate) fn dkdv_mma_kernel<F: Float, I: Int, N: Size>(
 
     let mut dk_acc = zero_accs(comptime!(head_dim / 8));
     let mut dv_acc = zero_accs(comptime!(head_dim / 8));
-    let split_b = u32::cast_from(split[b]) as usize;
     for gi in 0..group {
         let h = hk * group + gi;
         let q_base = (b * dims.q_heads as usize + h) * q_len;
-        // Per segment, only the rows that see a key of this cube: positions from the first key
-        // on, and (sliding) up to the last position whose window still reaches the last key. Rows
-        // are sorted by position within a segment, so two binary searches bound them, and the
-        // step walks them in chunks of `DKDV_QUERIES`.
+        // Only the rows that see a key of this cube, `DKDV_QUERIES` at a time.
         for seg in 0..2u32 {
-            let mut seg_lo = 0usize;
-            let mut seg_hi = split_b;
-            let mut window = dims.window_a as usize;
-            if seg == 1 {
-                seg_lo = split_b;
-                seg_hi = q_len;
-                window = dims.window_b as usize;
-            }
-            let first = rows_from::<I>(order, b * q_len, seg_lo, seg_hi, dims.q_start as usize, cube_k0);
-            let mut end = seg_hi;
-            if window != 0 {
-                end = rows_from::<I>(order, b * q_len, first, seg_hi, dims.q_start as usize, cube_k1 - 1 + window);
-            }
+            let (wa, wb) = (dims.window_a as usize, dims.window_b as usize);
+            let seen = rows_seeing::<I>(order, split, b, q_len, dims.q_start as usize, seg, wa, wb, cube_k0, cube_k1);
+            let (first, end, window) = (seen.first, seen.end, seen.window);
             let mut start = first;
             while start < end {
                 let order_at = b * q_len + start;

@@ -221,6 +221,68 @@ pub(crate) fn row_tile_of<I: Int>(
     RowTile { start, count, window }
 }
 
+/// The query rows of one segment of sequence `b` (segment 0: `order[b, ..split[b]]` under
+/// `window_a`; 1: the rest under `window_b`) that see a key in positions `k0..k1`: indices
+/// `first..end` into the sequence's `order`, and the segment's window.
+#[derive(CubeType)]
+pub(crate) struct SeenRows {
+    pub first: usize,
+    pub end: usize,
+    pub window: usize,
+}
+
+/// [`SeenRows`] by two binary searches: rows are sorted by position within a segment, a row at
+/// `p` sees the range iff `p >= k0` and (sliding) `first_key(p) < k1`, i.e. `p < k1 - 1 + w`.
+/// The dK/dV kernels visit only these rows instead of testing every query tile.
+#[cube]
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn rows_seeing<I: Int>(
+    order: &Tensor<I>,
+    split: &Tensor<I>,
+    b: usize,
+    q_len: usize,
+    q_start: usize,
+    segment: u32,
+    window_a: usize,
+    window_b: usize,
+    k0: usize,
+    k1: usize,
+) -> SeenRows {
+    let split_b = u32::cast_from(split[b]) as usize;
+    let mut lo = 0usize;
+    let mut hi = split_b;
+    let mut window = window_a;
+    if segment == 1 {
+        lo = split_b;
+        hi = q_len;
+        window = window_b;
+    }
+    let base = b * q_len;
+    let first = rows_from::<I>(order, base, lo, hi, q_start, k0);
+    let mut end = hi;
+    if window != 0 {
+        end = rows_from::<I>(order, base, first, hi, q_start, k1 - 1 + window);
+    }
+    SeenRows { first, end, window }
+}
+
+/// The first index `r` in `lo..hi` whose row, `order[base + r]` at position `q_start + row`, is at
+/// or after position `x` (rows ascending), or `hi`.
+#[cube]
+fn rows_from<I: Int>(order: &Tensor<I>, base: usize, lo: usize, hi: usize, q_start: usize, x: usize) -> usize {
+    let mut a = lo;
+    let mut z = hi;
+    while a < z {
+        let mid = (a + z) / 2;
+        if q_start + (u32::cast_from(order[base + mid]) as usize) < x {
+            a = mid + 1;
+        } else {
+            z = mid;
+        }
+    }
+    a
+}
+
 /// The positions, log-sum-exps and deltas of a backward step's query rows `order[order_at..]`
 /// (`rows` of them, of the head whose rows start at `q_base`) into shared memory, zeros past
 /// `rows`; the first `block` units each write one.
