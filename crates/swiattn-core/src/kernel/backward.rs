@@ -13,8 +13,8 @@ use burn_cubecl::cubecl;
 use cubecl::prelude::*;
 
 use super::tile::{
-    BLOCK_K, BLOCK_Q, Problem, key_range, load_keys, load_row_stats, load_rows, row_tile, rows_seeing, sees,
-    tile_needed,
+    BLOCK_K, BLOCK_Q, Problem, key_range, load_keys, load_positions, load_row_stats, load_rows, row_tile, rows_seeing,
+    sees, tile_needed,
 };
 
 const _: () = assert!(BLOCK_Q == BLOCK_K, "dkdv_kernel maps lanes to query rows of a tile");
@@ -85,13 +85,7 @@ pub(crate) fn dq_kernel<F: Float, I: Int>(
 
     let q_base = (b * dims.q_heads as usize + h) * q_len;
     let kv_base = (b * dims.kv_heads as usize + hkv) * k_len;
-    if t < BLOCK_Q {
-        let mut p = 0u32;
-        if t < rows {
-            p = dims.q_start + u32::cast_from(order[order_at + t]);
-        }
-        pos[t] = p;
-    }
+    load_positions::<I>(order, order_at, rows, dims.q_start, &mut pos, BLOCK_Q);
     load_rows::<F, I>(q, order, order_at, rows, q_base, &mut qs, head_dim);
     load_rows::<F, I>(grad, order, order_at, rows, q_base, &mut dos, head_dim);
     sync_cube();

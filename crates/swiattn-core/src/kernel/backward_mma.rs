@@ -17,8 +17,8 @@ use cubecl::prelude::*;
 use super::forward_mma::PLANES;
 use super::mma::{Pair, accumulate, load_key_tiles, load_tile, mask_rows, products_t, row_stride, zero_accs};
 use super::tile::{
-    HIDDEN_BELOW, Problem, first_key, key_range, load_row_stats, plane_keys, plane_rows, row_tile_of, rows_seeing,
-    sees, tile_needed,
+    HIDDEN_BELOW, Problem, first_key, key_range, load_positions, load_row_stats, plane_keys, plane_rows, row_tile_of,
+    rows_seeing, sees, tile_needed,
 };
 
 /// Query rows of a `dq` cube (16 per plane).
@@ -183,7 +183,6 @@ pub(crate) fn dq_mma_kernel<F: Float, I: Int, N: Size>(
     let b = CUBE_POS_Y as usize;
     let plane = UNIT_POS_Y as usize;
     let lane = UNIT_POS_X as usize;
-    let t = UNIT_POS as usize;
     let threads = comptime!(32 * PLANES);
     let q_len = dims.q_len as usize;
     let k_len = dims.k_len as usize;
@@ -208,13 +207,7 @@ pub(crate) fn dq_mma_kernel<F: Float, I: Int, N: Size>(
     let mut vs = Shared::<[Vector<F, N>]>::new_aligned_slice(block_n * ld, 16usize);
     let mut pos = Shared::<[u32]>::new_slice(DQ_ROWS);
 
-    if t < DQ_ROWS {
-        let mut p = 0u32;
-        if t < rows {
-            p = dims.q_start + u32::cast_from(order[order_at + t]);
-        }
-        pos[t] = p;
-    }
+    load_positions::<I>(order, order_at, rows, dims.q_start, &mut pos, DQ_ROWS);
     load_tile::<F, I, N>(q, order, order_at, 0, rows, q_base, &mut qs, DQ_ROWS, head_dim, threads, true);
     load_tile::<F, I, N>(grad, order, order_at, 0, rows, q_base, &mut dos, DQ_ROWS, head_dim, threads, true);
     sync_cube();

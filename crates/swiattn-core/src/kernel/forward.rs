@@ -11,7 +11,8 @@ use burn_cubecl::cubecl;
 use cubecl::prelude::*;
 
 use super::tile::{
-    BLOCK_K, BLOCK_Q, HIDDEN, HIDDEN_BELOW, Problem, key_range, load_keys, load_rows, row_tile, sees, tile_needed,
+    BLOCK_K, BLOCK_Q, HIDDEN, HIDDEN_BELOW, Problem, key_range, load_keys, load_positions, load_rows, row_tile, sees,
+    tile_needed,
 };
 
 /// `q`: `[B, Hq, Tq, D]`, `k`/`v`: `[B, Hkv, Tk, D]`, `out`: like `q`, `lse`: `[B, Hq, Tq]` (fp32),
@@ -56,13 +57,7 @@ pub(crate) fn forward_kernel<F: Float, I: Int>(
     let q_base = (b * dims.q_heads as usize + h) * q_len;
     let kv_base = (b * dims.kv_heads as usize + hkv) * k_len;
     // Rows and their positions.
-    if t < BLOCK_Q {
-        let mut p = 0u32;
-        if t < rows {
-            p = dims.q_start + u32::cast_from(order[b * q_len + tile.start + t]);
-        }
-        pos[t] = p;
-    }
+    load_positions::<I>(order, b * q_len + tile.start, rows, dims.q_start, &mut pos, BLOCK_Q);
     load_rows::<F, I>(q, order, b * q_len + tile.start, rows, q_base, &mut qs, head_dim);
     sync_cube();
 

@@ -17,7 +17,9 @@ use burn_cubecl::cubecl;
 use cubecl::prelude::*;
 
 use super::mma::{Pair, accumulate, load_key_tiles, load_tile, mask_rows, products_t, row_stride, zero_accs};
-use super::tile::{HIDDEN, HIDDEN_BELOW, Problem, key_range, plane_keys, plane_rows, row_tile_of, tile_needed};
+use super::tile::{
+    HIDDEN, HIDDEN_BELOW, Problem, key_range, load_positions, plane_keys, plane_rows, row_tile_of, tile_needed,
+};
 
 /// Planes per cube.
 pub(crate) const PLANES: usize = 4;
@@ -87,7 +89,6 @@ pub(crate) fn forward_mma_kernel<F: Float, I: Int, N: Size>(
     let b = CUBE_POS_Y as usize;
     let plane = UNIT_POS_Y as usize;
     let lane = UNIT_POS_X as usize;
-    let t = UNIT_POS as usize;
     let threads = comptime!(32 * PLANES);
     let q_len = dims.q_len as usize;
     let k_len = dims.k_len as usize;
@@ -111,13 +112,7 @@ pub(crate) fn forward_mma_kernel<F: Float, I: Int, N: Size>(
     let mut vs = Shared::<[Vector<F, N>]>::new_aligned_slice(block_n * ld, 16usize);
     let mut pos = Shared::<[u32]>::new_slice(block_q);
 
-    if t < block_q {
-        let mut p = 0u32;
-        if t < rows {
-            p = dims.q_start + u32::cast_from(order[order_at + t]);
-        }
-        pos[t] = p;
-    }
+    load_positions::<I>(order, order_at, rows, dims.q_start, &mut pos, block_q);
     load_tile::<F, I, N>(q, order, order_at, 0, rows, q_base, &mut qs, block_q, head_dim, threads, true);
     sync_cube();
 

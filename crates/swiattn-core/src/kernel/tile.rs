@@ -283,6 +283,27 @@ fn rows_from<I: Int>(order: &Tensor<I>, base: usize, lo: usize, hi: usize, q_sta
     a
 }
 
+/// The positions of a tile's query rows `order[order_at..]` (`rows` of them) into `pos`, 0 past
+/// `rows`; the first `block` units each write one.
+#[cube]
+pub(crate) fn load_positions<I: Int>(
+    order: &Tensor<I>,
+    order_at: usize,
+    rows: usize,
+    q_start: u32,
+    pos: &mut Shared<[u32]>,
+    #[comptime] block: usize,
+) {
+    let t = UNIT_POS as usize;
+    if t < block {
+        let mut p = 0u32;
+        if t < rows {
+            p = q_start + u32::cast_from(order[order_at + t]);
+        }
+        pos[t] = p;
+    }
+}
+
 /// The positions, log-sum-exps and deltas of a backward step's query rows `order[order_at..]`
 /// (`rows` of them, of the head whose rows start at `q_base`) into shared memory, zeros past
 /// `rows`; the first `block` units each write one.
