@@ -7,9 +7,14 @@
 #   mkdir -p .device && strip -o .device/swiattn $CARGO_TARGET_DIR/release/swiattn && xz -T2 -6 -f .device/swiattn
 #   (on the GPU machine, from the repository root) bash tools/gpu_kernels/run.sh .device/swiattn.xz OUTDIR
 #
+# A `--features cuda-cpp` build compiles its kernels with NVRTC at run time, which needs the CUDA
+# headers: CUDA_HEADERS=a .tar.xz of a CUDA 13 `include/` (cuda_bf16.h, mma.h, cccl/cuda/barrier;
+# from the nvidia-cuda-runtime, -crt and -cccl wheels) unpacks them as CUDA_PATH, and libnvrtc is
+# taken from the nvidia-cuda-nvrtc wheel PyTorch brings.
+#
 # Environment: STEPS (default "selftest bench torch compare"; also "ptx": registers and spills of the
 # tensor-core kernels from their PTX, and "profile": ncu on two kernels), BENCH_ARGS (extra bench flags),
-# T_SELFTEST, T_BENCH, T_TORCH, T_COMPARE (seconds per step).
+# SELFTEST_ARGS (extra selftest flags), T_SELFTEST, T_BENCH, T_TORCH, T_COMPARE (seconds per step).
 set -uo pipefail
 bin_xz=$1
 out=${2:-.}
@@ -17,6 +22,13 @@ steps=${STEPS:-selftest bench torch compare}
 mkdir -p "$out"
 python3 -c "import lzma,shutil,sys; shutil.copyfileobj(lzma.open(sys.argv[1]), open('/tmp/swiattn','wb'))" "$bin_xz"
 chmod +x /tmp/swiattn
+if [[ -n ${CUDA_HEADERS:-} ]]; then
+  rm -rf /tmp/cuda && mkdir -p /tmp/cuda && tar xJf "$CUDA_HEADERS" -C /tmp/cuda
+  export CUDA_PATH=/tmp/cuda
+  nvrtc=$(python3 -c "import glob, site; l = [g for p in site.getsitepackages() for g in glob.glob(p + '/nvidia/cu13/lib')]; print(l[0] if l else '')")
+  [[ -n $nvrtc ]] && export LD_LIBRARY_PATH=$nvrtc:${LD_LIBRARY_PATH:-}
+  echo "CUDA_PATH=$CUDA_PATH, libnvrtc from ${nvrtc:-the system}"
+fi
 nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm,clocks.max.sm --format=csv,noheader | tee "$out/gpu.txt"
 /tmp/swiattn --version | tee -a "$out/gpu.txt"
 export PYTHONUNBUFFERED=1
@@ -24,7 +36,8 @@ for step in $steps; do
   case $step in
     selftest)
       echo "== selftest (fused kernels, full sweep; fp32, f16, bf16)"
-      timeout "${T_SELFTEST:-200}" /tmp/swiattn --backend cuda selftest --only fused --dtypes f16,bf16 2>&1 \
+      # shellcheck disable=SC2086
+      timeout "${T_SELFTEST:-200}" /tmp/swiattn --backend cuda selftest --only fused --dtypes f16,bf16 ${SELFTEST_ARGS:-} 2>&1 \
         | tee "$out/selftest.txt" | grep -v "^    " ;;
     bench)
       echo "== swiattn bench attention"

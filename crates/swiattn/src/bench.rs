@@ -16,8 +16,8 @@ use swiattn_core::attention::cost::total_keys;
 use swiattn_core::attention::{Positions, RouteMask, Span, Visibility, Window};
 use swiattn_core::conformance::{self, Case, Matmul};
 use swiattn_core::kernel::{
-    ForwardTiles, QueryOrder, fused_attention, fused_routed_attention, runs_on, set_forward_tiles, set_tensor_cores,
-    supports_head_dim,
+    ForwardTiles, QueryOrder, fused_attention, fused_routed_attention, runs_on, set_async_copies, set_forward_tiles,
+    set_tensor_cores, supports_head_dim,
 };
 use swiattn_core::testing::randn;
 
@@ -57,6 +57,11 @@ pub struct Args {
     /// attention, next to the tensor-core forward.
     #[arg(long)]
     portable: bool,
+    /// Also time full and sliding attention with the tensor-core kernels' tiles loaded through
+    /// registers instead of the `cp.async` pipeline (where the device has it), forward and
+    /// forward+backward, next to the default.
+    #[arg(long)]
+    sync_loads: bool,
     /// Also time decode steps (one new token per sequence) against a cache of this many tokens
     /// (0: skip), for routes with the FA ratios 1, 0.25 and 0 over `--decode-batch` sequences.
     #[arg(long, default_value_t = 32768)]
@@ -85,8 +90,8 @@ fn parse_tiles(s: &str) -> Result<ForwardTiles, String> {
 struct Row {
     len: usize,
     head_dim: usize,
-    /// `"full"`, `"sliding"`, `"routed"`, or `"full-portable"` / `"sliding-portable"` (the forward
-    /// without tensor cores).
+    /// `"full"`, `"sliding"`, `"routed"`, `"full-portable"` / `"sliding-portable"` (the forward
+    /// without tensor cores) or `"full-sync"` / `"sliding-sync"` (no `cp.async` pipeline).
     kind: &'static str,
     fa_ratio: f64,
     /// `"fwd"` or `"fwd+bwd"`.
@@ -173,6 +178,9 @@ pub fn run(command: Command, backend: BackendKind, device: &Device) -> anyhow::R
             if args.portable {
                 runs.extend([("full-portable", 1.0, None), ("sliding-portable", 0.0, None)]);
             }
+            if args.sync_loads {
+                runs.extend([("full-sync", 1.0, None), ("sliding-sync", 0.0, None)]);
+            }
             for &r in &args.ratios {
                 runs.push(("routed", r, Some(route_with_ratio(b, n, r, args.seed))));
             }
@@ -192,6 +200,7 @@ pub fn run(command: Command, backend: BackendKind, device: &Device) -> anyhow::R
                         continue;
                     }
                     set_tensor_cores(!portable);
+                    set_async_copies(!kind.ends_with("-sync"));
                     let order = match (kind, route) {
                         (_, Some(route)) => QueryOrder::routed(route, window, &dev),
                         (kind, None) if kind.starts_with("full") => QueryOrder::uniform(Span::Full, b, n, &dev),
@@ -205,6 +214,7 @@ pub fn run(command: Command, backend: BackendKind, device: &Device) -> anyhow::R
                         }
                     })?;
                     set_tensor_cores(true);
+                    set_async_copies(true);
                     let pairs = r * full_pairs + (1.0 - r) * swa_pairs;
                     let flops = 4.0 * d as f64 * pairs * (b * h) as f64 * if grad { 3.5 } else { 1.0 };
                     match *kind {

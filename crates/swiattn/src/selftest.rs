@@ -22,6 +22,11 @@ pub struct Args {
     /// Run only the groups whose name contains this text (e.g. `fused`).
     #[arg(long)]
     only: Option<String>,
+    /// Check the tensor-core kernels with their tiles loaded through registers, not by the
+    /// `cp.async` pipeline they take where the device has it.
+    #[cfg(feature = "kernels")]
+    #[arg(long)]
+    sync_loads: bool,
 }
 
 pub fn run(args: Args, backend: BackendKind, device: &Device) -> anyhow::Result<()> {
@@ -41,6 +46,8 @@ pub fn run(args: Args, backend: BackendKind, device: &Device) -> anyhow::Result<
     ];
     #[cfg(feature = "kernels")]
     let fused = swiattn_core::kernel::runs_on(device);
+    #[cfg(feature = "kernels")]
+    swiattn_core::kernel::set_async_copies(!args.sync_loads);
     #[cfg(feature = "kernels")]
     if fused {
         let cases = conformance::fused_cases(sweep, matmul);

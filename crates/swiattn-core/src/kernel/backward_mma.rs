@@ -12,13 +12,15 @@
 //! FlashAttention-2's 5, which accumulates dQ with atomics instead.
 
 use burn_cubecl::cubecl;
+use cubecl::prelude::barrier::Barrier;
 use cubecl::prelude::*;
 
 use super::forward_mma::PLANES;
 use super::mma::{Pair, accumulate, load_key_tiles, load_tile, mask_rows, products_t, row_stride, zero_accs};
+use super::pipeline::{issue_key_tiles, issue_query_rows, next_tile, publish};
 use super::tile::{
-    HIDDEN_BELOW, Problem, first_key, key_range, load_positions, load_row_stats, plane_keys, plane_rows, row_tile_of,
-    rows_seeing, sees, tile_needed,
+    HIDDEN_BELOW, PlaneKeys, Problem, SeenRows, first_key, key_range, load_positions, load_row_stats, plane_keys,
+    plane_rows, row_tile_of, rows_seeing, sees, tile_needed,
 };
 
 /// Query rows of a `dq` cube (16 per plane).
@@ -78,7 +80,7 @@ fn probabilities_and_ds(
 
 /// `Pᵀ` in place of `st` and `dSᵀ = Pᵀ ∘ (dPᵀ − δ)` in place of `dpt`, for the lane's keys at
 /// positions `kpos_lo` (row `g`) and `kpos_hi` (row `g + 8`); column `r` is query row `r` with
-/// its own position, `lse` and `δ`. `masked`: zero the pairs a query does not see and the columns
+/// its own position, `lse` and `δ` at `row0 + r` of the statistics. `masked`: zero the pairs a query does not see and the columns
 /// past `rows` (else every pair is visible).
 #[cube]
 #[allow(clippy::too_many_arguments)]
@@ -88,6 +90,7 @@ fn transposed_ds(
     pos: &Shared<[u32]>,
     lse: &Shared<[f32]>,
     delta: &Shared<[f32]>,
+    row0: usize,
     rows: usize,
     window: usize,
     kpos_lo: usize,
@@ -107,12 +110,12 @@ fn transposed_ds(
         #[unroll]
         for e in 0..2usize {
             let r = 8 * nt + 2 * quad + e;
-            let l = lse[r];
-            let dl = delta[r];
+            let l = lse[row0 + r];
+            let dl = delta[row0 + r];
             let mut x = f32::exp(p_lo.extract(e) * scale - l);
             let mut y = f32::exp(p_hi.extract(e) * scale - l);
             if masked {
-                let qp = pos[r] as usize;
+                let qp = pos[row0 + r] as usize;
                 let live = r < rows;
                 x = select(live && sees(qp, kpos_lo, window), x, 0.0);
                 y = select(live && sees(qp, kpos_hi, window), y, 0.0);
@@ -160,8 +163,52 @@ fn write_rows<F: Float>(
     }
 }
 
+/// The lane's two query rows in `dq`: positions, log-sum-exps and deltas of rows `g` (`_lo`) and
+/// `g + 8` (`_hi`).
+#[derive(CubeType)]
+struct RowStats {
+    pos_lo: usize,
+    pos_hi: usize,
+    lse_lo: f32,
+    lse_hi: f32,
+    delta_lo: f32,
+    delta_hi: f32,
+}
+
+/// One key tile of `dQ += dS K` for the plane's 16 rows at `plane_row0` of `qs`/`dos`: keys are
+/// rows `kv_row0 .. kv_row0 + block_n` of `ks`/`vs`, `keys` says which of them the plane sees.
+#[cube]
+#[allow(clippy::too_many_arguments)]
+fn dq_key_tile<F: Float, N: Size>(
+    qs: &Shared<[Vector<F, N>]>,
+    dos: &Shared<[Vector<F, N>]>,
+    plane_row0: usize,
+    ks: &Shared<[Vector<F, N>]>,
+    vs: &Shared<[Vector<F, N>]>,
+    kv_row0: usize,
+    keys: &PlaneKeys,
+    rows: &RowStats,
+    acc: &mut Sequence<Array<Pair<f32>>>,
+    window: usize,
+    scale: f32,
+    #[comptime] head_dim: usize,
+    #[comptime] block_n: usize,
+) {
+    if keys.any {
+        let mut s = products_t::<F, N>(qs, plane_row0, ks, kv_row0, head_dim, block_n, 1usize);
+        let mut dp = products_t::<F, N>(dos, plane_row0, vs, kv_row0, head_dim, block_n, 1usize);
+        if !keys.all {
+            mask_rows(&mut s, 0usize, rows.pos_lo, rows.pos_hi, keys.kp0, keys.kp1, window, block_n);
+        }
+        let (l_lo, l_hi, d_lo, d_hi) = (rows.lse_lo, rows.lse_hi, rows.delta_lo, rows.delta_hi);
+        probabilities_and_ds(&mut s, &mut dp, scale, l_lo, l_hi, d_lo, d_hi, block_n);
+        accumulate::<F, N>(&dp, ks, kv_row0, acc, head_dim, block_n, 1usize);
+    }
+}
+
 /// Like [`super::backward::dq_kernel`], on tensor cores; `CubeDim` is `(32, PLANES)`, a cube
-/// covers [`DQ_ROWS`] query rows, `N` = 8.
+/// covers [`DQ_ROWS`] query rows, `N` = 8. `pipelined`: K/V tiles double-buffered by `cp.async`
+/// ([`super::pipeline`]).
 #[cube(launch_unchecked)]
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn dq_mma_kernel<F: Float, I: Int, N: Size>(
@@ -176,6 +223,7 @@ pub(crate) fn dq_mma_kernel<F: Float, I: Int, N: Size>(
     dq: &mut Tensor<F>,
     dims: Problem,
     #[comptime] head_dim: usize,
+    #[comptime] pipelined: bool,
     #[define(F, I)] _dtypes: [ElemType; 2],
 ) {
     let block_n = comptime!(dq_block_keys(head_dim));
@@ -199,12 +247,13 @@ pub(crate) fn dq_mma_kernel<F: Float, I: Int, N: Size>(
     let q_base = (b * dims.q_heads as usize + h) * q_len;
     let kv_base = (b * dims.kv_heads as usize + hkv) * k_len;
 
-    // Head dim 128, bf16: Q, dO, K and V tiles of 17 KB each.
+    // Head dim 128, bf16: Q, dO tiles of 17 KB each, K and V of 17 KB per stage.
     let ld = comptime!(row_stride(head_dim));
+    let stages = comptime!(if pipelined { 2usize } else { 1usize });
     let mut qs = Shared::<[Vector<F, N>]>::new_aligned_slice(DQ_ROWS * ld, 16usize);
     let mut dos = Shared::<[Vector<F, N>]>::new_aligned_slice(DQ_ROWS * ld, 16usize);
-    let mut ks = Shared::<[Vector<F, N>]>::new_aligned_slice(block_n * ld, 16usize);
-    let mut vs = Shared::<[Vector<F, N>]>::new_aligned_slice(block_n * ld, 16usize);
+    let mut ks = Shared::<[Vector<F, N>]>::new_aligned_slice(stages * block_n * ld, 16usize);
+    let mut vs = Shared::<[Vector<F, N>]>::new_aligned_slice(stages * block_n * ld, 16usize);
     let mut pos = Shared::<[u32]>::new_slice(DQ_ROWS);
 
     load_positions::<I>(order, order_at, rows, dims.q_start, &mut pos, DQ_ROWS);
@@ -240,27 +289,162 @@ pub(crate) fn dq_mma_kernel<F: Float, I: Int, N: Size>(
     let range = key_range(pos[0] as usize, pos[rows - 1] as usize, window, k_start, k_len);
     let (j_lo, j_end) = (range.lo, range.end);
 
+    let stats = RowStats { pos_lo, pos_hi, lse_lo, lse_hi, delta_lo, delta_hi };
     let mut acc = zero_accs(comptime!(head_dim / 8));
-    let mut j0 = j_lo;
-    while j0 < j_end {
-        if tile_needed(&pos, rows, window, k_start + j0, k_start + j0 + block_n) {
-            load_key_tiles::<F, I, N>(k, v, order, j0, k_len, kv_base, &mut ks, &mut vs, block_n, head_dim, threads);
-            sync_cube();
-            let keys = plane_keys(&span, j0, j_end, k_start, window, block_n);
-            if keys.any {
-                let mut s = products_t::<F, N>(&qs, plane_row0, &ks, ld, head_dim, block_n, 1usize);
-                let mut dp = products_t::<F, N>(&dos, plane_row0, &vs, ld, head_dim, block_n, 1usize);
-                if !keys.all {
-                    mask_rows(&mut s, 0usize, pos_lo, pos_hi, keys.kp0, keys.kp1, window, block_n);
-                }
-                probabilities_and_ds(&mut s, &mut dp, dims.scale, lse_lo, lse_hi, delta_lo, delta_hi, block_n);
-                accumulate::<F, N>(&dp, &ks, ld, &mut acc, head_dim, block_n, 1usize);
-            }
-            sync_cube();
+    if pipelined {
+        // Two stages of K/V, as in the forward ([`super::pipeline`]).
+        let full0 = Barrier::shared(CUBE_DIM, UNIT_POS == 0);
+        let full1 = Barrier::shared(CUBE_DIM, UNIT_POS == 0);
+        let mut cur = next_tile(&pos, rows, window, k_start, j_lo, j_end, block_n);
+        if cur < j_end {
+            issue_key_tiles::<F, N>(k, v, cur, k_len, kv_base, &mut ks, &mut vs, 0usize, block_n, head_dim, threads);
+            publish(&full0);
         }
-        j0 += block_n;
+        let mut stage = 0usize;
+        let mut phase0 = 0u32;
+        let mut phase1 = 0u32;
+        while cur < j_end {
+            let next = next_tile(&pos, rows, window, k_start, cur + block_n, j_end, block_n);
+            if next < j_end {
+                let row0 = (1 - stage) * block_n;
+                issue_key_tiles::<F, N>(k, v, next, k_len, kv_base, &mut ks, &mut vs, row0, block_n, head_dim, threads);
+                if stage == 0 {
+                    publish(&full1);
+                } else {
+                    publish(&full0);
+                }
+            }
+            if stage == 0 {
+                full0.wait_parity(phase0);
+                phase0 ^= 1;
+            } else {
+                full1.wait_parity(phase1);
+                phase1 ^= 1;
+            }
+            let keys = plane_keys(&span, cur, j_end, k_start, window, block_n);
+            let row0 = stage * block_n;
+            dq_key_tile::<F, N>(
+                &qs, &dos, plane_row0, &ks, &vs, row0, &keys, &stats, &mut acc, window, dims.scale, head_dim, block_n,
+            );
+            sync_cube();
+            cur = next;
+            stage = 1 - stage;
+        }
+    } else {
+        let mut j0 = j_lo;
+        while j0 < j_end {
+            if tile_needed(&pos, rows, window, k_start + j0, k_start + j0 + block_n) {
+                load_key_tiles::<F, I, N>(
+                    k, v, order, j0, k_len, kv_base, &mut ks, &mut vs, block_n, head_dim, threads,
+                );
+                sync_cube();
+                let keys = plane_keys(&span, j0, j_end, k_start, window, block_n);
+                dq_key_tile::<F, N>(
+                    &qs, &dos, plane_row0, &ks, &vs, 0usize, &keys, &stats, &mut acc, window, dims.scale, head_dim,
+                    block_n,
+                );
+                sync_cube();
+            }
+            j0 += block_n;
+        }
     }
     write_rows::<F>(&acc, dq, out_lo, valid_lo, out_hi, valid_hi, dims.scale, head_dim);
+}
+
+/// The plane's keys in `dkdv`: the lane's two key positions (rows `g`, `g + 8` of the plane's
+/// products) and the plane's key positions `plane_k0..plane_k1`.
+#[derive(CubeType)]
+struct KeySpan {
+    kpos_lo: usize,
+    kpos_hi: usize,
+    plane_k0: usize,
+    plane_k1: usize,
+}
+
+/// One step of `dkdv`'s query loop: `rows` rows from index `start` of the sequence's order, of
+/// query head `head` of the group, under `window`.
+#[derive(CubeType)]
+struct Step {
+    head: usize,
+    start: usize,
+    rows: usize,
+    window: usize,
+}
+
+/// Steps of [`DKDV_QUERIES`] rows that cover `seen`.
+#[cube]
+fn step_count(seen: &SeenRows) -> usize {
+    let mut n = 0usize;
+    if seen.end > seen.first {
+        n = (seen.end - seen.first + DKDV_QUERIES - 1) / DKDV_QUERIES;
+    }
+    n
+}
+
+/// Step `t` of the query loop: per head of the group, segment 0's steps then segment 1's.
+#[cube]
+fn step_at(t: usize, per_head: usize, steps0: usize, seen0: &SeenRows, seen1: &SeenRows) -> Step {
+    let head = t / per_head;
+    let u = t % per_head;
+    let mut start = seen0.first + u * DKDV_QUERIES;
+    let mut end = seen0.end;
+    let mut window = seen0.window;
+    if u >= steps0 {
+        start = seen1.first + (u - steps0) * DKDV_QUERIES;
+        end = seen1.end;
+        window = seen1.window;
+    }
+    let mut rows = end - start;
+    if rows > DKDV_QUERIES {
+        rows = DKDV_QUERIES;
+    }
+    Step { head, start, rows, window }
+}
+
+/// One query step of `dV += Pᵀ dO`, `dK += dSᵀ Q` for the plane's 16 keys: query rows are rows
+/// `row0 .. row0 + DKDV_QUERIES` of `qs`/`dos` and of the statistics `pos`/`lse`/`delta`
+/// (`rows` of them live). Skipped when no row sees a key of the plane.
+#[cube]
+#[allow(clippy::too_many_arguments)]
+fn dkdv_step<F: Float, N: Size>(
+    ks: &Shared<[Vector<F, N>]>,
+    vs: &Shared<[Vector<F, N>]>,
+    qs: &Shared<[Vector<F, N>]>,
+    dos: &Shared<[Vector<F, N>]>,
+    pos: &Shared<[u32]>,
+    lse: &Shared<[f32]>,
+    delta: &Shared<[f32]>,
+    row0: usize,
+    rows: usize,
+    window: usize,
+    keys: &KeySpan,
+    dk_acc: &mut Sequence<Array<Pair<f32>>>,
+    dv_acc: &mut Sequence<Array<Pair<f32>>>,
+    scale: f32,
+    #[comptime] head_dim: usize,
+) {
+    let plane = UNIT_POS_Y as usize;
+    let p_first = pos[row0] as usize;
+    let p_last = pos[row0 + rows - 1] as usize;
+    let (plane_k0, plane_k1) = (keys.plane_k0, keys.plane_k1);
+    if p_last >= plane_k0 && first_key(p_first, window) < plane_k1 {
+        let mut st = products_t::<F, N>(ks, plane * 16, qs, row0, head_dim, DKDV_QUERIES, 1usize);
+        let mut dpt = products_t::<F, N>(vs, plane * 16, dos, row0, head_dim, DKDV_QUERIES, 1usize);
+        // Every pair visible: a whole tile of rows, all of the plane's keys held and inside
+        // every row's span.
+        let whole = rows == DKDV_QUERIES
+            && plane_k1 == plane_k0 + 16
+            && plane_k1 <= p_first + 1
+            && (window == 0 || plane_k0 + window > p_last);
+        let (kl, kh) = (keys.kpos_lo, keys.kpos_hi);
+        if whole {
+            transposed_ds(&mut st, &mut dpt, pos, lse, delta, row0, rows, window, kl, kh, scale, false);
+        } else {
+            transposed_ds(&mut st, &mut dpt, pos, lse, delta, row0, rows, window, kl, kh, scale, true);
+        }
+        accumulate::<F, N>(&st, dos, row0, dv_acc, head_dim, DKDV_QUERIES, 1usize);
+        accumulate::<F, N>(&dpt, qs, row0, dk_acc, head_dim, DKDV_QUERIES, 1usize);
+    }
 }
 
 /// Like [`super::backward::dkdv_kernel`], on tensor cores; `CubeDim` is `(32, PLANES)`, a cube
@@ -280,6 +464,7 @@ pub(crate) fn dkdv_mma_kernel<F: Float, I: Int, N: Size>(
     dv: &mut Tensor<F>,
     dims: Problem,
     #[comptime] head_dim: usize,
+    #[comptime] pipelined: bool,
     #[define(F, I)] _dtypes: [ElemType; 2],
 ) {
     let hk = CUBE_POS_X as usize;
@@ -294,15 +479,16 @@ pub(crate) fn dkdv_mma_kernel<F: Float, I: Int, N: Size>(
     let group = (dims.q_heads / dims.kv_heads) as usize;
     let kv_base = (b * dims.kv_heads as usize + hk) * k_len;
 
-    // Head dim 128, bf16: K and V tiles of 17 KB, Q and dO tiles of 8.7 KB.
+    // Head dim 128, bf16: K and V tiles of 17 KB, Q and dO tiles of 8.7 KB per stage.
     let ld = comptime!(row_stride(head_dim));
+    let stage_rows = comptime!(if pipelined { 2 * DKDV_QUERIES } else { DKDV_QUERIES });
     let mut ks = Shared::<[Vector<F, N>]>::new_aligned_slice(DKDV_KEYS * ld, 16usize);
     let mut vs = Shared::<[Vector<F, N>]>::new_aligned_slice(DKDV_KEYS * ld, 16usize);
-    let mut qs = Shared::<[Vector<F, N>]>::new_aligned_slice(DKDV_QUERIES * ld, 16usize);
-    let mut dos = Shared::<[Vector<F, N>]>::new_aligned_slice(DKDV_QUERIES * ld, 16usize);
-    let mut pos = Shared::<[u32]>::new_slice(DKDV_QUERIES);
-    let mut lse_s = Shared::<[f32]>::new_slice(DKDV_QUERIES);
-    let mut delta_s = Shared::<[f32]>::new_slice(DKDV_QUERIES);
+    let mut qs = Shared::<[Vector<F, N>]>::new_aligned_slice(stage_rows * ld, 16usize);
+    let mut dos = Shared::<[Vector<F, N>]>::new_aligned_slice(stage_rows * ld, 16usize);
+    let mut pos = Shared::<[u32]>::new_slice(stage_rows);
+    let mut lse_s = Shared::<[f32]>::new_aligned_slice(stage_rows, 16usize);
+    let mut delta_s = Shared::<[f32]>::new_aligned_slice(stage_rows, 16usize);
 
     load_key_tiles::<F, I, N>(k, v, order, j0, k_len, kv_base, &mut ks, &mut vs, DKDV_KEYS, head_dim, threads);
 
@@ -323,86 +509,161 @@ pub(crate) fn dkdv_mma_kernel<F: Float, I: Int, N: Size>(
         cube_k1 = k_start + k_len;
     }
 
+    let keys = KeySpan { kpos_lo, kpos_hi, plane_k0, plane_k1 };
     let mut dk_acc = zero_accs(comptime!(head_dim / 8));
     let mut dv_acc = zero_accs(comptime!(head_dim / 8));
-    for gi in 0..group {
-        let h = hk * group + gi;
-        let q_base = (b * dims.q_heads as usize + h) * q_len;
-        // Only the rows that see a key of this cube, `DKDV_QUERIES` at a time.
-        for seg in 0..2u32 {
-            let (wa, wb) = (dims.window_a as usize, dims.window_b as usize);
-            let seen = rows_seeing::<I>(order, split, b, q_len, dims.q_start as usize, seg, wa, wb, cube_k0, cube_k1);
-            let (first, end, window) = (seen.first, seen.end, seen.window);
-            let mut start = first;
-            while start < end {
-                let order_at = b * q_len + start;
-                let mut rows = end - start;
-                if rows > DKDV_QUERIES {
-                    rows = DKDV_QUERIES;
-                }
-                start += DKDV_QUERIES;
-                let p_first = dims.q_start as usize + u32::cast_from(order[order_at]) as usize;
-                let p_last = dims.q_start as usize + u32::cast_from(order[order_at + rows - 1]) as usize;
-                load_row_stats::<I>(
-                    order,
-                    order_at,
-                    rows,
-                    dims.q_start,
-                    q_base,
+    // Only the rows that see a key of this cube (per segment; the same for every head of the
+    // group), `DKDV_QUERIES` at a time.
+    let (wa, wb, q_start) = (dims.window_a as usize, dims.window_b as usize, dims.q_start as usize);
+    let seen0 = rows_seeing::<I>(order, split, b, q_len, q_start, 0u32, wa, wb, cube_k0, cube_k1);
+    let seen1 = rows_seeing::<I>(order, split, b, q_len, q_start, 1u32, wa, wb, cube_k0, cube_k1);
+    let steps0 = step_count(&seen0);
+    let per_head = steps0 + step_count(&seen1);
+    let steps = group * per_head;
+    if pipelined {
+        // Two stages of Q/dO rows and their statistics ([`super::pipeline`]).
+        sync_cube();
+        let full0 = Barrier::shared(CUBE_DIM, UNIT_POS == 0);
+        let full1 = Barrier::shared(CUBE_DIM, UNIT_POS == 0);
+        if steps > 0 {
+            let st = step_at(0usize, per_head, steps0, &seen0, &seen1);
+            let q_base = (b * dims.q_heads as usize + hk * group + st.head) * q_len;
+            issue_query_rows::<F, I, N>(
+                q,
+                grad,
+                lse,
+                delta,
+                order,
+                b * q_len + st.start,
+                st.rows,
+                dims.q_start,
+                q_base,
+                &mut qs,
+                &mut dos,
+                &mut pos,
+                &mut lse_s,
+                &mut delta_s,
+                0usize,
+                DKDV_QUERIES,
+                head_dim,
+                threads,
+            );
+            publish(&full0);
+        }
+        let mut stage = 0usize;
+        let mut phase0 = 0u32;
+        let mut phase1 = 0u32;
+        for t in 0..steps {
+            if t + 1 < steps {
+                let st = step_at(t + 1, per_head, steps0, &seen0, &seen1);
+                let q_base = (b * dims.q_heads as usize + hk * group + st.head) * q_len;
+                let row0 = (1 - stage) * DKDV_QUERIES;
+                issue_query_rows::<F, I, N>(
+                    q,
+                    grad,
                     lse,
                     delta,
+                    order,
+                    b * q_len + st.start,
+                    st.rows,
+                    dims.q_start,
+                    q_base,
+                    &mut qs,
+                    &mut dos,
                     &mut pos,
                     &mut lse_s,
                     &mut delta_s,
-                    DKDV_QUERIES,
-                );
-                load_tile::<F, I, N>(
-                    q,
-                    order,
-                    order_at,
-                    0,
-                    rows,
-                    q_base,
-                    &mut qs,
+                    row0,
                     DKDV_QUERIES,
                     head_dim,
                     threads,
-                    true,
                 );
-                load_tile::<F, I, N>(
-                    grad,
-                    order,
-                    order_at,
-                    0,
-                    rows,
-                    q_base,
-                    &mut dos,
-                    DKDV_QUERIES,
-                    head_dim,
-                    threads,
-                    true,
-                );
-                sync_cube();
-                if p_last >= plane_k0 && first_key(p_first, window) < plane_k1 {
-                    let mut st = products_t::<F, N>(&ks, plane * 16, &qs, ld, head_dim, DKDV_QUERIES, 1usize);
-                    let mut dpt = products_t::<F, N>(&vs, plane * 16, &dos, ld, head_dim, DKDV_QUERIES, 1usize);
-                    // Every pair visible: a whole tile of rows, all of the plane's keys held
-                    // and inside every row's span.
-                    let whole = rows == DKDV_QUERIES
-                        && plane_k1 == plane_k0 + 16
-                        && plane_k1 <= p_first + 1
-                        && (window == 0 || plane_k0 + window > p_last);
-                    let (kl, kh, sc) = (kpos_lo, kpos_hi, dims.scale);
-                    if whole {
-                        transposed_ds(&mut st, &mut dpt, &pos, &lse_s, &delta_s, rows, window, kl, kh, sc, false);
-                    } else {
-                        transposed_ds(&mut st, &mut dpt, &pos, &lse_s, &delta_s, rows, window, kl, kh, sc, true);
-                    }
-                    accumulate::<F, N>(&st, &dos, ld, &mut dv_acc, head_dim, DKDV_QUERIES, 1usize);
-                    accumulate::<F, N>(&dpt, &qs, ld, &mut dk_acc, head_dim, DKDV_QUERIES, 1usize);
+                if stage == 0 {
+                    publish(&full1);
+                } else {
+                    publish(&full0);
                 }
-                sync_cube();
             }
+            if stage == 0 {
+                full0.wait_parity(phase0);
+                phase0 ^= 1;
+            } else {
+                full1.wait_parity(phase1);
+                phase1 ^= 1;
+            }
+            let st = step_at(t, per_head, steps0, &seen0, &seen1);
+            dkdv_step::<F, N>(
+                &ks,
+                &vs,
+                &qs,
+                &dos,
+                &pos,
+                &lse_s,
+                &delta_s,
+                stage * DKDV_QUERIES,
+                st.rows,
+                st.window,
+                &keys,
+                &mut dk_acc,
+                &mut dv_acc,
+                dims.scale,
+                head_dim,
+            );
+            sync_cube();
+            stage = 1 - stage;
+        }
+    } else {
+        for t in 0..steps {
+            let st = step_at(t, per_head, steps0, &seen0, &seen1);
+            let q_base = (b * dims.q_heads as usize + hk * group + st.head) * q_len;
+            let order_at = b * q_len + st.start;
+            let rows = st.rows;
+            load_row_stats::<I>(
+                order,
+                order_at,
+                rows,
+                dims.q_start,
+                q_base,
+                lse,
+                delta,
+                &mut pos,
+                &mut lse_s,
+                &mut delta_s,
+                DKDV_QUERIES,
+            );
+            load_tile::<F, I, N>(q, order, order_at, 0, rows, q_base, &mut qs, DKDV_QUERIES, head_dim, threads, true);
+            load_tile::<F, I, N>(
+                grad,
+                order,
+                order_at,
+                0,
+                rows,
+                q_base,
+                &mut dos,
+                DKDV_QUERIES,
+                head_dim,
+                threads,
+                true,
+            );
+            sync_cube();
+            dkdv_step::<F, N>(
+                &ks,
+                &vs,
+                &qs,
+                &dos,
+                &pos,
+                &lse_s,
+                &delta_s,
+                0usize,
+                rows,
+                st.window,
+                &keys,
+                &mut dk_acc,
+                &mut dv_acc,
+                dims.scale,
+                head_dim,
+            );
+            sync_cube();
         }
     }
     let valid_lo = key_lo < k_len;

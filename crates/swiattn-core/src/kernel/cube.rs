@@ -8,6 +8,7 @@ use burn_cubecl::kernel::into_contiguous;
 use burn_cubecl::ops::numeric::{empty_device_contiguous_dtype, full_device_dtype};
 use burn_cubecl::tensor::CubeTensor;
 use burn_cubecl::{CubeBackend, cubecl};
+use cubecl::ir::OpaqueType;
 use cubecl::prelude::*;
 
 use super::backward::{delta_kernel, dkdv_kernel, dq_kernel};
@@ -87,6 +88,15 @@ fn use_mma(tensors: &[&CubeTensor]) -> bool {
             .mma
             .iter()
             .any(|c| c.a_type == elem && c.b_type == elem && c.cd_type == f32_elem && (c.m, c.n, c.k) == (16, 8, 16))
+}
+
+/// Whether the tensor-core kernels double-buffer their key tiles with `cp.async`
+/// ([`super::pipeline`]): the device has asynchronous copies and `mbarrier`s (CUDA from Ampere on
+/// through CubeCL's C++ backend; its LLVM backend offers neither), unless
+/// [`super::set_async_copies`] turned it off.
+fn use_async_copies(t: &CubeTensor) -> bool {
+    let features = &t.client.properties().features;
+    super::async_copies() && features.copy_async && features.types.opaque.contains(&OpaqueType::Barrier)
 }
 
 /// A contiguous output on `t`'s device: uninitialized, or NaN while [`super::poison_outputs`] is on
@@ -182,7 +192,8 @@ impl FlashAttentionOps for CubeBackend {
         if mma {
             let tiles = forward_tiles(g.head_dim);
             let (count, dim) = (g.row_tiles(tiles.block_q()), CubeDim::new_2d(32, PLANES as u32));
-            launch!(forward_mma_kernel, count, dim, [VECTOR], [tiles.m_tiles, tiles.keys]);
+            let pipelined = use_async_copies(&q);
+            launch!(forward_mma_kernel, count, dim, [VECTOR], [tiles.m_tiles, tiles.keys, pipelined]);
         } else {
             launch!(forward_kernel, g.row_tiles(BLOCK_Q), CubeDim::new_1d(THREADS as u32), [], []);
         }
@@ -230,9 +241,9 @@ impl FlashAttentionOps for CubeBackend {
         let dk = empty_like(&k, k.shape(), k.dtype);
         let dv = empty_like(&v, v.shape(), v.dtype);
         // Both variants of each kernel take the same arguments (the tensor-core ones their load
-        // width first).
+        // width first, tensor-core ones whether they pipeline last).
         macro_rules! launch {
-            ($kernel:ident, $count:expr, $dim:expr, [$($width:expr)?], $($out:ident),+) => {
+            ($kernel:ident, $count:expr, $dim:expr, [$($width:expr)?], [$($last:expr)?], $($out:ident),+) => {
                 // SAFETY: every global index is guarded in the kernel, shared ones are in range by
                 // construction; `tests/kernels.rs` runs the kernels with NaN-poisoned outputs.
                 unsafe { $kernel::launch_unchecked(
@@ -251,6 +262,7 @@ impl FlashAttentionOps for CubeBackend {
                     $($out.clone().into_tensor_arg(),)+
                     problem(&g, &p),
                     g.head_dim,
+                    $($last,)?
                     dtypes,
                 ) }
             };
@@ -258,12 +270,13 @@ impl FlashAttentionOps for CubeBackend {
         if mma {
             let dim = CubeDim::new_2d(32, PLANES as u32);
             let width = VECTOR;
-            launch!(dq_mma_kernel, g.row_tiles(DQ_ROWS), dim, [width], dq);
-            launch!(dkdv_mma_kernel, g.key_tiles(DKDV_KEYS), dim, [width], dk, dv);
+            let pipelined = use_async_copies(&q);
+            launch!(dq_mma_kernel, g.row_tiles(DQ_ROWS), dim, [width], [pipelined], dq);
+            launch!(dkdv_mma_kernel, g.key_tiles(DKDV_KEYS), dim, [width], [pipelined], dk, dv);
         } else {
             let dim = CubeDim::new_1d(THREADS as u32);
-            launch!(dq_kernel, g.row_tiles(BLOCK_Q), dim, [], dq);
-            launch!(dkdv_kernel, g.key_tiles(BLOCK_K), dim, [], dk, dv);
+            launch!(dq_kernel, g.row_tiles(BLOCK_Q), dim, [], [], dq);
+            launch!(dkdv_kernel, g.key_tiles(BLOCK_K), dim, [], [], dk, dv);
         }
         (dq, dk, dv)
     }

@@ -14,11 +14,14 @@
 use std::sync::Mutex;
 
 use burn_cubecl::cubecl;
+use cubecl::prelude::barrier::Barrier;
 use cubecl::prelude::*;
 
 use super::mma::{Pair, accumulate, load_key_tiles, load_tile, mask_rows, products_t, row_stride, zero_accs};
+use super::pipeline::{issue_key_tiles, next_tile, publish};
 use super::tile::{
-    HIDDEN, HIDDEN_BELOW, Problem, key_range, load_positions, plane_keys, plane_rows, row_tile_of, tile_needed,
+    HIDDEN, HIDDEN_BELOW, PlaneKeys, Problem, key_range, load_positions, plane_keys, plane_rows, row_tile_of,
+    tile_needed,
 };
 
 /// Planes per cube.
@@ -66,7 +69,8 @@ pub(crate) fn forward_tiles(head_dim: usize) -> ForwardTiles {
 
 /// Like [`super::forward::forward_kernel`], on tensor cores; `CubeDim` is `(32, PLANES)`, a cube
 /// covers `16 · PLANES · m_tiles` query rows, `N` = 8 elements (16 bytes) per global load and
-/// shared-memory vector.
+/// shared-memory vector. `pipelined`: K/V tiles double-buffered by `cp.async`
+/// ([`super::pipeline`]); else each is loaded through registers while the cube waits.
 #[cube(launch_unchecked)]
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn forward_mma_kernel<F: Float, I: Int, N: Size>(
@@ -81,6 +85,7 @@ pub(crate) fn forward_mma_kernel<F: Float, I: Int, N: Size>(
     #[comptime] head_dim: usize,
     #[comptime] m_tiles: usize,
     #[comptime] block_n: usize,
+    #[comptime] pipelined: bool,
     #[define(F, I)] _dtypes: [ElemType; 2],
 ) {
     let block_q = comptime!(16 * PLANES * m_tiles);
@@ -105,11 +110,12 @@ pub(crate) fn forward_mma_kernel<F: Float, I: Int, N: Size>(
     let q_base = (b * dims.q_heads as usize + h) * q_len;
     let kv_base = (b * dims.kv_heads as usize + hkv) * k_len;
 
-    // Head dim 128, bf16: Q, K and V tiles of 17 KB each.
+    // Head dim 128, bf16, 2 × 64 tiles: Q 35 KB, K and V 17 KB per stage.
     let ld = comptime!(row_stride(head_dim));
+    let stages = comptime!(if pipelined { 2usize } else { 1usize });
     let mut qs = Shared::<[Vector<F, N>]>::new_aligned_slice(block_q * ld, 16usize);
-    let mut ks = Shared::<[Vector<F, N>]>::new_aligned_slice(block_n * ld, 16usize);
-    let mut vs = Shared::<[Vector<F, N>]>::new_aligned_slice(block_n * ld, 16usize);
+    let mut ks = Shared::<[Vector<F, N>]>::new_aligned_slice(stages * block_n * ld, 16usize);
+    let mut vs = Shared::<[Vector<F, N>]>::new_aligned_slice(stages * block_n * ld, 16usize);
     let mut pos = Shared::<[u32]>::new_slice(block_q);
 
     load_positions::<I>(order, order_at, rows, dims.q_start, &mut pos, block_q);
@@ -123,7 +129,6 @@ pub(crate) fn forward_mma_kernel<F: Float, I: Int, N: Size>(
     let span = plane_rows(&pos, rows, plane_row0, plane_rows_n);
     let range = key_range(pos[0] as usize, pos[rows - 1] as usize, window, k_start, k_len);
     let (j_lo, j_end) = (range.lo, range.end);
-    let n8 = comptime!(block_n / 8);
     let d8 = comptime!(head_dim / 8);
 
     // Per m-tile `i`: row `g` at `2i`, row `g + 8` at `2i + 1` — positions, running maxima (raw
@@ -139,83 +144,75 @@ pub(crate) fn forward_mma_kernel<F: Float, I: Int, N: Size>(
     }
     let mut o = zero_accs(comptime!(m_tiles * head_dim / 8));
 
-    let mut j0 = j_lo;
-    while j0 < j_end {
-        if tile_needed(&pos, rows, window, k_start + j0, k_start + j0 + block_n) {
-            load_key_tiles::<F, I, N>(k, v, order, j0, k_len, kv_base, &mut ks, &mut vs, block_n, head_dim, threads);
-            sync_cube();
-            let keys = plane_keys(&span, j0, j_end, k_start, window, block_n);
-            if keys.any {
-                let mut s = products_t::<F, N>(&qs, plane_row0, &ks, ld, head_dim, block_n, m_tiles);
-                #[unroll]
-                for mi in 0..m_tiles {
-                    // Hide what a row does not see, unless every row of the plane sees every key.
-                    if !keys.all {
-                        let (lo, hi) = (row_pos[2 * mi] as usize, row_pos[2 * mi + 1] as usize);
-                        mask_rows(&mut s, comptime!(mi * n8), lo, hi, keys.kp0, keys.kp1, window, block_n);
-                    }
-                    // Online softmax: new maxima, rescale factors, probabilities in place.
-                    let mut mx_lo = m[2 * mi];
-                    let mut mx_hi = m[2 * mi + 1];
-                    #[unroll]
-                    for nt in 0..block_n / 8 {
-                        let acc = s.index(mi * n8 + nt);
-                        #[unroll]
-                        for e in 0..2usize {
-                            mx_lo = f32::max(mx_lo, acc[0].extract(e));
-                            mx_hi = f32::max(mx_hi, acc[1].extract(e));
-                        }
-                    }
-                    mx_lo = f32::max(mx_lo, plane_shuffle_xor(mx_lo, 1));
-                    mx_lo = f32::max(mx_lo, plane_shuffle_xor(mx_lo, 2));
-                    mx_hi = f32::max(mx_hi, plane_shuffle_xor(mx_hi, 1));
-                    mx_hi = f32::max(mx_hi, plane_shuffle_xor(mx_hi, 2));
-                    // A row that has seen nothing yet keeps max HIDDEN; exponents then use 0, so
-                    // its hidden scores still give exactly 0.
-                    let use_lo = select(mx_lo > f32::new(HIDDEN_BELOW), mx_lo, 0.0);
-                    let use_hi = select(mx_hi > f32::new(HIDDEN_BELOW), mx_hi, 0.0);
-                    let alpha_lo = f32::exp((m[2 * mi] - use_lo) * dims.scale);
-                    let alpha_hi = f32::exp((m[2 * mi + 1] - use_hi) * dims.scale);
-                    m[2 * mi] = mx_lo;
-                    m[2 * mi + 1] = mx_hi;
-                    let shift_lo = use_lo * dims.scale;
-                    let shift_hi = use_hi * dims.scale;
-                    let mut sum_lo = 0.0f32;
-                    let mut sum_hi = 0.0f32;
-                    #[unroll]
-                    for nt in 0..block_n / 8 {
-                        let acc = s.index_mut(mi * n8 + nt);
-                        let mut lo = acc[0];
-                        let mut hi = acc[1];
-                        #[unroll]
-                        for e in 0..2usize {
-                            let p_lo = f32::exp(lo.extract(e) * dims.scale - shift_lo);
-                            let p_hi = f32::exp(hi.extract(e) * dims.scale - shift_hi);
-                            sum_lo += p_lo;
-                            sum_hi += p_hi;
-                            lo.insert(e, p_lo);
-                            hi.insert(e, p_hi);
-                        }
-                        acc[0] = lo;
-                        acc[1] = hi;
-                    }
-                    l[2 * mi] = l[2 * mi] * alpha_lo + sum_lo;
-                    l[2 * mi + 1] = l[2 * mi + 1] * alpha_hi + sum_hi;
-                    let alpha = Pair::<f32>::new(alpha_lo);
-                    let beta = Pair::<f32>::new(alpha_hi);
-                    #[unroll]
-                    for dn in 0..head_dim / 8 {
-                        let acc = o.index_mut(mi * d8 + dn);
-                        acc[0] = acc[0] * alpha;
-                        acc[1] = acc[1] * beta;
-                    }
-                }
-                // O += P V
-                accumulate::<F, N>(&s, &vs, ld, &mut o, head_dim, block_n, m_tiles);
-            }
-            sync_cube();
+    if pipelined {
+        // Two stages of K/V: the next needed tile's copies are in flight while this one is used.
+        let full0 = Barrier::shared(CUBE_DIM, UNIT_POS == 0);
+        let full1 = Barrier::shared(CUBE_DIM, UNIT_POS == 0);
+        let mut cur = next_tile(&pos, rows, window, k_start, j_lo, j_end, block_n);
+        if cur < j_end {
+            issue_key_tiles::<F, N>(k, v, cur, k_len, kv_base, &mut ks, &mut vs, 0usize, block_n, head_dim, threads);
+            publish(&full0);
         }
-        j0 += block_n;
+        let mut stage = 0usize;
+        let mut phase0 = 0u32;
+        let mut phase1 = 0u32;
+        while cur < j_end {
+            let next = next_tile(&pos, rows, window, k_start, cur + block_n, j_end, block_n);
+            if next < j_end {
+                let row0 = (1 - stage) * block_n;
+                issue_key_tiles::<F, N>(k, v, next, k_len, kv_base, &mut ks, &mut vs, row0, block_n, head_dim, threads);
+                if stage == 0 {
+                    publish(&full1);
+                } else {
+                    publish(&full0);
+                }
+            }
+            if stage == 0 {
+                full0.wait_parity(phase0);
+                phase0 ^= 1;
+            } else {
+                full1.wait_parity(phase1);
+                phase1 ^= 1;
+            }
+            let keys = plane_keys(&span, cur, j_end, k_start, window, block_n);
+            attend_key_tile::<F, N>(
+                &qs,
+                plane_row0,
+                &ks,
+                &vs,
+                stage * block_n,
+                &keys,
+                &row_pos,
+                &mut m,
+                &mut l,
+                &mut o,
+                window,
+                dims.scale,
+                head_dim,
+                m_tiles,
+                block_n,
+            );
+            sync_cube();
+            cur = next;
+            stage = 1 - stage;
+        }
+    } else {
+        let mut j0 = j_lo;
+        while j0 < j_end {
+            if tile_needed(&pos, rows, window, k_start + j0, k_start + j0 + block_n) {
+                load_key_tiles::<F, I, N>(
+                    k, v, order, j0, k_len, kv_base, &mut ks, &mut vs, block_n, head_dim, threads,
+                );
+                sync_cube();
+                let keys = plane_keys(&span, j0, j_end, k_start, window, block_n);
+                attend_key_tile::<F, N>(
+                    &qs, plane_row0, &ks, &vs, 0usize, &keys, &row_pos, &mut m, &mut l, &mut o, window, dims.scale,
+                    head_dim, m_tiles, block_n,
+                );
+                sync_cube();
+            }
+            j0 += block_n;
+        }
     }
 
     // Per row: the sum across its four lanes, the output scaled by its inverse, the log-sum-exp.
@@ -241,5 +238,99 @@ pub(crate) fn forward_mma_kernel<F: Float, I: Int, N: Size>(
                 lse[row] = select(sum > 0.0, m[i] * dims.scale + f32::ln(sum), f32::new(HIDDEN));
             }
         }
+    }
+}
+
+/// One key tile of the online softmax for the plane's `16 · m_tiles` rows at `plane_row0` of
+/// `qs`: keys are rows `kv_row0 .. kv_row0 + block_n` of `ks`/`vs`, `keys` says which of them the
+/// plane sees; updates the running maxima `m`, this lane's row sums `l` and the output `o`.
+#[cube]
+#[allow(clippy::too_many_arguments)]
+fn attend_key_tile<F: Float, N: Size>(
+    qs: &Shared<[Vector<F, N>]>,
+    plane_row0: usize,
+    ks: &Shared<[Vector<F, N>]>,
+    vs: &Shared<[Vector<F, N>]>,
+    kv_row0: usize,
+    keys: &PlaneKeys,
+    row_pos: &Array<u32>,
+    m: &mut Array<f32>,
+    l: &mut Array<f32>,
+    o: &mut Sequence<Array<Pair<f32>>>,
+    window: usize,
+    scale: f32,
+    #[comptime] head_dim: usize,
+    #[comptime] m_tiles: usize,
+    #[comptime] block_n: usize,
+) {
+    let n8 = comptime!(block_n / 8);
+    let d8 = comptime!(head_dim / 8);
+    if keys.any {
+        let mut s = products_t::<F, N>(qs, plane_row0, ks, kv_row0, head_dim, block_n, m_tiles);
+        #[unroll]
+        for mi in 0..m_tiles {
+            // Hide what a row does not see, unless every row of the plane sees every key.
+            if !keys.all {
+                let (lo, hi) = (row_pos[2 * mi] as usize, row_pos[2 * mi + 1] as usize);
+                mask_rows(&mut s, comptime!(mi * n8), lo, hi, keys.kp0, keys.kp1, window, block_n);
+            }
+            // Online softmax: new maxima, rescale factors, probabilities in place.
+            let mut mx_lo = m[2 * mi];
+            let mut mx_hi = m[2 * mi + 1];
+            #[unroll]
+            for nt in 0..block_n / 8 {
+                let acc = s.index(mi * n8 + nt);
+                #[unroll]
+                for e in 0..2usize {
+                    mx_lo = f32::max(mx_lo, acc[0].extract(e));
+                    mx_hi = f32::max(mx_hi, acc[1].extract(e));
+                }
+            }
+            mx_lo = f32::max(mx_lo, plane_shuffle_xor(mx_lo, 1));
+            mx_lo = f32::max(mx_lo, plane_shuffle_xor(mx_lo, 2));
+            mx_hi = f32::max(mx_hi, plane_shuffle_xor(mx_hi, 1));
+            mx_hi = f32::max(mx_hi, plane_shuffle_xor(mx_hi, 2));
+            // A row that has seen nothing yet keeps max HIDDEN; exponents then use 0, so
+            // its hidden scores still give exactly 0.
+            let use_lo = select(mx_lo > f32::new(HIDDEN_BELOW), mx_lo, 0.0);
+            let use_hi = select(mx_hi > f32::new(HIDDEN_BELOW), mx_hi, 0.0);
+            let alpha_lo = f32::exp((m[2 * mi] - use_lo) * scale);
+            let alpha_hi = f32::exp((m[2 * mi + 1] - use_hi) * scale);
+            m[2 * mi] = mx_lo;
+            m[2 * mi + 1] = mx_hi;
+            let shift_lo = use_lo * scale;
+            let shift_hi = use_hi * scale;
+            let mut sum_lo = 0.0f32;
+            let mut sum_hi = 0.0f32;
+            #[unroll]
+            for nt in 0..block_n / 8 {
+                let acc = s.index_mut(mi * n8 + nt);
+                let mut lo = acc[0];
+                let mut hi = acc[1];
+                #[unroll]
+                for e in 0..2usize {
+                    let p_lo = f32::exp(lo.extract(e) * scale - shift_lo);
+                    let p_hi = f32::exp(hi.extract(e) * scale - shift_hi);
+                    sum_lo += p_lo;
+                    sum_hi += p_hi;
+                    lo.insert(e, p_lo);
+                    hi.insert(e, p_hi);
+                }
+                acc[0] = lo;
+                acc[1] = hi;
+            }
+            l[2 * mi] = l[2 * mi] * alpha_lo + sum_lo;
+            l[2 * mi + 1] = l[2 * mi + 1] * alpha_hi + sum_hi;
+            let alpha = Pair::<f32>::new(alpha_lo);
+            let beta = Pair::<f32>::new(alpha_hi);
+            #[unroll]
+            for dn in 0..head_dim / 8 {
+                let acc = o.index_mut(mi * d8 + dn);
+                acc[0] = acc[0] * alpha;
+                acc[1] = acc[1] * beta;
+            }
+        }
+        // O += P V
+        accumulate::<F, N>(&s, vs, kv_row0, o, head_dim, block_n, m_tiles);
     }
 }

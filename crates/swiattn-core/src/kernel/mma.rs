@@ -66,47 +66,49 @@ pub(crate) fn mma<F: Float>(a: &Array<Pair<F>>, b: &Array<Pair<F>>, acc: &mut Ar
     mma_def::<F>().execute_inplace(a, b, acc);
 }
 
+// The fragment loaders take the vector index `at0 = row0 · ld + vcol0` of the fragment's first
+// row and column: callers form it as one runtime base per tile plus compile-time offsets, so each
+// load's address is a register plus an immediate (a runtime row times `ld` inside the loader
+// would be recomputed per load by backends that do not distribute the product).
+
 /// The A fragment of rows `row0..row0 + 16`, columns `8 · vcol0 .. 8 · vcol0 + 16` of a
-/// row-major tile (row stride `ld` vectors).
+/// row-major tile (row stride `ld` vectors) at `at0 = row0 · ld + vcol0`.
 #[cube]
 pub(crate) fn load_a<F: Float, N: Size>(
     tile: &Shared<[Vector<F, N>]>,
-    row0: usize,
-    vcol0: usize,
-    ld: usize,
+    at0: usize,
+    #[comptime] ld: usize,
 ) -> Array<Pair<F>> {
     let lane = UNIT_POS_PLANE as usize;
-    let at = (row0 + lane % 16) * ld + vcol0 + lane / 16;
+    let at = at0 + (lane % 16) * ld + lane / 16;
     mma_def::<F>().load_matrix::<Vector<F, N>, Const<2>>(&tile[at..at + 1], MatrixIdent::A, 4usize, false)
 }
 
 /// B fragments of two n-tiles from a tile whose *rows* are the n index (`Xᵀ` for a row-major X):
 /// rows `n0..n0 + 8` (registers 0, 1) and `n0 + 8..n0 + 16` (registers 2, 3), k = columns
-/// `8 · vcol0 .. 8 · vcol0 + 16`.
+/// `8 · vcol0 .. 8 · vcol0 + 16`, at `at0 = n0 · ld + vcol0`.
 #[cube]
 pub(crate) fn load_bt<F: Float, N: Size>(
     tile: &Shared<[Vector<F, N>]>,
-    n0: usize,
-    vcol0: usize,
-    ld: usize,
+    at0: usize,
+    #[comptime] ld: usize,
 ) -> Array<Pair<F>> {
     let lane = UNIT_POS_PLANE as usize;
-    let at = (n0 + lane % 8 + (lane / 16) * 8) * ld + vcol0 + (lane / 8) % 2;
+    let at = at0 + (lane % 8 + (lane / 16) * 8) * ld + (lane / 8) % 2;
     mma_def::<F>().load_matrix::<Vector<F, N>, Const<2>>(&tile[at..at + 1], MatrixIdent::B, 4usize, false)
 }
 
 /// B fragments of two n-tiles from a tile whose rows are the k index (row-major X itself):
 /// k = rows `k0..k0 + 16`, n = columns `8 · vcol0 ..` (registers 0, 1) and `8 · vcol0 + 8 ..`
-/// (registers 2, 3); `ldmatrix` transposes on the way.
+/// (registers 2, 3), at `at0 = k0 · ld + vcol0`; `ldmatrix` transposes on the way.
 #[cube]
 pub(crate) fn load_b<F: Float, N: Size>(
     tile: &Shared<[Vector<F, N>]>,
-    k0: usize,
-    vcol0: usize,
-    ld: usize,
+    at0: usize,
+    #[comptime] ld: usize,
 ) -> Array<Pair<F>> {
     let lane = UNIT_POS_PLANE as usize;
-    let at = (k0 + lane % 16) * ld + vcol0 + lane / 16;
+    let at = at0 + (lane % 16) * ld + lane / 16;
     mma_def::<F>().load_matrix::<Vector<F, N>, Const<2>>(&tile[at..at + 1], MatrixIdent::B, 4usize, true)
 }
 
@@ -200,31 +202,33 @@ pub(crate) fn load_key_tiles<F: Float, I: Int, N: Size>(
 }
 
 /// `acc[16·m_tiles × n] = X Yᵀ`: rows `x_row0..x_row0 + 16·m_tiles` of tile `x` times rows
-/// `0..n` of tile `y` (both row-major, `head_dim` wide, row stride `ld` vectors), into
-/// `m_tiles · n / 8` fresh accumulators (m-tile `i`'s at `i · n / 8 ..`). Each B fragment is
-/// loaded once for all m-tiles.
+/// `y_row0..y_row0 + n` of tile `y` (both row-major, `head_dim` wide, row stride
+/// [`row_stride`]), into `m_tiles · n / 8` fresh accumulators (m-tile `i`'s at `i · n / 8 ..`).
+/// Each B fragment is loaded once for all m-tiles.
 #[cube]
 pub(crate) fn products_t<F: Float, N: Size>(
     x: &Shared<[Vector<F, N>]>,
     x_row0: usize,
     y: &Shared<[Vector<F, N>]>,
-    ld: usize,
+    y_row0: usize,
     #[comptime] head_dim: usize,
     #[comptime] n: usize,
     #[comptime] m_tiles: usize,
 ) -> Sequence<Array<Pair<f32>>> {
+    let ld = comptime!(row_stride(head_dim));
     let n8 = comptime!(n / 8);
+    let (x0, y0) = (x_row0 * ld, y_row0 * ld);
     let mut acc = zero_accs(comptime!(m_tiles * n / 8));
     #[unroll]
     for kc in 0..head_dim / 16 {
         let mut a = Sequence::<Array<Pair<F>>>::new();
         #[unroll]
         for mi in 0..m_tiles {
-            a.push(load_a::<F, N>(x, x_row0 + 16 * mi, 2 * kc, ld));
+            a.push(load_a::<F, N>(x, x0 + comptime!(16 * mi * ld + 2 * kc), ld));
         }
         #[unroll]
         for np in 0..n / 16 {
-            let bb = load_bt::<F, N>(y, 16 * np, 2 * kc, ld);
+            let bb = load_bt::<F, N>(y, y0 + comptime!(16 * np * ld + 2 * kc), ld);
             let b0 = b_half::<F>(&bb, 0usize);
             let b1 = b_half::<F>(&bb, 1usize);
             #[unroll]
@@ -238,20 +242,23 @@ pub(crate) fn products_t<F: Float, N: Size>(
 }
 
 /// `acc[16·m_tiles × head_dim] += W Z`: the weights `w` (`m_tiles · n / 8` accumulators laid out
-/// as [`products_t`] returns them, cast to `F`) times rows `0..n` of tile `z` (row-major,
-/// `head_dim` wide, row stride `ld` vectors); m-tile `i`'s outputs at `i · head_dim / 8 ..`.
+/// as [`products_t`] returns them, cast to `F`) times rows `z_row0..z_row0 + n` of tile `z`
+/// (row-major, `head_dim` wide, row stride [`row_stride`]); m-tile `i`'s outputs at
+/// `i · head_dim / 8 ..`.
 #[cube]
 pub(crate) fn accumulate<F: Float, N: Size>(
     w: &Sequence<Array<Pair<f32>>>,
     z: &Shared<[Vector<F, N>]>,
-    ld: usize,
+    z_row0: usize,
     acc: &mut Sequence<Array<Pair<f32>>>,
     #[comptime] head_dim: usize,
     #[comptime] n: usize,
     #[comptime] m_tiles: usize,
 ) {
+    let ld = comptime!(row_stride(head_dim));
     let n8 = comptime!(n / 8);
     let d8 = comptime!(head_dim / 8);
+    let z0 = z_row0 * ld;
     #[unroll]
     for kk in 0..n / 16 {
         let mut a = Sequence::<Array<Pair<F>>>::new();
@@ -261,7 +268,7 @@ pub(crate) fn accumulate<F: Float, N: Size>(
         }
         #[unroll]
         for dp in 0..head_dim / 16 {
-            let bb = load_b::<F, N>(z, 16 * kk, 2 * dp, ld);
+            let bb = load_b::<F, N>(z, z0 + comptime!(16 * kk * ld + 2 * dp), ld);
             let b0 = b_half::<F>(&bb, 0usize);
             let b1 = b_half::<F>(&bb, 1usize);
             #[unroll]

@@ -12,6 +12,7 @@
 //! | forward (output + log-sum-exp), portable | [`forward`] |
 //! | register-level tensor-core tiles (`mma.sync`, `ldmatrix`) | [`mma`] |
 //! | forward on tensor cores (bf16/f16, CUDA) | [`forward_mma`] |
+//! | double-buffered key tiles by `cp.async` (CUDA through CubeCL's C++ backend) | [`pipeline`] |
 //! | backward (delta, dQ, dK/dV), portable | [`backward`] |
 //! | backward on tensor cores (bf16/f16, CUDA) | [`backward_mma`] |
 //! | decode: one query per sequence, split over the keys | [`decode`] |
@@ -32,6 +33,7 @@ mod forward_mma;
 mod mma;
 mod ops;
 mod order;
+mod pipeline;
 mod tile;
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -52,6 +54,7 @@ pub fn runs_on(device: &Device) -> bool {
 
 static POISON: AtomicBool = AtomicBool::new(false);
 static TENSOR_CORES: AtomicBool = AtomicBool::new(true);
+static ASYNC_COPIES: AtomicBool = AtomicBool::new(true);
 
 /// Allow (default) or forbid the tensor-core kernels ([`forward_mma`], [`backward_mma`]) where the
 /// device and dtype have them; forbidden, every call takes the portable kernels (for comparisons).
@@ -62,6 +65,17 @@ pub fn set_tensor_cores(on: bool) {
 
 fn tensor_cores() -> bool {
     TENSOR_CORES.load(Ordering::Relaxed)
+}
+
+/// Allow (default) or forbid the tensor-core kernels' `cp.async` key pipeline ([`pipeline`])
+/// where the device has it; forbidden, their tiles load through registers (for comparisons).
+/// Process-wide.
+pub fn set_async_copies(on: bool) {
+    ASYNC_COPIES.store(on, Ordering::Relaxed);
+}
+
+fn async_copies() -> bool {
+    ASYNC_COPIES.load(Ordering::Relaxed)
 }
 
 /// Fill every kernel output with NaN before the launch (for tests: an element a kernel does not
