@@ -3,7 +3,7 @@
 
 use burn::tensor::{Int, Tensor, TensorData};
 use swiattn_core::attention::RouteMask;
-use swiattn_core::model::{AttentionController, LayerControl, ModelConfig, Routes, Transformer};
+use swiattn_core::model::{AttentionController, LayerControl, ModelConfig, Route, Routes, Transformer};
 use swiattn_core::testing::{max_abs_diff, random_bools, randomize, test_device};
 use swiattn_core::{Error, Result};
 
@@ -63,13 +63,17 @@ fn mix_gates_select_the_branch_they_stand_for() {
     // Per-token hard gates equal the compacted routed path.
     let fa = random_bools(BATCH * LEN, 0.4, 9);
     let route = RouteMask { batch: BATCH, len: LEN, fa: fa.clone() };
-    let routed_out = run(&routed, &mut Every(LayerControl::Route(route.clone()))).unwrap();
+    let routed_out = run(&routed, &mut Every(LayerControl::Route(route.clone().into()))).unwrap();
+    // The same routes as a device tensor (a router's) route the same tokens.
+    let on_device = Route::Device(route.to_tensor(&device));
+    let device_out = run(&routed, &mut Every(LayerControl::Route(on_device))).unwrap();
+    assert_eq!(max_abs_diff(&device_out, &routed_out), 0.0, "device route vs host route");
     let token_gate = gate([BATCH, 1, LEN, 1], fa.iter().map(|&f| if f { 1.0 } else { 0.0 }).collect());
     let mixed = run(&routed, &mut Every(LayerControl::Mix(token_gate))).unwrap();
     assert!(max_abs_diff(&mixed, &routed_out) <= 1e-5, "token gates vs routed: {}", max_abs_diff(&mixed, &routed_out));
 
     let ones = Tensor::<2>::ones([BATCH, LEN], &device);
-    let scaled = run(&routed, &mut Every(LayerControl::RouteScaled { route, scale: ones })).unwrap();
+    let scaled = run(&routed, &mut Every(LayerControl::RouteScaled { route: route.into(), scale: ones })).unwrap();
     assert_eq!(max_abs_diff(&scaled, &routed_out), 0.0);
 }
 
@@ -95,7 +99,8 @@ fn gradients_reach_mix_gates_and_route_scales() {
 
     let route = RouteMask { batch: BATCH, len: LEN, fa: random_bools(BATCH * LEN, 0.5, 1) };
     let scale = Tensor::<2>::ones([BATCH, LEN], &device).require_grad();
-    let out = run(&routed, &mut Every(LayerControl::RouteScaled { route, scale: scale.clone() })).unwrap();
+    let out =
+        run(&routed, &mut Every(LayerControl::RouteScaled { route: route.into(), scale: scale.clone() })).unwrap();
     let grads = (out.clone() * out).mean().backward();
     let g: Vec<f32> = scale.grad(&grads).unwrap().into_data().try_into_vec().unwrap();
     assert!(g.iter().filter(|x| x.abs() > 0.0).count() == BATCH * LEN, "every token's scale gets a gradient");
@@ -110,7 +115,7 @@ fn misused_controls_give_one_clear_error() {
     assert!(e.contains("layer 0 mix gate") && e.contains("[1, 3, 1, 1]"), "{e}");
 
     let short = RouteMask::uniform(BATCH, LEN - 1, true);
-    let e = run(&routed, &mut Every(LayerControl::Route(short))).unwrap_err().to_string();
+    let e = run(&routed, &mut Every(LayerControl::Route(short.into()))).unwrap_err().to_string();
     assert!(e.contains("route mask") && e.contains(&format!("[{BATCH}, {LEN}]")), "{e}");
 
     let e = routed.forward(tokens(&device), &Routes::none()).unwrap_err().to_string();
@@ -118,7 +123,7 @@ fn misused_controls_give_one_clear_error() {
 
     let sliding = model("S", &device);
     let mut cache = sliding.new_cache();
-    let route = LayerControl::Route(RouteMask::uniform(BATCH, LEN, true));
+    let route = LayerControl::Route(RouteMask::uniform(BATCH, LEN, true).into());
     let e: Error = sliding.hidden_states(tokens(&device), &mut Every(route), Some(&mut cache)).unwrap_err();
     assert!(e.to_string().contains("keeps only a window of keys"), "{e}");
 }

@@ -47,6 +47,8 @@ fn device_route_order_equals_host_order() {
         let route = RouteMask { batch, len, fa: random_bools(batch * len, p, 11) };
         let host = QueryOrder::routed(&route, window, &device);
         let on_device = QueryOrder::routed_on_device(&route.to_tensor(&device), window);
+        // Read back whatever the backend stores bools as.
+        assert_eq!(RouteMask::from_tensor(&route.to_tensor(&device)).unwrap(), route, "route read-back");
         let ints = |t: burn::tensor::Tensor<2, Int>| t.into_data().convert::<i64>().try_into_vec::<i64>().unwrap();
         assert_eq!(ints(host.order.clone()), ints(on_device.order.clone()), "order, p={p}");
         let split = |t: burn::tensor::Tensor<1, Int>| t.into_data().convert::<i64>().try_into_vec::<i64>().unwrap();
@@ -61,4 +63,42 @@ fn device_route_order_equals_host_order() {
         let b = fused_routed_attention_on_device(q, k, v, &route.to_tensor(&device), window, pos, 0.25);
         assert_eq!(max_abs_diff(&a, &b), 0.0);
     }
+}
+
+/// A model's routed layers take a router's route still on the device (ordered there, never read
+/// back) and give exactly what the same route from the host gives.
+#[test]
+fn models_take_device_routes() {
+    use burn::tensor::{Int, Tensor, TensorData};
+    use swiattn_core::attention::RouteMask;
+    use swiattn_core::model::{AttentionController, LayerControl, ModelConfig, Route, Transformer};
+    use swiattn_core::testing::{max_abs_diff, random_bools, randomize};
+
+    struct Every(LayerControl);
+    impl AttentionController for Every {
+        fn control(&mut self, _layer: usize, _input: &Tensor<3>) -> swiattn_core::Result<Option<LayerControl>> {
+            Ok(Some(self.0.clone()))
+        }
+    }
+    let device = test_device();
+    if !runs_on(&device) {
+        return;
+    }
+    // Head dim 16: the fused kernels' smallest.
+    let json = r#"{"model_type": "llama", "vocab_size": 50, "hidden_size": 64, "intermediate_size": 96,
+        "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2, "head_dim": 16,
+        "sliding_window": 7, "attention_pattern": "R"}"#;
+    let config = ModelConfig::from_json_str(json, "test").unwrap_or_else(|e| panic!("{e}"));
+    let model = randomize(Transformer::new(config, &device).unwrap(), 5, 0.2);
+    let (batch, len) = (2, 37);
+    let ids: Vec<i64> = (0..batch * len).map(|i| ((i * 13 + 3) % 50) as i64).collect();
+    let tokens = Tensor::<2, Int>::from_data(TensorData::new(ids, [batch, len]), &device);
+    let route = RouteMask { batch, len, fa: random_bools(batch * len, 0.4, 21) };
+    let run = |route: Route| {
+        let hidden = model.hidden_states(tokens.clone(), &mut Every(LayerControl::Route(route)), None).unwrap();
+        model.logits(hidden)
+    };
+    let host = run(Route::Host(route.clone()));
+    let on_device = run(Route::Device(route.to_tensor(&device)));
+    assert_eq!(max_abs_diff(&on_device, &host), 0.0);
 }

@@ -31,8 +31,7 @@ use std::collections::BTreeMap;
 
 use burn::tensor::{Device, Tensor, TensorData};
 use swiattn_core::Result;
-use swiattn_core::attention::RouteMask;
-use swiattn_core::model::{AttentionController, LayerControl};
+use swiattn_core::model::{AttentionController, LayerControl, Route};
 
 pub use budget::Budget;
 pub use swiattn_core::model::{Allocation, Granularity, ModelShape};
@@ -54,8 +53,8 @@ pub enum Hard {
     Layer(bool),
     /// One choice per KV head.
     KvHeads(Vec<bool>),
-    /// One choice per token, `[batch, len]`.
-    Tokens(RouteMask),
+    /// One choice per token, `[batch, len]` (a router's is still on the device).
+    Tokens(Route),
 }
 
 impl Hard {

@@ -29,10 +29,10 @@ use burn::tensor::{Device, Tensor, TensorData, activation};
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 use swiattn_core::attention::RouteMask;
-use swiattn_core::model::LayerControl;
+use swiattn_core::model::{LayerControl, Route};
 use swiattn_core::{Error, Result};
 
-use crate::{Decision, Hard, Policy, host};
+use crate::{Decision, Hard, Policy};
 
 /// How the router's probability is formed.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
@@ -211,18 +211,17 @@ impl Policy for SwiAttn {
         if self.training && self.step < self.config.warmup_steps {
             let ones = Tensor::<1>::ones([1], &device);
             return Ok(Some(Decision {
-                hard: Hard::Tokens(RouteMask::uniform(batch, len, true)),
+                hard: Hard::Tokens(RouteMask::uniform(batch, len, true).into()),
                 surrogate: None,
                 expected_fa_ratio: ones,
             }));
         }
         let p = self.probability(router, input);
-        let fa: Vec<bool> = host(p.clone()).iter().map(|&v| v > 0.5).collect();
-        let route = RouteMask { batch, len, fa: fa.clone() };
-        let h = Tensor::<2>::from_data(
-            TensorData::new(fa.iter().map(|&f| f32::from(u8::from(f))).collect(), [batch, len]),
-            &device,
-        );
+        // The hard route stays on the device: the fused kernels order their rows from it there,
+        // so the forward does not wait for the router (statistics read it back after the step).
+        let fa = p.clone().greater_elem(0.5);
+        let h = fa.clone().float();
+        let route = Route::Device(fa);
         let surrogate = match self.config.gradient {
             GradientPath::Mix => {
                 // h + (p − sg(p)): the difference is exactly 0, so the gate is exactly h.

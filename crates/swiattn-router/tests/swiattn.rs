@@ -47,7 +47,7 @@ fn track(target: f64, coefficient: Coefficient, estimator: Estimator, steps: usi
         policy.step += 1;
         if step >= steps - 100 {
             let hard = match &decisions[&0].hard {
-                swiattn_router::Hard::Tokens(route) => route.clone(),
+                swiattn_router::Hard::Tokens(route) => route.host().unwrap(),
                 _ => unreachable!(),
             };
             ratios.push(hard.fa_ratio());

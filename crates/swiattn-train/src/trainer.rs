@@ -351,6 +351,7 @@ impl Trainer {
             }
             for (layer, decision) in decisions {
                 if let Hard::Tokens(route) = decision.hard {
+                    let route = route.host()?;
                     let per_sequence = route.fa.chunks(route.len).map(<[bool]>::to_vec);
                     routes.entry(layer).or_default().extend(per_sequence);
                 }

@@ -34,13 +34,20 @@ impl RouteMask {
         Self { batch, len, fa: vec![fa; batch * len] }
     }
 
-    /// Read a `[batch, len]` bool tensor (`true` = FA) back to the host.
+    /// Read a `[batch, len]` bool tensor (`true` = FA) back to the host. Read as integers: backends
+    /// store bools differently (native on the CPU, `u8` on CUDA).
     pub fn from_tensor(route: &Tensor<2, Bool>) -> Result<Self> {
         let [batch, len] = route.dims();
         let fa = route
-            .to_data()
-            .try_into_vec::<bool>()
-            .map_err(|e| Error::Invalid(format!("route mask could not be read: {e:?}")))?;
+            .clone()
+            .int()
+            .into_data()
+            .convert::<i64>()
+            .try_into_vec::<i64>()
+            .map_err(|e| Error::Invalid(format!("route mask could not be read: {e:?}")))?
+            .into_iter()
+            .map(|x| x != 0)
+            .collect();
         Ok(Self { batch, len, fa })
     }
 

@@ -7,12 +7,12 @@ use burn::nn::{Linear, LinearConfig};
 use burn::tensor::{Device, Tensor};
 
 use super::config::{Arch, LayerAttention, Rope};
-use super::control::{LayerControl, check_gate};
+use super::control::{LayerControl, Route, check_gate};
 use super::norm::RmsNorm;
 use super::rope;
 use crate::attention::Window;
 use crate::attention::{
-    HeadSplit, Positions, RouteMask, Span, default_block, dense_attention, head_mixed_attention, routed_attention,
+    HeadSplit, Positions, Span, default_block, dense_attention, head_mixed_attention, routed_attention,
     sliding_attention,
 };
 use crate::cache::LayerCache;
@@ -229,21 +229,18 @@ impl SelfAttention {
         }
     }
 
-    /// Per-token routes: fused (both branches in one launch) or the compacted tensor-op path.
-    fn routed(
-        &self,
-        q: Tensor<4>,
-        k: Tensor<4>,
-        v: Tensor<4>,
-        route: &RouteMask,
-        w: Window,
-        pos: Positions,
-    ) -> Tensor<4> {
+    /// Per-token routes: fused (both branches in one launch; a device route ordered on the
+    /// device) or the compacted tensor-op path (a device route read back).
+    fn routed(&self, q: Tensor<4>, k: Tensor<4>, v: Tensor<4>, route: &Route, w: Window, pos: Positions) -> Tensor<4> {
         #[cfg(feature = "kernels")]
         if self.fused(&q) {
-            return kernel::fused_routed_attention(q, k, v, route, w, pos, self.scale);
+            return match route {
+                Route::Host(mask) => kernel::fused_routed_attention(q, k, v, mask, w, pos, self.scale),
+                Route::Device(route) => kernel::fused_routed_attention_on_device(q, k, v, route, w, pos, self.scale),
+            };
         }
-        routed_attention(q, k, v, route, w, pos, self.scale, default_block(w))
+        let mask = route.host().expect("a [batch, len] bool route reads back to the host");
+        routed_attention(q, k, v, &mask, w, pos, self.scale, default_block(w))
     }
 
     fn attend_cached(

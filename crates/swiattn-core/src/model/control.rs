@@ -12,17 +12,80 @@ use burn::tensor::{Bool, Tensor};
 use crate::attention::RouteMask;
 use crate::{Error, Result};
 
+/// Per-token hard routes of one layer, `[batch, len]`, `true` = full attention: a host mask, or a
+/// bool tensor still on the model's device (a router's decision). On the fused kernels a device
+/// route is ordered on the device ([`crate::kernel::QueryOrder::routed_on_device`]), so the
+/// forward never waits for it; the tensor-op paths read it back.
+#[derive(Clone, Debug)]
+pub enum Route {
+    Host(RouteMask),
+    Device(Tensor<2, Bool>),
+}
+
+impl Route {
+    /// `[batch, len]`.
+    pub fn dims(&self) -> [usize; 2] {
+        match self {
+            Route::Host(mask) => [mask.batch, mask.len],
+            Route::Device(route) => route.dims(),
+        }
+    }
+
+    /// Check that the route covers `[batch, len]`.
+    pub fn check(&self, batch: usize, len: usize) -> Result<()> {
+        let dims = self.dims();
+        if dims != [batch, len] {
+            return Err(Error::shape("route mask", format!("[{batch}, {len}] (batch, tokens)"), &dims));
+        }
+        Ok(())
+    }
+
+    /// The mask on the host (a device route is read back: the caller waits for it).
+    pub fn host(&self) -> Result<RouteMask> {
+        match self {
+            Route::Host(mask) => Ok(mask.clone()),
+            Route::Device(route) => RouteMask::from_tensor(route),
+        }
+    }
+
+    /// Fraction of tokens routed to full attention (of a device route: its count, read back).
+    pub fn fa_ratio(&self) -> f64 {
+        match self {
+            Route::Host(mask) => mask.fa_ratio(),
+            Route::Device(route) => {
+                let n = route.dims().iter().product::<usize>();
+                if n == 0 {
+                    return 0.0;
+                }
+                route.clone().int().sum().into_scalar::<i64>() as f64 / n as f64
+            }
+        }
+    }
+}
+
+/// Equal routes send the same tokens to full attention (device routes are read back to compare).
+impl PartialEq for Route {
+    fn eq(&self, other: &Self) -> bool {
+        matches!((self.host(), other.host()), (Ok(a), Ok(b)) if a == b)
+    }
+}
+
+impl From<RouteMask> for Route {
+    fn from(mask: RouteMask) -> Self {
+        Route::Host(mask)
+    }
+}
+
 /// How one layer's attention runs in this call, instead of its configured kind. Every variant uses
 /// the layer's sliding window (its own, or the model's `sliding_window`).
 #[derive(Clone, Debug)]
 pub enum LayerControl {
-    /// Per-token hard routes, `[batch, len]`, `true` = full attention, through the compacted
-    /// routed path.
-    Route(RouteMask),
+    /// Per-token hard routes through the compacted routed path.
+    Route(Route),
     /// Per-token hard routes, and each token's output multiplied by `scale` (`[batch, len]`): a
     /// straight-through factor (value 1, gradient to a router) that trains routers without
     /// computing the branch a token did not take.
-    RouteScaled { route: RouteMask, scale: Tensor<2> },
+    RouteScaled { route: Route, scale: Tensor<2> },
     /// Both branches for every query, mixed: `out = sliding + gate · (full − sliding)`, with
     /// `gate` broadcastable to `[batch, q_heads, len, 1]` — `[1, 1, 1, 1]` for a layer gate,
     /// `[1, q_heads, 1, 1]` for per-head gates, `[batch, 1, len, 1]` per token. Hard gates with a
@@ -66,7 +129,7 @@ impl Routes {
 
 impl AttentionController for Routes {
     fn control(&mut self, layer: usize, _input: &Tensor<3>) -> Result<Option<LayerControl>> {
-        Ok(self.0.get(&layer).cloned().map(LayerControl::Route))
+        Ok(self.0.get(&layer).map(|route| LayerControl::Route(route.clone().into())))
     }
 }
 

@@ -15,5 +15,5 @@ pub mod transformer;
 
 pub use allocation::{Allocation, Granularity, ModelShape};
 pub use config::{Activation, Arch, Family, LayerAttention, ModelConfig, Rope, RopeScaling};
-pub use control::{AttentionController, LayerControl, Routes};
+pub use control::{AttentionController, LayerControl, Route, Routes};
 pub use transformer::{TextModel, Transformer};
