@@ -1,13 +1,13 @@
-//! Double-buffered key tiles for the tensor-core kernels' key loops, filled by `cp.async`: the
-//! copy engine moves the next needed K/V tile into the idle stage while the planes compute on
-//! the current one, so a tile's global latency hides behind the previous tile's products instead
-//! of stalling every plane of the cube ([`super::mma::load_key_tiles`] goes global → registers →
-//! shared and waits).
+//! Double-buffered tiles for the tensor-core kernels' loops, filled by `cp.async`: the copy
+//! engine moves the next needed tile (K/V in the forward and dQ, Q/dO rows and their statistics
+//! in dK/dV) into the idle stage while the planes compute on the current one, so a tile's global
+//! latency hides behind the previous tile's products instead of stalling every plane of the cube
+//! ([`super::mma::load_tile`] goes global → registers → shared and waits).
 //!
 //! Only where the device has asynchronous copies and `mbarrier`s ([`super::cube`] asks
 //! `features.copy_async` and the `Barrier` type): CubeCL's C++ backend on CUDA from Ampere on,
-//! not its LLVM NVPTX backend. Stage `s` of a tile of `tile_rows` keys is rows
-//! `s · tile_rows ..` of the shared K and V slices; each stage has a barrier every unit arrives at
+//! not its LLVM NVPTX backend. Stage `s` of a tile of `tile_rows` rows is rows
+//! `s · tile_rows ..` of its shared slices; each stage has a barrier every unit arrives at
 //! once per fill, after handing it its copies ([`publish`]), and the loop waits on the stage's
 //! phase parity.
 
