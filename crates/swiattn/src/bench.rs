@@ -2,8 +2,9 @@
 //! ratio, forward and forward+backward, against the ideal mix of their own full and sliding
 //! times measured in the same run. Refuses to report when the kernels disagree with the reference
 //! on this device. Each configuration's row order (`QueryOrder`, the routed rows sorted into FA
-//! and SWA segments) is built before its timing starts, as FlexAttention's block mask is. `crates/swiattn-bench/python/torch_attention.py` times PyTorch SDPA and
-//! FlexAttention on the same configurations and joins the two tables.
+//! and SWA segments) is built before its timing starts, as FlexAttention's block mask is.
+//! `crates/swiattn-bench/python/torch_attention.py` times PyTorch SDPA and FlexAttention on the
+//! same configurations and joins the two tables.
 
 use std::time::Instant;
 

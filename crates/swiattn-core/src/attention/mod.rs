@@ -29,5 +29,5 @@ pub use dense::dense_attention;
 pub use head_mixed::{HeadSplit, head_mixed_attention};
 pub use mask::{Positions, Visibility};
 pub use reference::attention_reference;
-pub use routed::{RouteMask, routed_attention};
+pub use routed::{RouteMask, check_route_dims, routed_attention};
 pub use window::{Span, Window, visible};

@@ -78,15 +78,16 @@ impl RouteMask {
 
     /// Check that this mask covers `[batch, len]`.
     pub fn check(&self, batch: usize, len: usize) -> Result<()> {
-        if self.batch != batch || self.len != len {
-            return Err(Error::shape(
-                "route mask",
-                format!("[{batch}, {len}] (batch, tokens)"),
-                &[self.batch, self.len],
-            ));
-        }
-        Ok(())
+        check_route_dims([self.batch, self.len], batch, len)
     }
+}
+
+/// Check that routes of shape `dims` cover `[batch, len]` (host masks and device route tensors).
+pub fn check_route_dims(dims: [usize; 2], batch: usize, len: usize) -> Result<()> {
+    if dims != [batch, len] {
+        return Err(Error::shape("route mask", format!("[{batch}, {len}] (batch, tokens)"), &dims));
+    }
+    Ok(())
 }
 
 /// Routed attention.

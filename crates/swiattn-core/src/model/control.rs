@@ -5,11 +5,12 @@
 //! attention input (after the layer's input norm). `None` runs the layer as configured; routed
 //! layers require a control.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use burn::tensor::{Bool, Tensor};
 
-use crate::attention::RouteMask;
+use crate::attention::{RouteMask, check_route_dims};
 use crate::{Error, Result};
 
 /// Per-token hard routes of one layer, `[batch, len]`, `true` = full attention: a host mask, or a
@@ -33,18 +34,14 @@ impl Route {
 
     /// Check that the route covers `[batch, len]`.
     pub fn check(&self, batch: usize, len: usize) -> Result<()> {
-        let dims = self.dims();
-        if dims != [batch, len] {
-            return Err(Error::shape("route mask", format!("[{batch}, {len}] (batch, tokens)"), &dims));
-        }
-        Ok(())
+        check_route_dims(self.dims(), batch, len)
     }
 
-    /// The mask on the host (a device route is read back: the caller waits for it).
-    pub fn host(&self) -> Result<RouteMask> {
+    /// The mask on the host: borrowed, or a device route read back (the caller waits for it).
+    pub fn host(&self) -> Result<Cow<'_, RouteMask>> {
         match self {
-            Route::Host(mask) => Ok(mask.clone()),
-            Route::Device(route) => RouteMask::from_tensor(route),
+            Route::Host(mask) => Ok(Cow::Borrowed(mask)),
+            Route::Device(route) => RouteMask::from_tensor(route).map(Cow::Owned),
         }
     }
 
