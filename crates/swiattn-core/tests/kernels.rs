@@ -102,3 +102,24 @@ fn models_take_device_routes() {
     let on_device = run(Route::Device(route.to_tensor(&device)));
     assert_eq!(max_abs_diff(&on_device, &host), 0.0);
 }
+
+/// The tile shapes a sweep asks for (`bench attention --forward-tiles MxK --backward-tiles KxQ`)
+/// parse when the kernels take them and are refused, naming the text, when not; every default fits.
+#[test]
+fn tile_shapes_parse_only_what_the_kernels_take() {
+    use swiattn_core::kernel::{BackwardTiles, ForwardTiles};
+    assert_eq!("2x64".parse(), Ok(ForwardTiles { m_tiles: 2, keys: 64 }));
+    assert_eq!("128×32".parse(), Ok(BackwardTiles { dq_keys: 128, dkdv_queries: 32 }));
+    for bad in ["64", "3x64", "2x48", "x", "2x"] {
+        assert!(bad.parse::<ForwardTiles>().unwrap_err().contains(&format!("`{bad}`")), "{bad}");
+    }
+    for bad in ["64", "96x32", "64x128", "ax32", "64x8"] {
+        assert!(bad.parse::<BackwardTiles>().unwrap_err().contains(&format!("`{bad}`")), "{bad}");
+    }
+    for d in [16, 64, 128, 256] {
+        let t = BackwardTiles::for_head_dim(d);
+        assert!(t.supported() && t.fits(d), "backward default at head dim {d}: {t:?}");
+        assert!(ForwardTiles::for_head_dim(d).supported(), "forward default at head dim {d}");
+    }
+    assert!(!BackwardTiles { dq_keys: 128, dkdv_queries: 32 }.fits(256));
+}

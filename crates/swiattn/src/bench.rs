@@ -17,8 +17,8 @@ use swiattn_core::attention::cost::total_keys;
 use swiattn_core::attention::{Positions, RouteMask, Span, Visibility, Window};
 use swiattn_core::conformance::{self, Case, Matmul};
 use swiattn_core::kernel::{
-    ForwardTiles, QueryOrder, fused_attention, fused_routed_attention, runs_on, set_async_copies, set_forward_tiles,
-    set_tensor_cores, supports_head_dim,
+    BackwardTiles, ForwardTiles, QueryOrder, fused_attention, fused_routed_attention, runs_on, set_async_copies,
+    set_backward_tiles, set_forward_tiles, set_tensor_cores, supports_head_dim,
 };
 use swiattn_core::testing::randn;
 
@@ -76,15 +76,13 @@ pub struct Args {
     seed: u64,
     /// The tensor-core forward's tile shape for every head dim, as `M×K`: M 16-row m-tiles per
     /// plane (1 or 2) and K keys per tile (16, 32 or 64), e.g. `1x64`. Default: per head dim.
-    #[arg(long, value_parser = parse_tiles)]
+    #[arg(long)]
     forward_tiles: Option<ForwardTiles>,
-}
-
-fn parse_tiles(s: &str) -> Result<ForwardTiles, String> {
-    let bad = || format!("--forward-tiles `{s}`: expected M×K with M in 1, 2 and K in 16, 32, 64 (e.g. 2x32)");
-    let (m, k) = s.split_once(['x', '×']).ok_or_else(bad)?;
-    let tiles = ForwardTiles { m_tiles: m.parse().map_err(|_| bad())?, keys: k.parse().map_err(|_| bad())? };
-    if matches!(tiles.m_tiles, 1 | 2) && matches!(tiles.keys, 16 | 32 | 64) { Ok(tiles) } else { Err(bad()) }
+    /// The tensor-core backward's tile shapes for every head dim, as `K×Q`: K keys per tile of
+    /// the dQ kernel (32, 64 or 128) and Q query rows per step of the dK/dV kernel (16, 32 or
+    /// 64), e.g. `128x64`. Default: per head dim.
+    #[arg(long)]
+    backward_tiles: Option<BackwardTiles>,
 }
 
 #[derive(Serialize)]
@@ -152,14 +150,30 @@ pub fn run(command: Command, backend: BackendKind, device: &Device) -> anyhow::R
     for &d in &args.head_dims {
         anyhow::ensure!(supports_head_dim(d), "head dim {d}: the fused kernels take multiples of 16 up to 256");
     }
+    if let Some(t) = args.backward_tiles {
+        for &d in &args.head_dims {
+            anyhow::ensure!(
+                t.fits(d),
+                "--backward-tiles {}x{}: {}-key dQ tiles do not fit in shared memory at head dim {d} (keys × head \
+                 dim at most 16384)",
+                t.dq_keys,
+                t.dkdv_queries,
+                t.dq_keys
+            );
+        }
+    }
     set_forward_tiles(args.forward_tiles);
+    set_backward_tiles(args.backward_tiles);
     check(&args, backend, dtype, device)?;
 
     let (b, h) = (args.batch, args.heads);
     let mut rows = Vec::new();
     let tiles = args.forward_tiles.map_or("per head dim".to_string(), |t| format!("{}x{}", t.m_tiles, t.keys));
+    let bwd_tiles =
+        args.backward_tiles.map_or("per head dim".to_string(), |t| format!("{}x{}", t.dq_keys, t.dkdv_queries));
     println!(
-        "fused attention on {backend}: batch {b}, heads {h}, window {}, {:?}, forward tiles {tiles}, median of {} (ms)",
+        "fused attention on {backend}: batch {b}, heads {h}, window {}, {:?}, forward tiles {tiles}, backward tiles \
+         {bwd_tiles}, median of {} (ms)",
         window.size(),
         dtype,
         args.reps

@@ -4,12 +4,14 @@
 //!
 //! - `dq`: like the forward, four planes × 16 query rows; per key tile `S = Q Kᵀ`, `dP = dO Vᵀ`,
 //!   `dS = P ∘ (dP − δ)` with `P = exp(S · scale − lse)`, and `dQ += dS K`.
-//! - `dkdv`: four planes × 16 keys (keys are the rows of its products); per tile of
-//!   [`DKDV_QUERIES`] query rows `Sᵀ = K Qᵀ`, `dPᵀ = V dOᵀ`, `dV += Pᵀ dO`, `dK += dSᵀ Q`,
+//! - `dkdv`: four planes × 16 keys (keys are the rows of its products); per step of
+//!   [`BackwardTiles::dkdv_queries`] query rows `Sᵀ = K Qᵀ`, `dPᵀ = V dOᵀ`, `dV += Pᵀ dO`, `dK += dSᵀ Q`,
 //!   summed over the query heads that share the KV head (no atomics).
 //!
 //! Each recomputes the scores it needs: 7 products per (query, key) tile pair against
 //! FlashAttention-2's 5, which accumulates dQ with atomics instead.
+
+use std::sync::Mutex;
 
 use burn_cubecl::cubecl;
 use cubecl::prelude::barrier::Barrier;
@@ -26,16 +28,73 @@ use super::tile::{
 /// Query rows of a `dq` cube (16 per plane).
 pub(crate) const DQ_ROWS: usize = 16 * PLANES;
 
-/// Keys per tile of the `dq` key loop: 64, or 32 for head dims above 128.
-fn dq_block_keys(head_dim: usize) -> usize {
-    if head_dim > 128 { 32 } else { 64 }
-}
-
 /// Keys per `dkdv` cube (16 per plane).
 pub(crate) const DKDV_KEYS: usize = 16 * PLANES;
-/// Query rows per step of the `dkdv` key loop: 32 keeps `Sᵀ` and `dPᵀ` at 16 registers each
-/// beside the 128 of the dK and dV accumulators (head dim 128).
-pub(crate) const DKDV_QUERIES: usize = 32;
+
+/// The backward's tile shapes: keys per tile of `dq`'s key loop, query rows per step of `dkdv`'s
+/// query loop.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BackwardTiles {
+    pub dq_keys: usize,
+    pub dkdv_queries: usize,
+}
+
+impl BackwardTiles {
+    /// The default for a head dim: 128 keys and 32 query rows up to 64, 64 and 64 up to 128, 32
+    /// and 32 above (the dK/dV accumulators alone then take 128 registers or more). Of six
+    /// shapes from 32 × 32 to 128 × 64, the fastest at 8K and 16K tokens for full attention,
+    /// forward + backward (H200, bf16, against the former 64 × 32: 4–6 % at head dim 128, 1–3 %
+    /// at 64; `docs/LOG.md`, 2026-12-02). 16-row steps are 15–20 % slower.
+    pub fn for_head_dim(head_dim: usize) -> Self {
+        let (dq_keys, dkdv_queries) = match head_dim {
+            ..=64 => (128, 32),
+            ..=128 => (64, 64),
+            _ => (32, 32),
+        };
+        Self { dq_keys, dkdv_queries }
+    }
+
+    /// Shapes the kernels take: `dq_keys` 32, 64 or 128, `dkdv_queries` 16, 32 or 64.
+    pub fn supported(self) -> bool {
+        matches!(self.dq_keys, 32 | 64 | 128) && matches!(self.dkdv_queries, 16 | 32 | 64)
+    }
+
+    /// Whether dQ's key tiles fit in shared memory at `head_dim`: `dq_keys × head_dim` at most
+    /// 16384 (two K/V stages when pipelined).
+    pub fn fits(self, head_dim: usize) -> bool {
+        self.dq_keys * head_dim <= 128 * 128
+    }
+}
+
+impl std::str::FromStr for BackwardTiles {
+    type Err = String;
+
+    /// `K×Q` or `KxQ`, e.g. `64x32`: K keys per dQ key tile, Q query rows per dK/dV step.
+    fn from_str(s: &str) -> Result<Self, String> {
+        let bad = || format!("`{s}`: expected K×Q with K in 32, 64, 128 and Q in 16, 32, 64 (e.g. 64x32)");
+        let (k, q) = s.split_once(['x', '×']).ok_or_else(bad)?;
+        let tiles = Self { dq_keys: k.parse().map_err(|_| bad())?, dkdv_queries: q.parse().map_err(|_| bad())? };
+        if tiles.supported() { Ok(tiles) } else { Err(bad()) }
+    }
+}
+
+static BACKWARD_TILES: Mutex<Option<BackwardTiles>> = Mutex::new(None);
+
+/// Override the backward's tile shapes for every head dim (`None`: [`BackwardTiles::for_head_dim`]);
+/// for tile-shape sweeps (`swiattn bench attention --backward-tiles`). Process-wide; panics on a
+/// shape that is not [`BackwardTiles::supported`]. The caller checks [`BackwardTiles::fits`] for
+/// its head dims.
+pub fn set_backward_tiles(tiles: Option<BackwardTiles>) {
+    if let Some(t) = tiles {
+        assert!(t.supported(), "unsupported backward tiles {t:?}");
+    }
+    *BACKWARD_TILES.lock().expect("backward tiles lock") = tiles;
+}
+
+/// The tile shapes the backward uses at `head_dim`.
+pub(crate) fn backward_tiles(head_dim: usize) -> BackwardTiles {
+    BACKWARD_TILES.lock().expect("backward tiles lock").unwrap_or_else(|| BackwardTiles::for_head_dim(head_dim))
+}
 
 /// `P ∘ (dP − δ)` in place of `dp`, with `P = exp(S · scale − lse)` computed in place of `s`
 /// (hidden scores give `P = 0`, also in a row that sees nothing and so has a hidden `lse`).
@@ -78,7 +137,8 @@ fn probabilities_and_ds(
     }
 }
 
-/// `Pᵀ` in place of `st` and `dSᵀ = Pᵀ ∘ (dPᵀ − δ)` in place of `dpt`, for the lane's keys at
+/// `Pᵀ` in place of `st` and `dSᵀ = Pᵀ ∘ (dPᵀ − δ)` in place of `dpt` (`q_step` query columns),
+/// for the lane's keys at
 /// positions `kpos_lo` (row `g`) and `kpos_hi` (row `g + 8`); column `r` is query row `r` with
 /// its own position, `lse` and `δ` at `row0 + r` of the statistics. `masked`: zero the pairs a query does not see and the columns
 /// past `rows` (else every pair is visible).
@@ -96,11 +156,12 @@ fn transposed_ds(
     kpos_lo: usize,
     kpos_hi: usize,
     scale: f32,
+    #[comptime] q_step: usize,
     #[comptime] masked: bool,
 ) {
     let quad = UNIT_POS_PLANE as usize % 4;
     #[unroll]
-    for nt in 0..DKDV_QUERIES / 8 {
+    for nt in 0..q_step / 8 {
         let sa = st.index_mut(nt);
         let da = dpt.index_mut(nt);
         let mut p_lo = sa[0];
@@ -207,8 +268,8 @@ fn dq_key_tile<F: Float, N: Size>(
 }
 
 /// Like [`super::backward::dq_kernel`], on tensor cores; `CubeDim` is `(32, PLANES)`, a cube
-/// covers [`DQ_ROWS`] query rows, `N` = 8. `pipelined`: K/V tiles double-buffered by `cp.async`
-/// ([`super::pipeline`]).
+/// covers [`DQ_ROWS`] query rows, `N` = 8, key tiles of `block_n` keys. `pipelined`: K/V tiles
+/// double-buffered by `cp.async` ([`super::pipeline`]).
 #[cube(launch_unchecked)]
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn dq_mma_kernel<F: Float, I: Int, N: Size>(
@@ -223,10 +284,10 @@ pub(crate) fn dq_mma_kernel<F: Float, I: Int, N: Size>(
     dq: &mut Tensor<F>,
     dims: Problem,
     #[comptime] head_dim: usize,
+    #[comptime] block_n: usize,
     #[comptime] pipelined: bool,
     #[define(F, I)] _dtypes: [ElemType; 2],
 ) {
-    let block_n = comptime!(dq_block_keys(head_dim));
     let h = CUBE_POS_X as usize;
     let b = CUBE_POS_Y as usize;
     let plane = UNIT_POS_Y as usize;
@@ -297,7 +358,9 @@ pub(crate) fn dq_mma_kernel<F: Float, I: Int, N: Size>(
         let full1 = Barrier::shared(CUBE_DIM, UNIT_POS == 0);
         let mut cur = next_tile(&pos, rows, window, k_start, j_lo, j_end, block_n);
         if cur < j_end {
-            issue_key_tiles::<F, N>(k, v, cur, k_len, kv_base, &mut ks, &mut vs, 0usize, block_n, head_dim, threads);
+            issue_key_tiles::<F, I, N>(
+                k, v, order, cur, k_len, kv_base, &mut ks, &mut vs, 0usize, block_n, head_dim, threads,
+            );
             publish(&full0);
         }
         let mut stage = 0usize;
@@ -307,7 +370,9 @@ pub(crate) fn dq_mma_kernel<F: Float, I: Int, N: Size>(
             let next = next_tile(&pos, rows, window, k_start, cur + block_n, j_end, block_n);
             if next < j_end {
                 let row0 = (1 - stage) * block_n;
-                issue_key_tiles::<F, N>(k, v, next, k_len, kv_base, &mut ks, &mut vs, row0, block_n, head_dim, threads);
+                issue_key_tiles::<F, I, N>(
+                    k, v, order, next, k_len, kv_base, &mut ks, &mut vs, row0, block_n, head_dim, threads,
+                );
                 if stage == 0 {
                     publish(&full1);
                 } else {
@@ -371,38 +436,56 @@ struct Step {
     window: usize,
 }
 
-/// Steps of [`DKDV_QUERIES`] rows that cover `seen`.
+/// Steps of `q_step` rows that cover `seen`.
 #[cube]
-fn step_count(seen: &SeenRows) -> usize {
+fn step_count(seen: &SeenRows, #[comptime] q_step: usize) -> usize {
     let mut n = 0usize;
     if seen.end > seen.first {
-        n = (seen.end - seen.first + DKDV_QUERIES - 1) / DKDV_QUERIES;
+        n = (seen.end - seen.first + q_step - 1) / q_step;
     }
     n
 }
 
-/// Step `t` of the query loop: per head of the group, segment 0's steps then segment 1's.
+/// Step `u` of query head `head` of the group: segment 0's steps, then segment 1's.
 #[cube]
-fn step_at(t: usize, per_head: usize, steps0: usize, seen0: &SeenRows, seen1: &SeenRows) -> Step {
-    let head = t / per_head;
-    let u = t % per_head;
-    let mut start = seen0.first + u * DKDV_QUERIES;
+fn step_of(
+    head: usize,
+    u: usize,
+    steps0: usize,
+    seen0: &SeenRows,
+    seen1: &SeenRows,
+    #[comptime] q_step: usize,
+) -> Step {
+    let mut start = seen0.first + u * q_step;
     let mut end = seen0.end;
     let mut window = seen0.window;
     if u >= steps0 {
-        start = seen1.first + (u - steps0) * DKDV_QUERIES;
+        start = seen1.first + (u - steps0) * q_step;
         end = seen1.end;
         window = seen1.window;
     }
     let mut rows = end - start;
-    if rows > DKDV_QUERIES {
-        rows = DKDV_QUERIES;
+    if rows > q_step {
+        rows = q_step;
     }
     Step { head, start, rows, window }
 }
 
+/// Step `t` of the pipelined query loop, which runs over every head's steps as one index.
+#[cube]
+fn step_at(
+    t: usize,
+    per_head: usize,
+    steps0: usize,
+    seen0: &SeenRows,
+    seen1: &SeenRows,
+    #[comptime] q_step: usize,
+) -> Step {
+    step_of(t / per_head, t % per_head, steps0, seen0, seen1, q_step)
+}
+
 /// One query step of `dV += Pᵀ dO`, `dK += dSᵀ Q` for the plane's 16 keys: query rows are rows
-/// `row0 .. row0 + DKDV_QUERIES` of `qs`/`dos` and of the statistics `pos`/`lse`/`delta`
+/// `row0 .. row0 + q_step` of `qs`/`dos` and of the statistics `pos`/`lse`/`delta`
 /// (`rows` of them live). Skipped when no row sees a key of the plane.
 #[cube]
 #[allow(clippy::too_many_arguments)]
@@ -422,33 +505,35 @@ fn dkdv_step<F: Float, N: Size>(
     dv_acc: &mut Sequence<Array<Pair<f32>>>,
     scale: f32,
     #[comptime] head_dim: usize,
+    #[comptime] q_step: usize,
 ) {
     let plane = UNIT_POS_Y as usize;
     let p_first = pos[row0] as usize;
     let p_last = pos[row0 + rows - 1] as usize;
     let (plane_k0, plane_k1) = (keys.plane_k0, keys.plane_k1);
     if p_last >= plane_k0 && first_key(p_first, window) < plane_k1 {
-        let mut st = products_t::<F, N>(ks, plane * 16, qs, row0, head_dim, DKDV_QUERIES, 1usize);
-        let mut dpt = products_t::<F, N>(vs, plane * 16, dos, row0, head_dim, DKDV_QUERIES, 1usize);
+        let mut st = products_t::<F, N>(ks, plane * 16, qs, row0, head_dim, q_step, 1usize);
+        let mut dpt = products_t::<F, N>(vs, plane * 16, dos, row0, head_dim, q_step, 1usize);
         // Every pair visible: a whole tile of rows, all of the plane's keys held and inside
         // every row's span.
-        let whole = rows == DKDV_QUERIES
+        let whole = rows == q_step
             && plane_k1 == plane_k0 + 16
             && plane_k1 <= p_first + 1
             && (window == 0 || plane_k0 + window > p_last);
         let (kl, kh) = (keys.kpos_lo, keys.kpos_hi);
         if whole {
-            transposed_ds(&mut st, &mut dpt, pos, lse, delta, row0, rows, window, kl, kh, scale, false);
+            transposed_ds(&mut st, &mut dpt, pos, lse, delta, row0, rows, window, kl, kh, scale, q_step, false);
         } else {
-            transposed_ds(&mut st, &mut dpt, pos, lse, delta, row0, rows, window, kl, kh, scale, true);
+            transposed_ds(&mut st, &mut dpt, pos, lse, delta, row0, rows, window, kl, kh, scale, q_step, true);
         }
-        accumulate::<F, N>(&st, dos, row0, dv_acc, head_dim, DKDV_QUERIES, 1usize);
-        accumulate::<F, N>(&dpt, qs, row0, dk_acc, head_dim, DKDV_QUERIES, 1usize);
+        accumulate::<F, N>(&st, dos, row0, dv_acc, head_dim, q_step, 1usize);
+        accumulate::<F, N>(&dpt, qs, row0, dk_acc, head_dim, q_step, 1usize);
     }
 }
 
 /// Like [`super::backward::dkdv_kernel`], on tensor cores; `CubeDim` is `(32, PLANES)`, a cube
-/// covers [`DKDV_KEYS`] keys of one KV head, plane `p` keys `16p .. 16p + 16`, `N` = 8.
+/// covers [`DKDV_KEYS`] keys of one KV head, plane `p` keys `16p .. 16p + 16`, `N` = 8, steps of
+/// `q_step` query rows.
 #[cube(launch_unchecked)]
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn dkdv_mma_kernel<F: Float, I: Int, N: Size>(
@@ -464,6 +549,7 @@ pub(crate) fn dkdv_mma_kernel<F: Float, I: Int, N: Size>(
     dv: &mut Tensor<F>,
     dims: Problem,
     #[comptime] head_dim: usize,
+    #[comptime] q_step: usize,
     #[comptime] pipelined: bool,
     #[define(F, I)] _dtypes: [ElemType; 2],
 ) {
@@ -479,9 +565,9 @@ pub(crate) fn dkdv_mma_kernel<F: Float, I: Int, N: Size>(
     let group = (dims.q_heads / dims.kv_heads) as usize;
     let kv_base = (b * dims.kv_heads as usize + hk) * k_len;
 
-    // Head dim 128, bf16: K and V tiles of 17 KB, Q and dO tiles of 8.7 KB per stage.
+    // Head dim 128, bf16 (64 rows per step): K, V, and per stage Q and dO tiles of 17 KB each.
     let ld = comptime!(row_stride(head_dim));
-    let stage_rows = comptime!(if pipelined { 2 * DKDV_QUERIES } else { DKDV_QUERIES });
+    let stage_rows = comptime!(if pipelined { 2 * q_step } else { q_step });
     let mut ks = Shared::<[Vector<F, N>]>::new_aligned_slice(DKDV_KEYS * ld, 16usize);
     let mut vs = Shared::<[Vector<F, N>]>::new_aligned_slice(DKDV_KEYS * ld, 16usize);
     let mut qs = Shared::<[Vector<F, N>]>::new_aligned_slice(stage_rows * ld, 16usize);
@@ -513,12 +599,12 @@ pub(crate) fn dkdv_mma_kernel<F: Float, I: Int, N: Size>(
     let mut dk_acc = zero_accs(comptime!(head_dim / 8));
     let mut dv_acc = zero_accs(comptime!(head_dim / 8));
     // Only the rows that see a key of this cube (per segment; the same for every head of the
-    // group), `DKDV_QUERIES` at a time.
+    // group), `q_step` at a time.
     let (wa, wb, q_start) = (dims.window_a as usize, dims.window_b as usize, dims.q_start as usize);
     let seen0 = rows_seeing::<I>(order, split, b, q_len, q_start, 0u32, wa, wb, cube_k0, cube_k1);
     let seen1 = rows_seeing::<I>(order, split, b, q_len, q_start, 1u32, wa, wb, cube_k0, cube_k1);
-    let steps0 = step_count(&seen0);
-    let per_head = steps0 + step_count(&seen1);
+    let steps0 = step_count(&seen0, q_step);
+    let per_head = steps0 + step_count(&seen1, q_step);
     let steps = group * per_head;
     if pipelined {
         // Two stages of Q/dO rows and their statistics ([`super::pipeline`]).
@@ -526,7 +612,7 @@ pub(crate) fn dkdv_mma_kernel<F: Float, I: Int, N: Size>(
         let full0 = Barrier::shared(CUBE_DIM, UNIT_POS == 0);
         let full1 = Barrier::shared(CUBE_DIM, UNIT_POS == 0);
         if steps > 0 {
-            let st = step_at(0usize, per_head, steps0, &seen0, &seen1);
+            let st = step_at(0usize, per_head, steps0, &seen0, &seen1, q_step);
             let q_base = (b * dims.q_heads as usize + hk * group + st.head) * q_len;
             issue_query_rows::<F, I, N>(
                 q,
@@ -544,7 +630,7 @@ pub(crate) fn dkdv_mma_kernel<F: Float, I: Int, N: Size>(
                 &mut lse_s,
                 &mut delta_s,
                 0usize,
-                DKDV_QUERIES,
+                q_step,
                 head_dim,
                 threads,
             );
@@ -555,9 +641,9 @@ pub(crate) fn dkdv_mma_kernel<F: Float, I: Int, N: Size>(
         let mut phase1 = 0u32;
         for t in 0..steps {
             if t + 1 < steps {
-                let st = step_at(t + 1, per_head, steps0, &seen0, &seen1);
+                let st = step_at(t + 1, per_head, steps0, &seen0, &seen1, q_step);
                 let q_base = (b * dims.q_heads as usize + hk * group + st.head) * q_len;
-                let row0 = (1 - stage) * DKDV_QUERIES;
+                let row0 = (1 - stage) * q_step;
                 issue_query_rows::<F, I, N>(
                     q,
                     grad,
@@ -574,7 +660,7 @@ pub(crate) fn dkdv_mma_kernel<F: Float, I: Int, N: Size>(
                     &mut lse_s,
                     &mut delta_s,
                     row0,
-                    DKDV_QUERIES,
+                    q_step,
                     head_dim,
                     threads,
                 );
@@ -591,7 +677,7 @@ pub(crate) fn dkdv_mma_kernel<F: Float, I: Int, N: Size>(
                 full1.wait_parity(phase1);
                 phase1 ^= 1;
             }
-            let st = step_at(t, per_head, steps0, &seen0, &seen1);
+            let st = step_at(t, per_head, steps0, &seen0, &seen1, q_step);
             dkdv_step::<F, N>(
                 &ks,
                 &vs,
@@ -600,7 +686,7 @@ pub(crate) fn dkdv_mma_kernel<F: Float, I: Int, N: Size>(
                 &pos,
                 &lse_s,
                 &delta_s,
-                stage * DKDV_QUERIES,
+                stage * q_step,
                 st.rows,
                 st.window,
                 &keys,
@@ -608,62 +694,55 @@ pub(crate) fn dkdv_mma_kernel<F: Float, I: Int, N: Size>(
                 &mut dv_acc,
                 dims.scale,
                 head_dim,
+                q_step,
             );
             sync_cube();
             stage = 1 - stage;
         }
     } else {
-        for t in 0..steps {
-            let st = step_at(t, per_head, steps0, &seen0, &seen1);
-            let q_base = (b * dims.q_heads as usize + hk * group + st.head) * q_len;
-            let order_at = b * q_len + st.start;
-            let rows = st.rows;
-            load_row_stats::<I>(
-                order,
-                order_at,
-                rows,
-                dims.q_start,
-                q_base,
-                lse,
-                delta,
-                &mut pos,
-                &mut lse_s,
-                &mut delta_s,
-                DKDV_QUERIES,
-            );
-            load_tile::<F, I, N>(q, order, order_at, 0, rows, q_base, &mut qs, DKDV_QUERIES, head_dim, threads, true);
-            load_tile::<F, I, N>(
-                grad,
-                order,
-                order_at,
-                0,
-                rows,
-                q_base,
-                &mut dos,
-                DKDV_QUERIES,
-                head_dim,
-                threads,
-                true,
-            );
-            sync_cube();
-            dkdv_step::<F, N>(
-                &ks,
-                &vs,
-                &qs,
-                &dos,
-                &pos,
-                &lse_s,
-                &delta_s,
-                0usize,
-                rows,
-                st.window,
-                &keys,
-                &mut dk_acc,
-                &mut dv_acc,
-                dims.scale,
-                head_dim,
-            );
-            sync_cube();
+        // Head by head: no division per step.
+        for head in 0..group {
+            for u in 0..per_head {
+                let st = step_of(head, u, steps0, &seen0, &seen1, q_step);
+                let q_base = (b * dims.q_heads as usize + hk * group + st.head) * q_len;
+                let order_at = b * q_len + st.start;
+                let rows = st.rows;
+                load_row_stats::<I>(
+                    order,
+                    order_at,
+                    rows,
+                    dims.q_start,
+                    q_base,
+                    lse,
+                    delta,
+                    &mut pos,
+                    &mut lse_s,
+                    &mut delta_s,
+                    q_step,
+                );
+                load_tile::<F, I, N>(q, order, order_at, 0, rows, q_base, &mut qs, q_step, head_dim, threads, true);
+                load_tile::<F, I, N>(grad, order, order_at, 0, rows, q_base, &mut dos, q_step, head_dim, threads, true);
+                sync_cube();
+                dkdv_step::<F, N>(
+                    &ks,
+                    &vs,
+                    &qs,
+                    &dos,
+                    &pos,
+                    &lse_s,
+                    &delta_s,
+                    0usize,
+                    rows,
+                    st.window,
+                    &keys,
+                    &mut dk_acc,
+                    &mut dv_acc,
+                    dims.scale,
+                    head_dim,
+                    q_step,
+                );
+                sync_cube();
+            }
         }
     }
     let valid_lo = key_lo < k_len;

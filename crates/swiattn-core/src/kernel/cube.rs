@@ -12,7 +12,7 @@ use cubecl::ir::OpaqueType;
 use cubecl::prelude::*;
 
 use super::backward::{delta_kernel, dkdv_kernel, dq_kernel};
-use super::backward_mma::{DKDV_KEYS, DQ_ROWS, dkdv_mma_kernel, dq_mma_kernel};
+use super::backward_mma::{DKDV_KEYS, DQ_ROWS, backward_tiles, dkdv_mma_kernel, dq_mma_kernel};
 use super::decode::{DECODE_CHUNK, DECODE_THREADS, decode_kernel, decode_merge_kernel};
 use super::forward::forward_kernel;
 use super::forward_mma::{PLANES, forward_mma_kernel, forward_tiles};
@@ -241,9 +241,9 @@ impl FlashAttentionOps for CubeBackend {
         let dk = empty_like(&k, k.shape(), k.dtype);
         let dv = empty_like(&v, v.shape(), v.dtype);
         // Both variants of each kernel take the same arguments (the tensor-core ones their load
-        // width first, tensor-core ones whether they pipeline last).
+        // width first, their tile shape and whether they pipeline last).
         macro_rules! launch {
-            ($kernel:ident, $count:expr, $dim:expr, [$($width:expr)?], [$($last:expr)?], $($out:ident),+) => {
+            ($kernel:ident, $count:expr, $dim:expr, [$($width:expr)?], [$($last:expr),*], $($out:ident),+) => {
                 // SAFETY: every global index is guarded in the kernel, shared ones are in range by
                 // construction; `tests/kernels.rs` runs the kernels with NaN-poisoned outputs.
                 unsafe { $kernel::launch_unchecked(
@@ -262,7 +262,7 @@ impl FlashAttentionOps for CubeBackend {
                     $($out.clone().into_tensor_arg(),)+
                     problem(&g, &p),
                     g.head_dim,
-                    $($last,)?
+                    $($last,)*
                     dtypes,
                 ) }
             };
@@ -271,8 +271,9 @@ impl FlashAttentionOps for CubeBackend {
             let dim = CubeDim::new_2d(32, PLANES as u32);
             let width = VECTOR;
             let pipelined = use_async_copies(&q);
-            launch!(dq_mma_kernel, g.row_tiles(DQ_ROWS), dim, [width], [pipelined], dq);
-            launch!(dkdv_mma_kernel, g.key_tiles(DKDV_KEYS), dim, [width], [pipelined], dk, dv);
+            let tiles = backward_tiles(g.head_dim);
+            launch!(dq_mma_kernel, g.row_tiles(DQ_ROWS), dim, [width], [tiles.dq_keys, pipelined], dq);
+            launch!(dkdv_mma_kernel, g.key_tiles(DKDV_KEYS), dim, [width], [tiles.dkdv_queries, pipelined], dk, dv);
         } else {
             let dim = CubeDim::new_1d(THREADS as u32);
             launch!(dq_kernel, g.row_tiles(BLOCK_Q), dim, [], [], dq);

@@ -48,16 +48,33 @@ impl ForwardTiles {
     pub fn for_head_dim(head_dim: usize) -> Self {
         if head_dim <= 128 { Self { m_tiles: 2, keys: 64 } } else { Self { m_tiles: 1, keys: 32 } }
     }
+
+    /// Shapes the kernel takes: `m_tiles` 1 or 2, `keys` 16, 32 or 64.
+    pub fn supported(self) -> bool {
+        matches!(self.m_tiles, 1 | 2) && matches!(self.keys, 16 | 32 | 64)
+    }
+}
+
+impl std::str::FromStr for ForwardTiles {
+    type Err = String;
+
+    /// `M×K` or `MxK`, e.g. `2x64`: M m-tiles per plane, K keys per tile.
+    fn from_str(s: &str) -> Result<Self, String> {
+        let bad = || format!("`{s}`: expected M×K with M in 1, 2 and K in 16, 32, 64 (e.g. 2x32)");
+        let (m, k) = s.split_once(['x', '×']).ok_or_else(bad)?;
+        let tiles = Self { m_tiles: m.parse().map_err(|_| bad())?, keys: k.parse().map_err(|_| bad())? };
+        if tiles.supported() { Ok(tiles) } else { Err(bad()) }
+    }
 }
 
 static FORWARD_TILES: Mutex<Option<ForwardTiles>> = Mutex::new(None);
 
 /// Override the forward's tile shape for every head dim (`None`: [`ForwardTiles::for_head_dim`]);
-/// for tile-shape sweeps (`swiattn bench attention --forward-tiles`). Process-wide. `m_tiles` must
-/// be 1 or 2, `keys` 16, 32 or 64.
+/// for tile-shape sweeps (`swiattn bench attention --forward-tiles`). Process-wide; panics on a
+/// shape that is not [`ForwardTiles::supported`].
 pub fn set_forward_tiles(tiles: Option<ForwardTiles>) {
     if let Some(t) = tiles {
-        assert!(matches!(t.m_tiles, 1 | 2) && matches!(t.keys, 16 | 32 | 64), "unsupported forward tiles {t:?}");
+        assert!(t.supported(), "unsupported forward tiles {t:?}");
     }
     *FORWARD_TILES.lock().expect("forward tiles lock") = tiles;
 }
@@ -150,7 +167,9 @@ pub(crate) fn forward_mma_kernel<F: Float, I: Int, N: Size>(
         let full1 = Barrier::shared(CUBE_DIM, UNIT_POS == 0);
         let mut cur = next_tile(&pos, rows, window, k_start, j_lo, j_end, block_n);
         if cur < j_end {
-            issue_key_tiles::<F, N>(k, v, cur, k_len, kv_base, &mut ks, &mut vs, 0usize, block_n, head_dim, threads);
+            issue_key_tiles::<F, I, N>(
+                k, v, order, cur, k_len, kv_base, &mut ks, &mut vs, 0usize, block_n, head_dim, threads,
+            );
             publish(&full0);
         }
         let mut stage = 0usize;
@@ -160,7 +179,9 @@ pub(crate) fn forward_mma_kernel<F: Float, I: Int, N: Size>(
             let next = next_tile(&pos, rows, window, k_start, cur + block_n, j_end, block_n);
             if next < j_end {
                 let row0 = (1 - stage) * block_n;
-                issue_key_tiles::<F, N>(k, v, next, k_len, kv_base, &mut ks, &mut vs, row0, block_n, head_dim, threads);
+                issue_key_tiles::<F, I, N>(
+                    k, v, order, next, k_len, kv_base, &mut ks, &mut vs, row0, block_n, head_dim, threads,
+                );
                 if stage == 0 {
                     publish(&full1);
                 } else {

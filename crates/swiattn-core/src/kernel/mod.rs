@@ -42,6 +42,7 @@ use burn::backend::{Dispatch, DispatchDevice};
 use burn::tensor::{Bool, Device, Tensor};
 
 use crate::attention::{Positions, RouteMask, Span, Window};
+pub use backward_mma::{BackwardTiles, set_backward_tiles};
 pub use forward_mma::{ForwardTiles, set_forward_tiles};
 pub use ops::{FlashAttentionOps, FlashParams};
 pub use order::QueryOrder;

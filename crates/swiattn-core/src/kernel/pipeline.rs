@@ -18,24 +18,29 @@ use cubecl::prelude::*;
 use super::mma::VECTOR;
 use super::tile::tile_needed;
 
-/// Issue the copies of keys `j0..j0 + tile_rows` of `k` and `v` (rows from `base`) into rows
-/// `tile_row0..` of their shared tiles (row stride [`super::mma::row_stride`]); rows at and past
-/// `k_len` are stored as zeros directly. Nothing has landed when this returns: [`publish`] hands
-/// the copies to a barrier.
+/// Issue the copies of rows of `x` and `y` (`[.., len, head_dim]` as vectors, at row `base`) into
+/// rows `tile_row0..` of the shared `xs` and `ys` (row stride [`super::mma::row_stride`]): tile
+/// row `r` takes row `order[order_at + r]` when `gathered`, else `first + r`, and rows at and past
+/// `rows` are stored as zeros directly. The asynchronous twin of [`super::mma::load_tile`], for
+/// the pairs the kernels load together (K and V, Q and dO). Nothing has landed when this returns:
+/// [`publish`] hands the copies to a barrier.
 #[cube]
 #[allow(clippy::too_many_arguments)]
-pub(crate) fn issue_key_tiles<F: Float, N: Size>(
-    k: &Tensor<Vector<F, N>>,
-    v: &Tensor<Vector<F, N>>,
-    j0: usize,
-    k_len: usize,
+pub(crate) fn issue_tiles<F: Float, I: Int, N: Size>(
+    x: &Tensor<Vector<F, N>>,
+    y: &Tensor<Vector<F, N>>,
+    order: &Tensor<I>,
+    order_at: usize,
+    first: usize,
+    rows: usize,
     base: usize,
-    ks: &mut Shared<[Vector<F, N>]>,
-    vs: &mut Shared<[Vector<F, N>]>,
+    xs: &mut Shared<[Vector<F, N>]>,
+    ys: &mut Shared<[Vector<F, N>]>,
     tile_row0: usize,
     #[comptime] tile_rows: usize,
     #[comptime] head_dim: usize,
     #[comptime] threads: usize,
+    #[comptime] gathered: bool,
 ) {
     let per_row = comptime!(head_dim / VECTOR);
     let total = comptime!(tile_rows * head_dim / VECTOR);
@@ -48,16 +53,56 @@ pub(crate) fn issue_key_tiles<F: Float, N: Size>(
             let r = i / per_row;
             let c = i % per_row;
             let at = (tile_row0 + r) * (per_row + 1) + c;
-            if j0 + r < k_len {
-                let src = (base + j0 + r) * per_row + c;
-                copy_async(&k[src..src + 1], &mut ks[at..at + 1], comptime!(VECTOR as u32));
-                copy_async(&v[src..src + 1], &mut vs[at..at + 1], comptime!(VECTOR as u32));
+            if r < rows {
+                let mut row = first + r;
+                if gathered {
+                    row = u32::cast_from(order[order_at + r]) as usize;
+                }
+                let src = (base + row) * per_row + c;
+                copy_async(&x[src..src + 1], &mut xs[at..at + 1], comptime!(VECTOR as u32));
+                copy_async(&y[src..src + 1], &mut ys[at..at + 1], comptime!(VECTOR as u32));
             } else {
-                ks[at] = Vector::<F, N>::new(F::new(0.0));
-                vs[at] = Vector::<F, N>::new(F::new(0.0));
+                xs[at] = Vector::<F, N>::new(F::new(0.0));
+                ys[at] = Vector::<F, N>::new(F::new(0.0));
             }
         }
     }
+}
+
+/// Issue the copies of keys `j0..j0 + tile_rows` of `k` and `v` (rows from `base`, zeros at and
+/// past `k_len`) into rows `tile_row0..` of their shared tiles ([`issue_tiles`]).
+#[cube]
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn issue_key_tiles<F: Float, I: Int, N: Size>(
+    k: &Tensor<Vector<F, N>>,
+    v: &Tensor<Vector<F, N>>,
+    order: &Tensor<I>,
+    j0: usize,
+    k_len: usize,
+    base: usize,
+    ks: &mut Shared<[Vector<F, N>]>,
+    vs: &mut Shared<[Vector<F, N>]>,
+    tile_row0: usize,
+    #[comptime] tile_rows: usize,
+    #[comptime] head_dim: usize,
+    #[comptime] threads: usize,
+) {
+    issue_tiles::<F, I, N>(
+        k,
+        v,
+        order,
+        0,
+        j0,
+        k_len - j0,
+        base,
+        ks,
+        vs,
+        tile_row0,
+        tile_rows,
+        head_dim,
+        threads,
+        false,
+    );
 }
 
 /// Hand this unit's copies issued since the last call to `stage` and arrive on it: the barrier's
@@ -113,9 +158,6 @@ pub(crate) fn issue_query_rows<F: Float, I: Int, N: Size>(
     #[comptime] head_dim: usize,
     #[comptime] threads: usize,
 ) {
-    let per_row = comptime!(head_dim / VECTOR);
-    let total = comptime!(tile_rows * head_dim / VECTOR);
-    let per_thread = comptime!(total.div_ceil(threads));
     let t = UNIT_POS as usize;
     if t < tile_rows {
         let at = tile_row0 + t;
@@ -130,21 +172,7 @@ pub(crate) fn issue_query_rows<F: Float, I: Int, N: Size>(
             delta_s[at] = 0.0;
         }
     }
-    #[unroll]
-    for it in 0..per_thread {
-        let i = t + it * threads;
-        if i < total {
-            let r = i / per_row;
-            let c = i % per_row;
-            let at = (tile_row0 + r) * (per_row + 1) + c;
-            if r < rows {
-                let src = (q_base + u32::cast_from(order[order_at + r]) as usize) * per_row + c;
-                copy_async(&q[src..src + 1], &mut qs[at..at + 1], comptime!(VECTOR as u32));
-                copy_async(&grad[src..src + 1], &mut dos[at..at + 1], comptime!(VECTOR as u32));
-            } else {
-                qs[at] = Vector::<F, N>::new(F::new(0.0));
-                dos[at] = Vector::<F, N>::new(F::new(0.0));
-            }
-        }
-    }
+    issue_tiles::<F, I, N>(
+        q, grad, order, order_at, 0, rows, q_base, qs, dos, tile_row0, tile_rows, head_dim, threads, true,
+    );
 }
