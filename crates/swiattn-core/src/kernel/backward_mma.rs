@@ -5,8 +5,8 @@
 //! - `dq`: like the forward, four planes × 16 query rows; per key tile `S = Q Kᵀ`, `dP = dO Vᵀ`,
 //!   `dS = P ∘ (dP − δ)` with `P = exp(S · scale − lse)`, and `dQ += dS K`.
 //! - `dkdv`: four planes × 16 keys (keys are the rows of its products); per step of
-//!   [`BackwardTiles::dkdv_queries`] query rows `Sᵀ = K Qᵀ`, `dPᵀ = V dOᵀ`, `dV += Pᵀ dO`, `dK += dSᵀ Q`,
-//!   summed over the query heads that share the KV head (no atomics).
+//!   [`BackwardTiles::dkdv_queries`] query rows `Sᵀ = K Qᵀ`, `dPᵀ = V dOᵀ`, `dV += Pᵀ dO`,
+//!   `dK += dSᵀ Q`, summed over the query heads that share the KV head (no atomics).
 //!
 //! Each recomputes the scores it needs: 7 products per (query, key) tile pair against
 //! FlashAttention-2's 5, which accumulates dQ with atomics instead.
@@ -19,6 +19,7 @@ use cubecl::prelude::*;
 
 use super::forward_mma::PLANES;
 use super::mma::{Pair, accumulate, load_key_tiles, load_tile, mask_rows, products_t, row_stride, zero_accs};
+use super::parse_shape;
 use super::pipeline::{issue_key_tiles, issue_query_rows, next_tile, publish};
 use super::tile::{
     HIDDEN_BELOW, PlaneKeys, Problem, SeenRows, first_key, key_range, load_positions, load_row_stats, plane_keys,
@@ -71,10 +72,8 @@ impl std::str::FromStr for BackwardTiles {
 
     /// `K×Q` or `KxQ`, e.g. `64x32`: K keys per dQ key tile, Q query rows per dK/dV step.
     fn from_str(s: &str) -> Result<Self, String> {
-        let bad = || format!("`{s}`: expected K×Q with K in 32, 64, 128 and Q in 16, 32, 64 (e.g. 64x32)");
-        let (k, q) = s.split_once(['x', '×']).ok_or_else(bad)?;
-        let tiles = Self { dq_keys: k.parse().map_err(|_| bad())?, dkdv_queries: q.parse().map_err(|_| bad())? };
-        if tiles.supported() { Ok(tiles) } else { Err(bad()) }
+        let expected = "K×Q with K in 32, 64, 128 and Q in 16, 32, 64 (e.g. 64x32)";
+        parse_shape(s, expected, |dq_keys, dkdv_queries| Self { dq_keys, dkdv_queries }, |t| t.supported())
     }
 }
 
@@ -82,8 +81,8 @@ static BACKWARD_TILES: Mutex<Option<BackwardTiles>> = Mutex::new(None);
 
 /// Override the backward's tile shapes for every head dim (`None`: [`BackwardTiles::for_head_dim`]);
 /// for tile-shape sweeps (`swiattn bench attention --backward-tiles`). Process-wide; panics on a
-/// shape that is not [`BackwardTiles::supported`]. The caller checks [`BackwardTiles::fits`] for
-/// its head dims.
+/// shape that is not [`BackwardTiles::supported`], and a backward whose head dim it does not
+/// [`fit`](BackwardTiles::fits) panics (check first, as `bench attention` does).
 pub fn set_backward_tiles(tiles: Option<BackwardTiles>) {
     if let Some(t) = tiles {
         assert!(t.supported(), "unsupported backward tiles {t:?}");
@@ -93,7 +92,10 @@ pub fn set_backward_tiles(tiles: Option<BackwardTiles>) {
 
 /// The tile shapes the backward uses at `head_dim`.
 pub(crate) fn backward_tiles(head_dim: usize) -> BackwardTiles {
-    BACKWARD_TILES.lock().expect("backward tiles lock").unwrap_or_else(|| BackwardTiles::for_head_dim(head_dim))
+    let tiles =
+        BACKWARD_TILES.lock().expect("backward tiles lock").unwrap_or_else(|| BackwardTiles::for_head_dim(head_dim));
+    assert!(tiles.fits(head_dim), "backward tiles {tiles:?} do not fit in shared memory at head dim {head_dim}");
+    tiles
 }
 
 /// `P ∘ (dP − δ)` in place of `dp`, with `P = exp(S · scale − lse)` computed in place of `s`
@@ -138,10 +140,10 @@ fn probabilities_and_ds(
 }
 
 /// `Pᵀ` in place of `st` and `dSᵀ = Pᵀ ∘ (dPᵀ − δ)` in place of `dpt` (`q_step` query columns),
-/// for the lane's keys at
-/// positions `kpos_lo` (row `g`) and `kpos_hi` (row `g + 8`); column `r` is query row `r` with
-/// its own position, `lse` and `δ` at `row0 + r` of the statistics. `masked`: zero the pairs a query does not see and the columns
-/// past `rows` (else every pair is visible).
+/// for the lane's keys at positions `kpos_lo` (row `g`) and `kpos_hi` (row `g + 8`); column `r`
+/// is query row `r` with its own position, `lse` and `δ` at `row0 + r` of the statistics.
+/// `masked`: zero the pairs a query does not see and the columns past `rows` (else every pair is
+/// visible).
 #[cube]
 #[allow(clippy::too_many_arguments)]
 fn transposed_ds(

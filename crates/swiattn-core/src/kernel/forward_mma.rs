@@ -18,6 +18,7 @@ use cubecl::prelude::barrier::Barrier;
 use cubecl::prelude::*;
 
 use super::mma::{Pair, accumulate, load_key_tiles, load_tile, mask_rows, products_t, row_stride, zero_accs};
+use super::parse_shape;
 use super::pipeline::{issue_key_tiles, next_tile, publish};
 use super::tile::{
     HIDDEN, HIDDEN_BELOW, PlaneKeys, Problem, key_range, load_positions, plane_keys, plane_rows, row_tile_of,
@@ -60,10 +61,8 @@ impl std::str::FromStr for ForwardTiles {
 
     /// `M×K` or `MxK`, e.g. `2x64`: M m-tiles per plane, K keys per tile.
     fn from_str(s: &str) -> Result<Self, String> {
-        let bad = || format!("`{s}`: expected M×K with M in 1, 2 and K in 16, 32, 64 (e.g. 2x32)");
-        let (m, k) = s.split_once(['x', '×']).ok_or_else(bad)?;
-        let tiles = Self { m_tiles: m.parse().map_err(|_| bad())?, keys: k.parse().map_err(|_| bad())? };
-        if tiles.supported() { Ok(tiles) } else { Err(bad()) }
+        let expected = "M×K with M in 1, 2 and K in 16, 32, 64 (e.g. 2x32)";
+        parse_shape(s, expected, |m_tiles, keys| Self { m_tiles, keys }, |t| t.supported())
     }
 }
 

@@ -85,6 +85,20 @@ pub fn poison_outputs(on: bool) {
     POISON.store(on, Ordering::Relaxed);
 }
 
+/// A tile shape written `A×B` or `AxB`: `make(a, b)` if both parse and `supported` takes it, else
+/// an error naming the text and the `expected` form (for the `FromStr` of the tile shapes).
+fn parse_shape<T>(
+    s: &str,
+    expected: &str,
+    make: impl Fn(usize, usize) -> T,
+    supported: impl Fn(&T) -> bool,
+) -> Result<T, String> {
+    let bad = || format!("`{s}`: expected {expected}");
+    let (a, b) = s.split_once(['x', '×']).ok_or_else(bad)?;
+    let shape = make(a.parse().map_err(|_| bad())?, b.parse().map_err(|_| bad())?);
+    if supported(&shape) { Ok(shape) } else { Err(bad()) }
+}
+
 fn poisoning() -> bool {
     POISON.load(Ordering::Relaxed)
 }
