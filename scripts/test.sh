@@ -29,6 +29,9 @@ if ! ldconfig -p | grep 'libvulkan.so.1' >/dev/null || ! ls /usr/share/vulkan/ic
   fi
 fi
 echo "== wgpu: attention paths, golden models, fused kernels, CPU-vs-wgpu eval decisions on $(ls /usr/share/vulkan/icd.d/ | tr '\n' ' ')"
-# One invocation, so burn's wgpu stack is built once for both crates.
-SWIATTN_TEST_BACKEND=wgpu cargo test -p swiattn-core -p swiattn-eval --features swiattn-core/wgpu,swiattn-eval/wgpu \
+# One invocation, so burn's wgpu stack is built once for both crates. With burn's kernel fusion (the
+# fused attention kernels run as a fusion custom op, as in the GPU builds) but not its autotune,
+# which would benchmark every new matmul shape: 19 min of tests on lavapipe instead of minutes.
+SWIATTN_TEST_BACKEND=wgpu cargo test -p swiattn-core -p swiattn-eval \
+  --features swiattn-core/wgpu-unfused,swiattn-core/fusion,swiattn-eval/wgpu \
   --test attention --test golden --test kernels --test backends

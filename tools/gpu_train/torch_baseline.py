@@ -5,9 +5,11 @@ reported in docs/LOG.md. Random init and random tokens: throughput does not depe
     python3 tools/gpu_train/torch_baseline.py --config configs/smollm2-135m.json \
         --batch 8 --seq 1024 --accum 2 --steps 12 --warmup 3
 
-Mirrors swiattn's step: fp32 master weights with bf16 autocast, cross-entropy in fp32, global-norm
-clipping at 1.0, AdamW (fused). Prints one JSON line: tokens/s and the model FLOPs rate with the
-same count as swiattn's MFU (6·P per token for the matmul weights + 3× the causal attention).
+Mirrors swiattn's step (and `swiattn bench train`): fp32 master weights with bf16 autocast,
+cross-entropy in fp32, global-norm clipping at 1.0, AdamW (fused). Each step is timed up to a device
+sync. Prints one JSON line: tokens/s of the median step with the fastest and slowest, the model FLOPs
+rate with the same count as swiattn's MFU (6·P per token for the matmul weights + 3× the causal
+attention), and the peak memory allocated and reserved by PyTorch's caching allocator.
 """
 import argparse
 import json
@@ -51,12 +53,15 @@ def main():
 
     for _ in range(a.warmup):
         step()
-    torch.cuda.synchronize()
-    started = time.perf_counter()
+    times = []
     for _ in range(a.steps):
+        torch.cuda.synchronize()
+        started = time.perf_counter()
         step()
-    torch.cuda.synchronize()
-    seconds = (time.perf_counter() - started) / a.steps
+        torch.cuda.synchronize()
+        times.append(time.perf_counter() - started)
+    times.sort()
+    seconds = times[len(times) // 2]
 
     h, d = cfg.hidden_size, cfg.hidden_size // cfg.num_attention_heads
     d = getattr(cfg, "head_dim", None) or d
@@ -71,9 +76,13 @@ def main():
         "device": torch.cuda.get_device_name(),
         "batch": a.batch, "seq": a.seq, "accum": a.accum,
         "seconds_per_step": seconds,
+        "steps": a.steps,
         "tokens_per_s": sequences * a.seq / seconds,
+        "tokens_per_s_min": sequences * a.seq / times[-1],
+        "tokens_per_s_max": sequences * a.seq / times[0],
         "model_tflops_per_s": flops / seconds / 1e12,
         "peak_memory_gib": torch.cuda.max_memory_allocated() / 2**30,
+        "peak_reserved_gib": torch.cuda.max_memory_reserved() / 2**30,
     }))
 
 

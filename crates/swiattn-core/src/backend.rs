@@ -11,6 +11,18 @@ use burn::tensor::Device;
 
 use crate::{Error, Result};
 
+/// What burn runs on the GPU backends of this build: `"fusion + autotune"` (cargo features `wgpu` /
+/// `cuda`), `"unfused"` (`wgpu-unfused` / `cuda-unfused`, for A/B measurements), or one of the two
+/// (`fusion` or `autotune` added to an unfused backend).
+pub fn gpu_stack() -> &'static str {
+    match (cfg!(feature = "fusion"), cfg!(feature = "autotune")) {
+        (true, true) => "fusion + autotune",
+        (true, false) => "fusion",
+        (false, true) => "autotune",
+        (false, false) => "unfused",
+    }
+}
+
 /// A backend a user can ask for on the command line.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum BackendKind {
@@ -34,8 +46,8 @@ impl BackendKind {
     pub fn is_compiled(self) -> bool {
         match self {
             BackendKind::Cpu => cfg!(feature = "flex"),
-            BackendKind::Wgpu => cfg!(feature = "wgpu"),
-            BackendKind::Cuda => cfg!(feature = "cuda"),
+            BackendKind::Wgpu => cfg!(any(feature = "wgpu", feature = "wgpu-unfused")),
+            BackendKind::Cuda => cfg!(any(feature = "cuda", feature = "cuda-unfused")),
         }
     }
 
@@ -53,9 +65,9 @@ impl BackendKind {
     pub fn devices(self, n: usize) -> Result<Vec<Device>> {
         let first = self.device()?;
         Ok(match self {
-            #[cfg(feature = "cuda")]
+            #[cfg(any(feature = "cuda", feature = "cuda-unfused"))]
             BackendKind::Cuda => (0..n).map(Device::cuda).collect(),
-            #[cfg(feature = "wgpu")]
+            #[cfg(any(feature = "wgpu", feature = "wgpu-unfused"))]
             BackendKind::Wgpu if n > 1 => {
                 (0..n).map(|i| Device::wgpu(burn::tensor::DeviceKind::DiscreteGpu(i))).collect()
             }
@@ -68,9 +80,9 @@ impl BackendKind {
         match self {
             #[cfg(feature = "flex")]
             BackendKind::Cpu => Ok(Device::flex()),
-            #[cfg(feature = "wgpu")]
+            #[cfg(any(feature = "wgpu", feature = "wgpu-unfused"))]
             BackendKind::Wgpu => Ok(Device::wgpu(burn::tensor::DeviceKind::DefaultDevice)),
-            #[cfg(feature = "cuda")]
+            #[cfg(any(feature = "cuda", feature = "cuda-unfused"))]
             BackendKind::Cuda => Ok(Device::cuda(0)),
             #[allow(unreachable_patterns)]
             other => Err(Error::Invalid(format!(

@@ -106,6 +106,53 @@ fn gradients_reach_mix_gates_and_route_scales() {
     assert!(g.iter().filter(|x| x.abs() > 0.0).count() == BATCH * LEN, "every token's scale gets a gradient");
 }
 
+/// `RouteMix` is the two-branch `Mix` of the gate `h + (p − sg(p))` without its second backward:
+/// the same output and the same gradients, for the model's weights and for the probabilities.
+#[test]
+fn route_mix_equals_the_straight_through_mix() {
+    let device = test_device().autodiff();
+    let fa = random_bools(BATCH * LEN, 0.3, 4);
+    let route = RouteMask { batch: BATCH, len: LEN, fa: fa.clone() };
+    let h = Tensor::<2>::from_data(
+        TensorData::new(fa.iter().map(|&f| f32::from(u8::from(f))).collect(), [BATCH, LEN]),
+        &device,
+    );
+    let probabilities: Vec<f32> = (0..BATCH * LEN).map(|i| 0.1 + 0.8 * ((i * 7 % 11) as f32 / 10.0)).collect();
+    // A fixed random projection of the logits, so every output element weighs differently.
+    let weights = swiattn_core::testing::randn([BATCH, LEN, 50], 8, &device);
+    let run_with = |control: &dyn Fn(Tensor<2>) -> LayerControl, device_route: bool| {
+        let model = model("R", &device);
+        let p = Tensor::<2>::from_data(TensorData::new(probabilities.clone(), [BATCH, LEN]), &device).require_grad();
+        let mut control = control(p.clone());
+        if device_route && let LayerControl::RouteMix { delta, .. } = control {
+            control = LayerControl::RouteMix { route: Route::Device(route.to_tensor(&device)), delta };
+        }
+        let out = run(&model, &mut Every(control)).unwrap();
+        let grads = (out.clone() * weights.clone()).sum().backward();
+        let layer = &model.model.layers[1].self_attn;
+        let grad = |w: &burn::module::Param<Tensor<2>>| w.grad(&grads).unwrap();
+        let param_grads = vec![grad(&layer.q_proj.weight), grad(&layer.k_proj.weight), grad(&layer.v_proj.weight)];
+        (out.inner(), p.grad(&grads).unwrap(), param_grads)
+    };
+    let mix = |p: Tensor<2>| {
+        let g = h.clone() + (p.clone() - p.detach());
+        LayerControl::Mix(g.reshape([BATCH, 1, LEN, 1]))
+    };
+    let route_mix =
+        |p: Tensor<2>| LayerControl::RouteMix { route: route.clone().into(), delta: p.clone() - p.detach() };
+    let (out_a, dp_a, dw_a) = run_with(&mix, false);
+    for device_route in [false, true] {
+        let (out_b, dp_b, dw_b) = run_with(&route_mix, device_route);
+        assert!(max_abs_diff(&out_a, &out_b) <= 1e-5, "output: {}", max_abs_diff(&out_a, &out_b));
+        let scale = dp_a.clone().abs().max().into_scalar::<f32>();
+        assert!(scale > 1e-4, "the probabilities get a gradient");
+        assert!(max_abs_diff(&dp_a, &dp_b) <= 1e-4 * scale.max(1.0), "dL/dp: {}", max_abs_diff(&dp_a, &dp_b));
+        for (a, b) in dw_a.iter().zip(&dw_b) {
+            assert!(max_abs_diff(a, b) <= 1e-5, "weight gradient: {}", max_abs_diff(a, b));
+        }
+    }
+}
+
 #[test]
 fn misused_controls_give_one_clear_error() {
     let device = test_device();

@@ -9,8 +9,11 @@
 //! straight-through estimator, in one of two ways ([`GradientPath`]):
 //!
 //! - `Mix`: `g = h + p − sg(p)` mixes both branches, `out = swa + g·(fa − swa)`: the exact
-//!   straight-through gradient `∂L/∂p = ⟨∂L/∂out, fa − swa⟩`, at the cost of computing both
-//!   branches for every token while training;
+//!   straight-through gradient `∂L/∂p = ⟨∂L/∂out, fa − swa⟩`. Run as
+//!   [`LayerControl::RouteMix`]: the routed output, differentiated, plus each token's other
+//!   branch forward-only for `fa − swa` — the same value and gradients as the two-branch mix
+//!   (`tests/controls.rs` in swiattn-core holds them equal), without the second branch's
+//!   backward; `MixDense` computes it as written, as the reference and cost baseline;
 //! - `Scaled`: only the chosen branch is computed (the compacted routed path) and its output is
 //!   multiplied by `1 + c − sg(c)` with `c = p` for FA tokens and `1 − p` for SWA tokens (value 1):
 //!   `∂L/∂p = ±⟨∂L/∂out, out⟩`, a cheaper, biased signal.
@@ -68,6 +71,9 @@ impl TemperatureSchedule {
 #[serde(rename_all = "snake_case")]
 pub enum GradientPath {
     Mix,
+    /// `Mix` computed as written: both branches, forward and backward, for every token
+    /// ([`LayerControl::Mix`]). The reference `Mix` is checked against, and its cost baseline.
+    MixDense,
     Scaled,
 }
 
@@ -220,16 +226,19 @@ impl Policy for SwiAttn {
         // The hard route stays on the device: the fused kernels order their rows from it there,
         // so the forward does not wait for the router (statistics read it back after the step).
         let fa = p.clone().greater_elem(0.5);
-        let h = fa.clone().float();
-        let route = Route::Device(fa);
+        let route = Route::Device(fa.clone());
         let surrogate = match self.config.gradient {
             GradientPath::Mix => {
-                // h + (p − sg(p)): the difference is exactly 0, so the gate is exactly h.
-                let g = h + (p.clone() - p.clone().detach());
+                // Mix(h + (p − sg(p))) without computing both branches' backward: the gate is
+                // exactly h in value, and p − sg(p) receives ⟨∂L/∂out, fa − swa⟩.
+                LayerControl::RouteMix { route: route.clone(), delta: p.clone() - p.clone().detach() }
+            }
+            GradientPath::MixDense => {
+                let g = fa.clone().float() + (p.clone() - p.clone().detach());
                 LayerControl::Mix(g.reshape([batch, 1, len, 1]))
             }
             GradientPath::Scaled => {
-                let c = p.clone().mask_where(h.clone().equal_elem(0.0), p.clone().neg().add_scalar(1.0));
+                let c = p.clone().mask_where(fa.bool_not(), p.clone().neg().add_scalar(1.0));
                 let scale = c.clone() - c.detach() + 1.0;
                 LayerControl::RouteScaled { route: route.clone(), scale }
             }

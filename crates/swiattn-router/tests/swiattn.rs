@@ -17,10 +17,8 @@ const ROUTER_LR: f64 = 0.05;
 
 fn gate_of(decision: &Decision) -> Tensor<2> {
     match decision.surrogate.clone() {
-        Some(LayerControl::Mix(g)) => {
-            let [b, _, t, _] = g.dims();
-            g.reshape([b, t])
-        }
+        // The gate of the two-branch mix it stands for: h + (p − sg(p)).
+        Some(LayerControl::RouteMix { route, delta }) => (route.sign(&delta.device()) + 1.0) / 2.0 + delta,
         other => panic!("expected a mix surrogate, got {other:?}"),
     }
 }
@@ -122,7 +120,7 @@ fn model(device: &Device) -> Transformer {
     Transformer::new(config, device).unwrap()
 }
 
-/// Both gradient paths train the routers of a real model: every router gets a gradient, and the
+/// Every gradient path trains the routers of a real model: every router gets a gradient, and the
 /// regularizer sees both layers.
 #[test]
 fn routers_train_inside_a_model_with_both_gradient_paths() {
@@ -130,7 +128,7 @@ fn routers_train_inside_a_model_with_both_gradient_paths() {
     let model = model(&device);
     let ids: Vec<i64> = (0..2 * 12).map(|i| (i * 7 % 40) as i64).collect();
     let tokens = Tensor::<2, Int>::from_data(TensorData::new(ids, [2, 12]), &device);
-    for gradient in [GradientPath::Mix, GradientPath::Scaled] {
+    for gradient in [GradientPath::Mix, GradientPath::MixDense, GradientPath::Scaled] {
         let config = RouterConfig { gradient, init_bias: 0.0, ..RouterConfig::default() };
         let mut policy = SwiAttn::new(Routers::new(vec![0, 1], HIDDEN, &config, &device), config);
         let mut controller = PolicyController::new(&mut policy, 2, true);
@@ -149,6 +147,41 @@ fn routers_train_inside_a_model_with_both_gradient_paths() {
             assert!(g.iter().any(|&v| v != 0.0), "{gradient:?}: router {i} got no gradient");
         }
     }
+}
+
+/// `mix` runs the straight-through estimator of `mix_dense` without its second backward: the same
+/// router gradients and the same loss through a real model.
+#[test]
+fn mix_gives_the_routers_the_gradients_of_its_dense_reference() {
+    let device: Device = test_device().autodiff();
+    let model = model(&device);
+    let ids: Vec<i64> = (0..2 * 12).map(|i| (i * 5 % 40) as i64).collect();
+    let tokens = Tensor::<2, Int>::from_data(TensorData::new(ids, [2, 12]), &device);
+    let run = |gradient| {
+        // The same router weights for both paths: drawn (burn draws lazily) right after seeding.
+        device.seed(11);
+        let config = RouterConfig { gradient, init_bias: 0.0, ..RouterConfig::default() };
+        let mut policy = SwiAttn::new(Routers::new(vec![0, 1], HIDDEN, &config, &device), config);
+        policy.routers.routers.iter().for_each(|r| drop(r.output.weight.val()));
+        let mut controller = PolicyController::new(&mut policy, 2, true);
+        let hidden = model.hidden_states(tokens.clone(), &mut controller, None).unwrap();
+        let loss = model.logits(hidden).square().mean();
+        let grads = loss.clone().backward();
+        let router_grads: Vec<Vec<f32>> = policy
+            .routers
+            .routers
+            .iter()
+            .map(|r| r.output.weight.val().grad(&grads).unwrap().into_data().try_into_vec().unwrap())
+            .collect();
+        (loss.into_scalar::<f32>(), router_grads)
+    };
+    let (loss, grads) = run(GradientPath::Mix);
+    let (dense_loss, dense_grads) = run(GradientPath::MixDense);
+    assert!((loss - dense_loss).abs() <= 1e-6 * dense_loss.abs().max(1.0), "{loss} vs {dense_loss}");
+    for (g, d) in grads.iter().flatten().zip(dense_grads.iter().flatten()) {
+        assert!((g - d).abs() <= 1e-5 + 1e-4 * d.abs(), "router gradient {g} vs dense {d}");
+    }
+    assert!(dense_grads.iter().flatten().any(|&d| d != 0.0), "the routers get a gradient");
 }
 
 #[test]

@@ -2,7 +2,6 @@
 
 mod account;
 mod allocate;
-#[cfg(feature = "kernels")]
 mod bench;
 mod compare;
 mod data;
@@ -62,8 +61,7 @@ enum Command {
     Allocate(allocate::Args),
     /// Draw an allocation or a routing map as a PNG heatmap.
     Plot(plot::Args),
-    /// Benchmarks of the fused GPU kernels (CUDA, wgpu).
-    #[cfg(feature = "kernels")]
+    /// Benchmarks: the fused GPU kernels, training steps.
     #[command(subcommand)]
     Bench(bench::Command),
     /// The same forward and training step on each compiled backend: logit and loss differences,
@@ -88,7 +86,6 @@ fn main() -> anyhow::Result<()> {
         Command::Eval(args) => eval::run(args, backend, &device),
         Command::Info(args) => info::run(args, &device),
         Command::Selftest(args) => selftest::run(args, backend, &device),
-        #[cfg(feature = "kernels")]
         Command::Bench(command) => bench::run(command, backend, &device),
         Command::Compare(args) => compare::run(args),
         Command::Account(args) => account::run(args),

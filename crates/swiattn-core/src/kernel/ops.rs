@@ -1,9 +1,16 @@
 //! The fused attention as a burn backend extension: one trait, implemented for burn's CubeCL
 //! backend (CUDA, wgpu) in [`super::cube`] and for autodiff in [`super::autodiff`], reached from
-//! the backend-less `Tensor` API through burn's `Dispatch`.
+//! the backend-less `Tensor` API through burn's `Dispatch`. With burn's kernel fusion (feature
+//! `fusion`) the macro also implements it for `Fusion<CubeBackend>`: each call becomes one opaque
+//! custom operation in the fusion stream, whose output shapes are known up front (below) and whose
+//! kernels launch when the stream reaches it.
 
 use burn::backend::backend_extension;
+#[cfg(feature = "fusion")]
+use burn::backend::fusion::custom::TensorSpec;
 use burn::backend::tensor::{FloatTensor, IntTensor};
+#[cfg(feature = "fusion")]
+use burn::tensor::{DType, Shape};
 
 /// The scalars of a fused attention call.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -24,9 +31,13 @@ pub struct FlashParams {
 /// `order` `[batch, q_len]` and `split` `[batch]` as in [`super::QueryOrder`]; outputs like `q`,
 /// `lse` `[batch, q_heads, q_len]` in fp32 (the natural log of each row's softmax denominator,
 /// scores scaled; a row that sees no key has a large negative `lse` and a zero output).
-#[backend_extension(Cube, Autodiff)]
+#[backend_extension(Cube, Autodiff, Fusion: cfg(feature = "fusion"))]
 pub trait FlashAttentionOps: burn::backend::Backend {
     /// The attention output and the log-sum-exp of every row.
+    #[fusion(meta = |q, _k, _v, _order, _split, _params| {
+        let [batch, heads, rows, _] = q.shape.dims::<4>();
+        (q.clone(), TensorSpec::new(Shape::new([batch, heads, rows]), DType::F32))
+    })]
     fn flash_attention_forward(
         q: FloatTensor<Self>,
         k: FloatTensor<Self>,
@@ -39,6 +50,7 @@ pub trait FlashAttentionOps: burn::backend::Backend {
     /// Gradients of `q`, `k` and `v` given the forward's `out` and `lse` and the output gradient,
     /// recomputing scores tile by tile.
     #[allow(clippy::too_many_arguments)]
+    #[fusion(meta = |q, k, v, _out, _lse, _grad, _order, _split, _params| (q.clone(), k.clone(), v.clone()))]
     fn flash_attention_backward(
         q: FloatTensor<Self>,
         k: FloatTensor<Self>,

@@ -144,13 +144,14 @@ impl SelfAttention {
         }
         match control {
             LayerControl::Route(route) => route.check(batch, len),
-            LayerControl::RouteScaled { route, scale } => {
+            LayerControl::RouteScaled { route, scale: per_token }
+            | LayerControl::RouteMix { route, delta: per_token } => {
                 route.check(batch, len)?;
-                if scale.dims() != [batch, len] {
+                if per_token.dims() != [batch, len] {
                     return Err(Error::shape(
-                        format!("layer {layer} route scale"),
+                        format!("layer {layer} per-token route factor"),
                         format!("[{batch}, {len}]"),
-                        &scale.dims(),
+                        &per_token.dims(),
                     ));
                 }
                 Ok(())
@@ -177,6 +178,23 @@ impl SelfAttention {
                     let out = self.routed(q, k, v, route, w, pos);
                     let dtype = out.dtype();
                     out * scale.clone().cast(dtype).unsqueeze_dims::<4>(&[1, 3])
+                }
+                LayerControl::RouteMix { route, delta } => {
+                    let [b, _, t, _] = q.dims();
+                    let other = self.routed(
+                        q.clone().detach(),
+                        k.clone().detach(),
+                        v.clone().detach(),
+                        &route.inverted(),
+                        w,
+                        pos,
+                    );
+                    let out = self.routed(q, k, v, route, w, pos);
+                    let dtype = out.dtype();
+                    // full − sliding = ±(out − other): + where the token took full attention.
+                    let sign = route.sign(&out.device()).cast(dtype).reshape([b, 1, t, 1]);
+                    let full_minus_sliding = (out.clone().detach() - other) * sign;
+                    out + delta.clone().cast(dtype).reshape([b, 1, t, 1]) * full_minus_sliding
                 }
                 LayerControl::Mix(gate) => {
                     let full = self.span(q.clone(), k.clone(), v.clone(), Span::Full, pos);

@@ -8,7 +8,7 @@
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 
-use burn::tensor::{Bool, Tensor};
+use burn::tensor::{Bool, Device, Tensor};
 
 use crate::attention::{RouteMask, check_route_dims};
 use crate::{Error, Result};
@@ -43,6 +43,23 @@ impl Route {
             Route::Host(mask) => Ok(Cow::Borrowed(mask)),
             Route::Device(route) => RouteMask::from_tensor(route).map(Cow::Owned),
         }
+    }
+
+    /// The opposite route: every token on the branch it did not take.
+    pub fn inverted(&self) -> Route {
+        match self {
+            Route::Host(mask) => Route::Host(RouteMask { fa: mask.fa.iter().map(|f| !f).collect(), ..mask.clone() }),
+            Route::Device(route) => Route::Device(route.clone().bool_not()),
+        }
+    }
+
+    /// `+1` for full-attention tokens and `−1` for sliding ones, `[batch, len]` fp32 on `device`.
+    pub fn sign(&self, device: &Device) -> Tensor<2> {
+        let fa = match self {
+            Route::Host(mask) => mask.to_tensor(device),
+            Route::Device(route) => route.clone(),
+        };
+        fa.float() * 2.0 - 1.0
     }
 
     /// Fraction of tokens routed to full attention (of a device route: its count, read back).
@@ -83,6 +100,12 @@ pub enum LayerControl {
     /// straight-through factor (value 1, gradient to a router) that trains routers without
     /// computing the branch a token did not take.
     RouteScaled { route: Route, scale: Tensor<2> },
+    /// Per-token hard routes trained by the straight-through gradient of [`Mix`](Self::Mix) at
+    /// about the cost of the routed path: the output is the routed one (only the branch each token
+    /// took is differentiated), and `delta` (`[batch, len]`, a router's `p − sg(p)`: zero in value)
+    /// receives `⟨∂L/∂out, full − sliding⟩` per token, for which each token's other branch runs
+    /// forward only. `Mix(h + delta)` in value and in every gradient, where `h` is the route.
+    RouteMix { route: Route, delta: Tensor<2> },
     /// Both branches for every query, mixed: `out = sliding + gate · (full − sliding)`, with
     /// `gate` broadcastable to `[batch, q_heads, len, 1]` — `[1, 1, 1, 1]` for a layer gate,
     /// `[1, q_heads, 1, 1]` for per-head gates, `[batch, 1, len, 1]` per token. Hard gates with a

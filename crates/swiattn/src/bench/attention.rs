@@ -22,12 +22,6 @@ use swiattn_core::kernel::{
 };
 use swiattn_core::testing::randn;
 
-#[derive(clap::Subcommand)]
-pub enum Command {
-    /// Time the fused attention kernels (full, sliding, routed at several FA ratios).
-    Attention(Args),
-}
-
 #[derive(clap::Args)]
 pub struct Args {
     /// Sequence lengths.
@@ -142,8 +136,7 @@ fn time(device: &Device, reps: usize, f: impl Fn()) -> anyhow::Result<f64> {
     Ok(times[times.len() / 2])
 }
 
-pub fn run(command: Command, backend: BackendKind, device: &Device) -> anyhow::Result<()> {
-    let Command::Attention(args) = command;
+pub fn run(args: Args, backend: BackendKind, device: &Device) -> anyhow::Result<()> {
     anyhow::ensure!(runs_on(device), "the fused kernels run on CubeCL backends: use --backend cuda or wgpu");
     let dtype = parse_dtype(&args.dtype)?;
     let window = Window::new(args.window)?;

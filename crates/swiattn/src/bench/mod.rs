@@ -1,0 +1,31 @@
+//! `swiattn bench`: speed measurements whose baselines run in the same process or call.
+//!
+//! | command | what | file |
+//! |---|---|---|
+//! | `bench attention` | the fused kernels over length, head dim and FA ratio (CUDA, wgpu) | [`attention`] |
+//! | `bench train` | training steps of a model shape on random tokens: tokens/s, memory | [`train`] |
+
+#[cfg(feature = "kernels")]
+mod attention;
+mod train;
+
+use burn::tensor::Device;
+use swiattn_core::BackendKind;
+
+#[derive(clap::Subcommand)]
+pub enum Command {
+    /// Time the fused attention kernels (full, sliding, routed at several FA ratios).
+    #[cfg(feature = "kernels")]
+    Attention(attention::Args),
+    /// Time training steps of a model shape on random tokens (tokens/s, spread, memory), as
+    /// `tools/gpu_train/torch_baseline.py` does in PyTorch.
+    Train(train::Args),
+}
+
+pub fn run(command: Command, backend: BackendKind, device: &Device) -> anyhow::Result<()> {
+    match command {
+        #[cfg(feature = "kernels")]
+        Command::Attention(args) => attention::run(args, backend, device),
+        Command::Train(args) => train::run(args, backend, device),
+    }
+}

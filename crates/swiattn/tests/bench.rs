@@ -1,0 +1,52 @@
+//! `swiattn bench train` on the CPU with a tiny model: every layout and gradient path it takes
+//! runs in one process, reports the fields the PyTorch baseline reports, and routes about the
+//! asked fraction of tokens.
+
+use std::process::Command;
+
+#[test]
+fn trains_every_layout_and_reports_like_the_pytorch_baseline() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config.json");
+    std::fs::write(
+        &config,
+        r#"{"model_type": "llama", "vocab_size": 100, "hidden_size": 64, "intermediate_size": 96,
+            "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2, "head_dim": 16}"#,
+    )
+    .unwrap();
+    let json = dir.path().join("rows.jsonl");
+    #[rustfmt::skip]
+    let out = Command::new(env!("CARGO_BIN_EXE_swiattn"))
+        .args(["bench", "train", "--pattern", "F,SF,R", "--gradient", "mix,scaled", "--fa-ratio", "0.3",
+               "--window", "8", "--batch", "4", "--seq", "48", "--steps", "2", "--warmup", "1", "--dtype", "f32"])
+        .arg("--config").arg(&config).arg("--json").arg(&json)
+        .output()
+        .expect("swiattn runs");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let rows: Vec<serde_json::Value> =
+        std::fs::read_to_string(&json).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let runs: Vec<(&str, Option<&str>)> =
+        rows.iter().map(|r| (r["pattern"].as_str().unwrap(), r["gradient"].as_str())).collect();
+    assert_eq!(
+        runs,
+        [("F", None), ("SF", None), ("R", Some("mix")), ("R", Some("scaled"))],
+        "one row per layout and path"
+    );
+    for row in &rows {
+        for key in ["tokens_per_s", "tokens_per_s_min", "tokens_per_s_max", "model_tflops_per_s", "seconds_per_step"] {
+            assert!(row[key].as_f64().is_some_and(|v| v > 0.0), "{key} in {row}");
+        }
+        assert!(row["tokens_per_s_min"].as_f64() <= row["tokens_per_s_max"].as_f64(), "{row}");
+        match row["gradient"].as_str() {
+            // 2 × 4 × 48 = 384 router decisions a step: the bias aims at the asked ratio.
+            Some(_) => {
+                let fa = row["fa_ratio"].as_f64().expect("routed layers report their ratio");
+                assert!((fa - 0.3).abs() < 0.15, "FA ratio {fa} for 0.3");
+            }
+            None => assert!(row["fa_ratio"].is_null(), "{row}"),
+        }
+    }
+    let e =
+        Command::new(env!("CARGO_BIN_EXE_swiattn")).args(["bench", "train", "--gradient", "both"]).output().unwrap();
+    assert!(!e.status.success() && String::from_utf8_lossy(&e.stderr).contains("unknown --gradient `both`"));
+}
