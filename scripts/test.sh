@@ -34,4 +34,4 @@ echo "== wgpu: attention paths, golden models, fused kernels, CPU-vs-wgpu eval d
 # which would benchmark every new matmul shape: 19 min of tests on lavapipe instead of minutes.
 SWIATTN_TEST_BACKEND=wgpu cargo test -p swiattn-core -p swiattn-eval \
   --features swiattn-core/wgpu-unfused,swiattn-core/fusion,swiattn-eval/wgpu \
-  --test attention --test golden --test kernels --test backends
+  --test attention --test golden --test kernels --test backends --test ragged

@@ -8,8 +8,9 @@
 //! cargo bench -p swiattn-bench --bench cpu_backends --features ndarray
 //! ```
 
-use burn::tensor::{Device, Int, Tensor, TensorData, activation::log_softmax};
+use burn::tensor::{Device, Int, Tensor, TensorData};
 use swiattn_core::model::{ModelConfig, Routes, Transformer};
+use swiattn_core::score::target_logprobs;
 
 /// A small hybrid (sliding + full) Llama-family model on `device`.
 pub fn bench_model(device: &Device) -> Transformer {
@@ -34,9 +35,9 @@ pub fn bench_tokens(batch: usize, len: usize, vocab: usize, device: &Device) -> 
 pub fn train_step(model: &Transformer, tokens: &Tensor<2, Int>) -> f32 {
     let [b, t] = tokens.dims();
     let input = tokens.clone().slice([0..b, 0..t - 1]);
-    let target = tokens.clone().slice([0..b, 1..t]).unsqueeze_dim::<3>(2);
+    let target = tokens.clone().slice([0..b, 1..t]);
     let logits = model.forward(input, &Routes::none()).expect("forward");
-    let loss = log_softmax(logits, 2).gather(2, target).mean().neg();
+    let loss = target_logprobs(logits, target).mean().neg();
     let _grads = loss.backward();
     loss.into_scalar::<f32>()
 }

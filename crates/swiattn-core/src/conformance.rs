@@ -16,7 +16,7 @@ use crate::attention::{
     Positions, RouteMask, Span, Visibility, Window, attention_reference, default_block, dense_attention,
     head_mixed_attention, routed_attention, sliding_attention,
 };
-use crate::model::{ModelConfig, Routes, Transformer};
+use crate::model::{LayerAttention, ModelConfig, Routes, Transformer};
 use crate::testing::{max_abs_diff, randn, random_bools, randomize};
 
 /// How a backend multiplies fp32 matrices. burn 0.22's CUDA backend (cubek-matmul) runs fp32
@@ -485,7 +485,7 @@ pub fn three_paths(
     let tokens = Tensor::<2, Int>::from_data(TensorData::new(ids, [batch, len]), device);
     let mut routes = Routes::none();
     for (i, layer) in model.layer_attention().iter().enumerate() {
-        if layer.type_name() == "routed_attention" {
+        if layer.is_routed() {
             let fa = random_bools(batch * len, 0.35, 3 + i as u64);
             routes = routes.with(i, RouteMask { batch, len, fa });
         }
@@ -517,7 +517,7 @@ pub fn three_paths(
         .layer_attention()
         .iter()
         .zip(&cache.layers)
-        .filter(|(l, _)| l.type_name() == "sliding_attention")
+        .filter(|(l, _)| matches!(l, LayerAttention::Sliding(_)))
         .map(|(_, c)| c.capacity().saturating_sub(GOLDEN_WINDOW))
         .max()
         .unwrap_or(0);

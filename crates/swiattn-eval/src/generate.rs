@@ -2,10 +2,18 @@
 //! then one token at a time is appended — until a stop string appears in the decoded text, an
 //! end-of-text token is produced, or `max_new_tokens` are out. The text is cut before the first
 //! stop string, as lm-evaluation-harness cuts it.
+//!
+//! [`generate`] decodes one context; [`generate_batch`] decodes many together: each context is
+//! prefilled on its own (no padding in the prefill), their caches stack into one ragged batch
+//! ([`ModelCache::stack`]) and every step feeds one token per row, each at its own position — the
+//! same tokens as one at a time, with one forward and one read-back per step for the batch.
 
-use burn::tensor::{Device, Int, Tensor, TensorData};
+use burn::tensor::{Int, Tensor};
+use swiattn_core::cache::ModelCache;
 use swiattn_core::model::{Routes, Transformer};
 use swiattn_core::{Error, Result};
+
+use crate::score::check_static;
 use tokenizers::Tokenizer;
 
 /// How to decode.
@@ -28,42 +36,104 @@ pub struct Generated {
 
 /// Greedily continue `context` (token ids, at least one).
 pub fn generate(model: &Transformer, tokenizer: &Tokenizer, context: &[u32], until: &Until) -> Result<Generated> {
+    check_static(model, "generate")?;
+    let (mut cache, mut logits) = prefill(model, context, until)?;
+    let mut row = Row::default();
+    loop {
+        let [_, len, _] = logits.dims();
+        let next = read_ids(logits.slice([0..1, len - 1..len]).argmax(2))?[0];
+        if row.push(next, tokenizer, until)? {
+            return Ok(row.done.expect("set when finished"));
+        }
+        logits = model.forward_cached(model.token_tensor(&[next], [1, 1])?, &Routes::none(), &mut cache)?;
+    }
+}
+
+/// Greedily continue every context (token ids, at least one each), `batch` contexts decoded
+/// together; the results are in the contexts' order.
+pub fn generate_batch(
+    model: &Transformer,
+    tokenizer: &Tokenizer,
+    contexts: &[Vec<u32>],
+    until: &Until,
+    batch: usize,
+    mut progress: impl FnMut(usize),
+) -> Result<Vec<Generated>> {
+    check_static(model, "generate")?;
+    let mut out = Vec::with_capacity(contexts.len());
+    for group in contexts.chunks(batch.max(1)) {
+        let (mut caches, mut last) = (Vec::with_capacity(group.len()), Vec::with_capacity(group.len()));
+        for context in group {
+            let (cache, logits) = prefill(model, context, until)?;
+            let [_, len, vocab] = logits.dims();
+            last.push(logits.slice([0..1, len - 1..len]).reshape([1, vocab]));
+            caches.push(cache);
+        }
+        let mut cache = ModelCache::stack(&caches, model.layer_attention())?;
+        drop(caches);
+        let mut logits = Tensor::cat(last, 0);
+        let [b, vocab] = logits.dims();
+        let mut rows: Vec<Row> = group.iter().map(|_| Row::default()).collect();
+        loop {
+            let next = read_ids(logits.argmax(1))?;
+            for (row, &id) in rows.iter_mut().zip(&next) {
+                if row.done.is_none() {
+                    row.push(id, tokenizer, until)?;
+                }
+            }
+            if rows.iter().all(|r| r.done.is_some()) {
+                break;
+            }
+            // Finished rows decode on (their tokens are ignored): the batch keeps its shape.
+            let tokens = model.token_tensor(&next, [b, 1])?;
+            logits = model.forward_cached(tokens, &Routes::none(), &mut cache)?.reshape([b, vocab]);
+        }
+        out.extend(rows.into_iter().map(|r| r.done.expect("every row finished")));
+        progress(out.len());
+    }
+    Ok(out)
+}
+
+/// The context through the cache in chunks: the cache and the last chunk's logits `[1, len, vocab]`.
+fn prefill(model: &Transformer, context: &[u32], until: &Until) -> Result<(ModelCache, Tensor<3>)> {
     if context.is_empty() {
         return Err(Error::Invalid("generation needs at least one context token".into()));
     }
-    if model.layer_attention().iter().any(|l| l.type_name() == "routed_attention") {
-        return Err(Error::Invalid("routed layers need routes from a router; generate with a static layout".into()));
-    }
-    let device: Device = model.model.embed_tokens.weight.val().device();
-    let tokens = |ids: &[u32]| {
-        let data: Vec<i64> = ids.iter().map(|&t| t as i64).collect();
-        Tensor::<2, Int>::from_data(TensorData::new(data, [1, ids.len()]), &device)
-    };
     let mut cache = model.new_cache();
     let mut last = None;
     for chunk in context.chunks(until.chunk.max(1)) {
-        last = Some(model.forward_cached(tokens(chunk), &Routes::none(), &mut cache)?);
+        last = Some(model.forward_cached(model.token_tensor(chunk, [1, chunk.len()])?, &Routes::none(), &mut cache)?);
     }
-    let mut logits = last.expect("at least one chunk");
-    let mut ids = Vec::new();
-    loop {
-        let [_, len, _] = logits.dims();
-        let next = logits.slice([0..1, len - 1..len]).argmax(2).into_data().convert::<i64>();
-        let next =
-            next.as_slice::<i64>().map_err(|e| Error::Invalid(format!("could not read a token: {e:?}")))?[0] as u32;
+    Ok((cache, last.expect("at least one chunk")))
+}
+
+/// One sequence's generated tokens so far, and its result once finished.
+#[derive(Default)]
+struct Row {
+    ids: Vec<u32>,
+    done: Option<Generated>,
+}
+
+impl Row {
+    /// Take the next greedy token; whether the row is finished.
+    fn push(&mut self, next: u32, tokenizer: &Tokenizer, until: &Until) -> Result<bool> {
+        let decode =
+            |ids: &[u32]| tokenizer.decode(ids, true).map_err(|e| Error::Invalid(format!("decoding failed: {e}")));
         if until.eos.contains(&next) {
-            break;
+            self.done = Some(Generated { ids: self.ids.clone(), text: decode(&self.ids)? });
+            return Ok(true);
         }
-        ids.push(next);
-        let text = tokenizer.decode(&ids, true).map_err(|e| Error::Invalid(format!("decoding failed: {e}")))?;
+        self.ids.push(next);
+        let text = decode(&self.ids)?;
         if let Some(cut) = until.stop.iter().filter_map(|s| text.find(s.as_str())).min() {
-            return Ok(Generated { ids, text: text[..cut].to_string() });
+            self.done = Some(Generated { ids: self.ids.clone(), text: text[..cut].to_string() });
+        } else if self.ids.len() >= until.max_new_tokens {
+            self.done = Some(Generated { ids: self.ids.clone(), text });
         }
-        if ids.len() >= until.max_new_tokens {
-            return Ok(Generated { ids, text });
-        }
-        logits = model.forward_cached(tokens(&[next]), &Routes::none(), &mut cache)?;
+        Ok(self.done.is_some())
     }
-    let text = tokenizer.decode(&ids, true).map_err(|e| Error::Invalid(format!("decoding failed: {e}")))?;
-    Ok(Generated { ids, text })
+}
+
+fn read_ids<const D: usize>(t: Tensor<D, Int>) -> Result<Vec<u32>> {
+    Ok(swiattn_core::host::ints(t, "generated tokens")?.into_iter().map(|t| t as u32).collect())
 }

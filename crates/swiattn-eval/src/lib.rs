@@ -13,8 +13,10 @@
 //!   `doc_to_target`), over documents read by [`dataset`] (Arrow, JSONL, text) and evaluated by
 //!   [`template`]; the ten regular tasks are built-in specs;
 //! - [`evaluate`]: a prepared task scored into its metrics;
-//! - [`ruler`]: RULER's 13 long-context tasks, generated at any length;
-//! - [`results`]: per-task results with their attention cost, and the markdown table.
+//! - [`ruler`]: RULER's 13 long-context tasks, generated at any length, decoded in batches and
+//!   scored;
+//! - [`results`]: per-task results with their attention cost, and the markdown table;
+//! - [`suite`]: task names resolved to tasks, and a regular task run into its result.
 
 pub mod dataset;
 pub mod evaluate;
@@ -25,5 +27,6 @@ pub mod results;
 pub mod rolling;
 pub mod ruler;
 pub mod score;
+pub mod suite;
 pub mod task;
 pub mod template;

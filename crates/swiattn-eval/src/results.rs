@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 use swiattn_core::Result;
+use swiattn_core::accounting::{RoutedLayers, account};
 use swiattn_core::model::Arch;
-use swiattn_router::accounting::{Routing, account};
 
 use crate::metrics::Estimate;
 
@@ -31,7 +31,7 @@ impl Metric {
 
 /// The attention a task's forward passes ran: per-layer FA ratio (weighted by attention work) and
 /// attention FLOPs, against the same sequences under full attention everywhere (see
-/// `swiattn_router::accounting` for the count).
+/// `swiattn_core::accounting` for the count).
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct AttentionCost {
     pub fa_ratio: f64,
@@ -56,7 +56,7 @@ impl AttentionCost {
         let (mut flops, mut full, mut weighted) = (0.0, 0.0, vec![0.0; layers]);
         let mut work = 0.0;
         for (&n, &c) in prefixes.iter().filter(|&(&n, &c)| n > 0 && c != 0.0) {
-            let a = account(arch, n, 2, &Routing::Measured(BTreeMap::new()))?;
+            let a = account(arch, n, 2, &RoutedLayers::Measured(BTreeMap::new()))?;
             flops += c * a.attention_flops;
             full += c * a.full_attention_flops;
             work += c * a.full_attention_flops / layers.max(1) as f64;

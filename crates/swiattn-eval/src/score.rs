@@ -5,15 +5,17 @@
 //! context's own encoding (so a merge across the boundary is scored as the continuation); an empty
 //! context becomes the end-of-text token; sequences longer than `max_len + 1` tokens lose tokens
 //! on the left. Requests are scored longest first, `batch` at a time, padded on the right (causal
-//! attention keeps padding out of every scored position).
+//! attention keeps padding out of every scored position), with one read-back per batch.
 //!
 //! [`score_shared`] scores the choices of one question from one pass over their shared context:
 //! the context runs once into a KV cache, the cache is copied for each choice, and the
 //! continuations run as one batch from it — the same log-likelihoods (the three-path agreement of
 //! full, chunked and cached forwards), with the context computed once instead of once per choice.
 
-use burn::tensor::{DType, Device, Int, Tensor, TensorData, activation::log_softmax};
+use burn::tensor::{DType, Tensor, activation::log_softmax};
+use swiattn_core::host;
 use swiattn_core::model::{Routes, Transformer};
+use swiattn_core::score::target_logprobs;
 use swiattn_core::{Error, Result};
 use tokenizers::Tokenizer;
 
@@ -94,8 +96,7 @@ pub fn score(
     batch: usize,
     mut progress: impl FnMut(usize),
 ) -> Result<Vec<Scored>> {
-    check_static(model)?;
-    let device: Device = model.model.embed_tokens.weight.val().device();
+    check_static(model, "score")?;
     let mut order: Vec<usize> = (0..encoded.len()).collect();
     order.sort_by_key(|&i| std::cmp::Reverse(encoded[i].ids.len()));
     let mut out = vec![Scored { logprob: 0.0, greedy: false, tokens: 0 }; encoded.len()];
@@ -106,23 +107,19 @@ pub fn score(
         for &i in group {
             let ids = &encoded[i].ids;
             let n = ids.len() - 1;
-            input.extend(ids[..n].iter().map(|&t| t as i64).chain(std::iter::repeat_n(0, len - n)));
-            target.extend(ids[1..].iter().map(|&t| t as i64).chain(std::iter::repeat_n(0, len - n)));
+            input.extend(ids[..n].iter().copied().chain(std::iter::repeat_n(0, len - n)));
+            target.extend(ids[1..].iter().copied().chain(std::iter::repeat_n(0, len - n)));
         }
         let b = group.len();
-        let tokens = Tensor::<2, Int>::from_data(TensorData::new(input, [b, len]), &device);
-        let hidden = model.hidden_states(tokens, &mut Routes::none(), None)?;
-        let logp = log_softmax(model.logits(hidden).cast(DType::F32), 2);
-        let target_t = Tensor::<3, Int>::from_data(TensorData::new(target.clone(), [b, len, 1]), &device);
-        let picked = read_f32(logp.clone().gather(2, target_t))?;
-        let argmax = read_i64(logp.argmax(2))?;
+        let hidden = model.hidden_states(model.token_tensor(&input, [b, len])?, &mut Routes::none(), None)?;
+        let (picked, greedy) = pick(model, hidden, &target, [b, len])?;
         for (row, &i) in group.iter().enumerate() {
             let Encoded { ids, scored } = &encoded[i];
             let n = ids.len() - 1;
             let positions = row * len + n - scored..row * len + n;
             out[i] = Scored {
                 logprob: positions.clone().map(|p| picked[p] as f64).sum(),
-                greedy: positions.clone().all(|p| argmax[p] == target[p]),
+                greedy: positions.clone().all(|p| greedy[p]),
                 tokens: *scored,
             };
         }
@@ -130,6 +127,17 @@ pub fn score(
         progress(done);
     }
     Ok(out)
+}
+
+/// The log-probability of each `target` token under `hidden`'s logits and whether it is the
+/// argmax, `[batch, len]` row-major, in one read-back.
+fn pick(model: &Transformer, hidden: Tensor<3>, target: &[u32], [b, len]: [usize; 2]) -> Result<(Vec<f32>, Vec<bool>)> {
+    let logits = model.logits(hidden);
+    let target = model.token_tensor(target, [b, len])?;
+    let greedy = logits.clone().argmax(2).squeeze_dim(2).equal(target.clone()).float();
+    let picked = target_logprobs(logits, target);
+    let both = host::floats(Tensor::stack::<3>(vec![picked, greedy], 2), "scores")?;
+    Ok((both.iter().step_by(2).copied().collect(), both.iter().skip(1).step_by(2).map(|&g| g > 0.5).collect()))
 }
 
 /// Score each question's choices (`questions[q]` = its choices' encodings), sharing the context
@@ -140,8 +148,7 @@ pub fn score_shared(
     questions: &[Vec<Encoded>],
     mut progress: impl FnMut(usize),
 ) -> Result<Vec<Vec<Scored>>> {
-    check_static(model)?;
-    let device: Device = model.model.embed_tokens.weight.val().device();
+    check_static(model, "score")?;
     let mut out = Vec::with_capacity(questions.len());
     for (q, choices) in questions.iter().enumerate() {
         let Some(context) = shared_context(choices) else {
@@ -150,15 +157,15 @@ pub fn score_shared(
             continue;
         };
         // The context once: the last position predicts every choice's first token.
-        let prefix: Vec<i64> = context.iter().map(|&t| t as i64).collect();
-        let p = prefix.len();
+        let p = context.len();
         let mut cache = model.new_cache();
-        let tokens = Tensor::<2, Int>::from_data(TensorData::new(prefix, [1, p]), &device);
-        let hidden = model.hidden_states(tokens, &mut Routes::none(), Some(&mut cache))?;
+        let hidden =
+            model.hidden_states(model.token_tensor(context, [1, p])?, &mut Routes::none(), Some(&mut cache))?;
         let [_, _, h] = hidden.dims();
         let last = log_softmax(model.logits(hidden.slice([0..1, p - 1..p, 0..h])).cast(DType::F32), 2);
-        let first = read_f32(last.clone())?;
-        let first_argmax = read_i64(last.argmax(2))?[0];
+        let first = host::floats(last, "scores")?;
+        // The first index of the largest, as argmax takes it.
+        let first_argmax = (0..first.len()).fold(0, |best, i| if first[i] > first[best] { i } else { best }) as i64;
         let mut scored: Vec<Scored> = choices
             .iter()
             .map(|c| {
@@ -174,20 +181,17 @@ pub fn score_shared(
             for c in choices {
                 let cont = &c.ids[c.ids.len() - c.scored..];
                 let n = c.scored - 1;
-                input.extend(cont[..n].iter().map(|&t| t as i64).chain(std::iter::repeat_n(0, len - n)));
-                target.extend(cont[1..].iter().map(|&t| t as i64).chain(std::iter::repeat_n(0, len - n)));
+                input.extend(cont[..n].iter().copied().chain(std::iter::repeat_n(0, len - n)));
+                target.extend(cont[1..].iter().copied().chain(std::iter::repeat_n(0, len - n)));
             }
             let mut copies = cache.repeat(b);
-            let tokens = Tensor::<2, Int>::from_data(TensorData::new(input, [b, len]), &device);
+            let tokens = model.token_tensor(&input, [b, len])?;
             let hidden = model.hidden_states(tokens, &mut Routes::none(), Some(&mut copies))?;
-            let logp = log_softmax(model.logits(hidden).cast(DType::F32), 2);
-            let target_t = Tensor::<3, Int>::from_data(TensorData::new(target.clone(), [b, len, 1]), &device);
-            let picked = read_f32(logp.clone().gather(2, target_t))?;
-            let argmax = read_i64(logp.argmax(2))?;
+            let (picked, greedy) = pick(model, hidden, &target, [b, len])?;
             for (row, (c, s)) in choices.iter().zip(&mut scored).enumerate() {
                 let positions = row * len..row * len + c.scored - 1;
                 s.logprob += positions.clone().map(|i| picked[i] as f64).sum::<f64>();
-                s.greedy &= positions.into_iter().all(|i| argmax[i] == target[i]);
+                s.greedy &= positions.into_iter().all(|i| greedy[i]);
             }
         }
         out.push(scored);
@@ -196,17 +200,11 @@ pub fn score_shared(
     Ok(out)
 }
 
-fn check_static(model: &Transformer) -> Result<()> {
-    if model.layer_attention().iter().any(|l| l.type_name() == "routed_attention") {
-        return Err(Error::Invalid("routed layers need routes from a router; evaluate a static layout".into()));
+/// Routed layers need per-token routes from a router, which scoring and generation do not have
+/// yet: refuse them with one clear error.
+pub(crate) fn check_static(model: &Transformer, what: &str) -> Result<()> {
+    if model.layer_attention().iter().any(|l| l.is_routed()) {
+        return Err(Error::Invalid(format!("routed layers need routes from a router; {what} with a static layout")));
     }
     Ok(())
-}
-
-fn read_f32<const D: usize>(t: Tensor<D>) -> Result<Vec<f32>> {
-    t.into_data().convert::<f32>().try_into_vec().map_err(|e| Error::Invalid(format!("could not read scores: {e:?}")))
-}
-
-fn read_i64<const D: usize>(t: Tensor<D, Int>) -> Result<Vec<i64>> {
-    t.into_data().convert::<i64>().try_into_vec().map_err(|e| Error::Invalid(format!("could not read argmax: {e:?}")))
 }

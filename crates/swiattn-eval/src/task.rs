@@ -44,6 +44,17 @@ pub enum OutputType {
     LoglikelihoodRolling,
 }
 
+impl OutputType {
+    /// lm-eval's name of the output type (as in specs and results).
+    pub fn name(self) -> &'static str {
+        match self {
+            OutputType::MultipleChoice => "multiple_choice",
+            OutputType::Loglikelihood => "loglikelihood",
+            OutputType::LoglikelihoodRolling => "loglikelihood_rolling",
+        }
+    }
+}
+
 /// `doc_to_choice`: a fixed list or a field/template giving one.
 #[derive(Clone, Debug, PartialEq, Deserialize)]
 #[serde(untagged)]

@@ -167,3 +167,29 @@ fn cached_greedy_generation_equals_full_recomputation() {
     assert_eq!(eos.ids, got.ids[..eos.ids.len()]);
     assert!(!eos.ids.contains(&got.ids[2]));
 }
+
+/// Decoding contexts of different lengths together (stacked caches, one token per row per step)
+/// gives every context the tokens and text it gets alone, also when rows stop at different steps.
+#[test]
+fn batched_generation_equals_one_context_at_a_time() {
+    use swiattn_eval::generate::{Until, generate, generate_batch};
+    let (tok, model) = (tokenizer(), model());
+    let texts = ["the", "the cat sat on a mat and the dog", "a dog ran", "the cat", "mat and the dog ran on a mat"];
+    let contexts: Vec<Vec<u32>> = texts.iter().map(|t| tok.encode(*t, false).unwrap().get_ids().to_vec()).collect();
+    let base = Until { stop: vec![], max_new_tokens: 7, eos: vec![], chunk: 3 };
+    let alone: Vec<_> = contexts.iter().map(|c| generate(&model, &tok, c, &base).unwrap()).collect();
+    // A stop word and an end-of-text id that some rows produce early and others never.
+    let until = Until { stop: vec![tok.decode(&alone[4].ids[..1], true).unwrap()], eos: vec![alone[2].ids[1]], ..base };
+    let want: Vec<_> = contexts.iter().map(|c| generate(&model, &tok, c, &until).unwrap()).collect();
+    let lengths: Vec<usize> = want.iter().map(|g| g.ids.len()).collect();
+    assert!(
+        lengths.iter().any(|&n| n < 7) && lengths.contains(&7),
+        "rows should finish at different steps: {lengths:?}"
+    );
+    for batch in [1, 2, 5, 8] {
+        let mut done = Vec::new();
+        let got = generate_batch(&model, &tok, &contexts, &until, batch, |n| done.push(n)).unwrap();
+        assert_eq!(got, want, "batch {batch}");
+        assert_eq!(done.last(), Some(&contexts.len()));
+    }
+}

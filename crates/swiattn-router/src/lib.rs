@@ -14,9 +14,8 @@
 //! | DuoAttention-style soft head gates with an L1 penalty | KV head | [`duo`] |
 //!
 //! Static results are [`Allocation`] artifacts (versioned JSON, applied to a model config).
-//! [`accounting`] counts attention FLOPs and KV-cache bytes of any allocation or routing.
+//! Their cost (attention FLOPs, KV-cache bytes) is counted by [`swiattn_core::accounting`].
 
-pub mod accounting;
 pub mod budget;
 pub mod consa;
 pub mod duo;

@@ -33,7 +33,8 @@ use swiattn_router::regularizer::EfficiencyRegularizer;
 use swiattn_router::router::{RouterConfig, Routers};
 
 use crate::config::ConsaSection;
-use crate::trainer::{Routing, Trainer};
+use crate::routing::Routing;
+use crate::trainer::Trainer;
 
 /// The best evaluation so far.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
@@ -218,13 +219,8 @@ pub fn load(
         (None, None) => Routing::None,
         (Some(regularizer), _) => {
             let ids: BTreeMap<String, u64> = read_json(&path.join("router_ids.json"))?;
-            let layers: Vec<usize> = model
-                .layer_attention()
-                .iter()
-                .enumerate()
-                .filter(|(_, l)| l.type_name() == "routed_attention")
-                .map(|(i, _)| i)
-                .collect();
+            let layers: Vec<usize> =
+                model.layer_attention().iter().enumerate().filter(|(_, l)| l.is_routed()).map(|(i, _)| i).collect();
             let routers = Routers::new(layers, model.arch.hidden_size, router_config, device);
             let source = SafetensorsSource::open(&path.join("routers.safetensors"))?;
             let routers = load_weights_with_ids(routers, &source, &LoadOptions::default(), Some(&ids))?;

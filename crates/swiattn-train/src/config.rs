@@ -291,15 +291,6 @@ impl TrainConfig {
     }
 }
 
-/// A path from a config, with a leading `~/` meaning the home directory.
-pub fn expand_home(path: impl AsRef<Path>) -> PathBuf {
-    let path = path.as_ref();
-    match (path.strip_prefix("~"), std::env::var_os("HOME")) {
-        (Ok(rest), Some(home)) => PathBuf::from(home).join(rest),
-        _ => path.to_path_buf(),
-    }
-}
-
 /// The default run directory of a config file: `runs/<file stem>`.
 pub fn default_run_dir(config: &Path) -> PathBuf {
     PathBuf::from("runs").join(config.file_stem().unwrap_or_default())

@@ -4,7 +4,7 @@
 //! Per predicted token, the forward costs `2 · P` FLOPs for the `P` matmul weights (attention
 //! projections, MLP, LM head; not the embedding lookup) plus the attention itself, counted per key
 //! actually in reach: `4 · head_dim` per (query head, key) with `i + 1` keys under full attention
-//! and `min(i + 1, w)` in a window (`swiattn_router::accounting`). The backward costs twice the
+//! and `min(i + 1, w)` in a window (`swiattn_core::accounting`). The backward costs twice the
 //! forward, so a step costs 3× the forward. Routed layers are counted at the step's measured FA
 //! ratio — the useful work, not what a path that computes both branches spends.
 
@@ -12,8 +12,8 @@ use std::time::Instant;
 
 use burn::tensor::{DType, Device, Distribution, Tensor};
 use swiattn_core::Result;
+use swiattn_core::accounting::{RoutedLayers, account};
 use swiattn_core::model::Arch;
-use swiattn_router::accounting::{Routing, account};
 
 /// Weights that take part in a matmul per token.
 pub fn matmul_parameters(arch: &Arch) -> usize {
@@ -26,7 +26,7 @@ pub fn matmul_parameters(arch: &Arch) -> usize {
 /// FLOPs of one training step (forward + backward) over `sequences` sequences of `len` tokens,
 /// routed layers at FA ratio `fa_ratio`.
 pub fn step_flops(arch: &Arch, sequences: usize, len: usize, fa_ratio: f64) -> Result<f64> {
-    let attention = account(arch, len, 2, &Routing::Ratio(fa_ratio.clamp(0.0, 1.0)))?.attention_flops;
+    let attention = account(arch, len, 2, &RoutedLayers::Ratio(fa_ratio.clamp(0.0, 1.0)))?.attention_flops;
     Ok(3.0 * sequences as f64 * (2.0 * matmul_parameters(arch) as f64 * len as f64 + attention))
 }
 

@@ -15,8 +15,10 @@ use swiattn_core::model::Transformer;
 use swiattn_core::{Error, Result};
 use swiattn_router::regularizer::measured;
 
+use crate::data::Batch;
+use crate::loss::next_token_nll;
 use crate::precision::Precision;
-use crate::trainer::{Batch, Routing, Trainer, next_token_nll};
+use crate::routing::{Routing, sum};
 
 /// The mean over some micro-batches of a step (each term already divided by the step's count).
 pub struct Partial {
@@ -48,30 +50,15 @@ pub fn passes(
     };
     for batch in batches {
         let compute = precision.compute_copy(model);
-        let (hidden, decisions) = Trainer::forward(&compute, routing, batch.input.clone(), true)?;
+        let (hidden, decisions) = routing.forward(&compute, batch.input.clone(), true)?;
         let (nll, _) = next_token_nll(compute.logits(hidden), batch.target.clone());
-        let penalty = match &*routing {
-            Routing::SwiAttn { regularizer, .. } => regularizer.penalty(&decisions),
-            Routing::Consa(consa) => Some(consa.penalty()),
-            Routing::None => None,
-        };
+        let penalty = routing.penalty(&decisions);
         let objective = match &penalty {
             Some(p) => nll.clone() + p.clone(),
             None => nll.clone(),
         };
         let mut grads = (objective / k).backward();
-        let policy = match &*routing {
-            Routing::SwiAttn { policy, .. } => Some(sum(
-                policy_grads.take(),
-                GradientsParams::from_module(&mut grads, &policy.routers),
-                &policy.routers,
-            )),
-            Routing::Consa(consa) => {
-                Some(sum(policy_grads.take(), GradientsParams::from_module(&mut grads, &consa.gates), &consa.gates))
-            }
-            Routing::None => None,
-        };
-        policy_grads = policy;
+        policy_grads = routing.take_grads(&mut grads, policy_grads.take());
         model_acc.accumulate(model, GradientsParams::from_grads(grads, model));
         part.loss += nll.into_scalar::<f32>() as f64 / k;
         if let Some(p) = penalty {
@@ -84,16 +71,6 @@ pub fn passes(
     part.model_grads = model_acc.grads();
     part.policy_grads = policy_grads;
     Ok(part)
-}
-
-/// `a + b` for the parameters of `module` (`b` alone when there is no `a`).
-fn sum<M: Module>(a: Option<GradientsParams>, b: GradientsParams, module: &M) -> GradientsParams {
-    let mut acc = GradientsAccumulator::<M>::new();
-    if let Some(a) = a {
-        acc.accumulate(module, a);
-    }
-    acc.accumulate(module, b);
-    acc.grads()
 }
 
 /// One long-lived thread per data-parallel device. Threads must outlive the steps: CubeCL keeps
@@ -162,11 +139,7 @@ pub fn data_parallel(
     for part in parts {
         let part = part?;
         let model_grads = part.model_grads.to_device(&main, model);
-        let policy_grads = part.policy_grads.map(|g| match routing {
-            Routing::SwiAttn { policy, .. } => g.to_device(&main, &policy.routers),
-            Routing::Consa(consa) => g.to_device(&main, &consa.gates),
-            Routing::None => g,
-        });
+        let policy_grads = part.policy_grads.map(|g| routing.grads_to_device(g, &main));
         total = Some(match total {
             None => Partial { model_grads, policy_grads, ..part },
             Some(t) => Partial {
@@ -184,11 +157,7 @@ pub fn data_parallel(
                 },
                 model_grads: sum(Some(t.model_grads), model_grads, model),
                 policy_grads: match (t.policy_grads, policy_grads) {
-                    (Some(a), Some(b)) => Some(match routing {
-                        Routing::SwiAttn { policy, .. } => sum(Some(a), b, &policy.routers),
-                        Routing::Consa(consa) => sum(Some(a), b, &consa.gates),
-                        Routing::None => a,
-                    }),
+                    (Some(a), Some(b)) => Some(routing.add_grads(Some(a), b)),
                     (a, b) => a.or(b),
                 },
             },

@@ -19,17 +19,19 @@ use std::collections::BTreeMap;
 use burn::tensor::Device;
 use serde::Serialize;
 use swiattn_core::Result;
+use swiattn_core::accounting::{RoutedLayers, account};
 use swiattn_core::attention::{RouteMask, Window};
 use swiattn_core::model::{LayerAttention, ModelConfig, ModelShape, Transformer};
-use swiattn_router::accounting::{Routing as Costs, account};
 use swiattn_router::regularizer::{Coefficient, EfficiencyRegularizer};
 use swiattn_router::router::{RouterConfig, Routers, SwiAttn};
 use swiattn_router::rules::Rule;
 use swiattn_router::{Budget, Scope};
 
+use crate::data::Batch;
+use crate::routing::Routing;
 use crate::schedule::LrSchedule;
 use crate::synthetic::LaggedCopy;
-use crate::trainer::{Batch, Evaluation, OptimizerSettings, Routing, Trainer};
+use crate::trainer::{Evaluation, OptimizerSettings, Trainer};
 
 /// Quickstart settings (the defaults run in a few minutes on two CPU cores).
 #[derive(Clone, Debug, Serialize)]
@@ -195,7 +197,7 @@ fn row(name: &str, model: &Transformer, evaluation: &Evaluation, config: &Quicks
             .iter()
             .map(|(&l, per_sequence)| (l, RouteMask { batch: 1, len, fa: per_sequence[s].clone() }))
             .collect();
-        let a = account(&model.arch, len, 2, &Costs::Measured(routes))?;
+        let a = account(&model.arch, len, 2, &RoutedLayers::Measured(routes))?;
         flops += a.attention_flops / a.full_attention_flops;
         fa += a.fa_ratio();
     }

@@ -20,21 +20,24 @@ use std::time::Instant;
 use burn::tensor::Device;
 use serde::Serialize;
 use serde_json::json;
+use swiattn_core::accounting::{RoutedLayers, account};
 use swiattn_core::attention::Window;
 use swiattn_core::checkpoint::{LoadOptions, load_model};
 use swiattn_core::model::ModelShape;
 use swiattn_core::model::{ModelConfig, Transformer};
 use swiattn_core::{Error, Result};
-use swiattn_router::accounting::{Routing as Costs, account};
 use swiattn_router::consa::Consa;
 use swiattn_router::router::{Routers, SwiAttn};
 use swiattn_router::rules::Rule;
 
 use crate::checkpoint::{self, Best};
-use crate::config::{TrainConfig, expand_home};
+use crate::config::TrainConfig;
+use crate::data::Batch;
 use crate::data::Dataset;
+use crate::routing::Routing;
 use crate::schedule::LrSchedule;
-use crate::trainer::{Batch, Evaluation, OptimizerSettings, Routing, StepMetrics, Trainer};
+use crate::trainer::{Evaluation, OptimizerSettings, StepMetrics, Trainer};
+use swiattn_core::paths::expand_home;
 
 /// What a finished run reports (also written to `<run>/summary.json`).
 #[derive(Clone, Debug, Serialize)]
@@ -139,13 +142,8 @@ fn routing_for(model: &Transformer, config: &TrainConfig, device: &Device) -> Re
         let window = Window::new(config.model.sliding_window)?;
         return Ok(Routing::Consa(Consa::new(section.gates.clone(), ModelShape::of(&model.config), window, device)));
     }
-    let routed: Vec<usize> = model
-        .layer_attention()
-        .iter()
-        .enumerate()
-        .filter(|(_, l)| l.type_name() == "routed_attention")
-        .map(|(i, _)| i)
-        .collect();
+    let routed: Vec<usize> =
+        model.layer_attention().iter().enumerate().filter(|(_, l)| l.is_routed()).map(|(i, _)| i).collect();
     if routed.is_empty() {
         return Ok(Routing::None);
     }
@@ -177,16 +175,18 @@ fn truncate_metrics(path: &Path, step: usize) -> Result<()> {
     std::fs::rename(&tmp, path).map_err(io(path))
 }
 
-/// Train (or resume) the run in `run_dir` on `devices` (autodiff; `config.devices` of them, data
-/// parallel when more than one, the model kept on the first). `progress` sees every step.
-pub fn train(
-    config: &TrainConfig,
-    run_dir: &Path,
-    resume: bool,
-    devices: &[Device],
-    progress: &mut dyn FnMut(&Progress),
-) -> Result<Summary> {
-    let device = devices.first().ok_or_else(|| Error::Invalid("no device to train on".into()))?;
+/// A run directory opened for training: its trainer (fresh, or restored from the latest
+/// checkpoint), the best evaluation so far, and its metrics log (truncated to the checkpoint).
+struct Opened {
+    trainer: Trainer,
+    best: Option<Best>,
+    resumed_from: Option<usize>,
+    log: MetricsLog,
+}
+
+/// Write the config into `run_dir` (or check it against the saved one when resuming), then start
+/// fresh or restore the latest checkpoint.
+fn open(config: &TrainConfig, run_dir: &Path, resume: bool, data: &Dataset, device: &Device) -> Result<Opened> {
     std::fs::create_dir_all(run_dir).map_err(io(run_dir))?;
     let config_path = run_dir.join("config.toml");
     let resolved = config.to_toml();
@@ -207,14 +207,9 @@ pub fn train(
         }
         std::fs::write(&config_path, &resolved).map_err(io(&config_path))?;
     }
-    let data = Dataset::open(&config.data)?;
-    // One device's ceiling; MFU divides by it times the number of devices. Measured before the
-    // seed is set: its random matrices (a timing-dependent number) must not shift the model's.
-    let matmul_ceiling = crate::mfu::matmul_ceiling(&device.clone().inner(), config.model.dtype.dtype());
-    let peak = matmul_ceiling * devices.len() as f64;
     let metrics_path = run_dir.join("metrics.jsonl");
     let latest = if resume { checkpoint::list(run_dir)?.pop() } else { None };
-    let (mut trainer, mut best, resumed_from) = match latest {
+    let (trainer, best, resumed_from) = match latest {
         Some((step, path)) => {
             let (trainer, state) =
                 checkpoint::load(&path, device, &config.routing.router, config.consa.as_ref(), settings(config))?;
@@ -226,18 +221,66 @@ pub fn train(
                 std::fs::remove_file(&metrics_path).map_err(io(&metrics_path))?;
             }
             device.seed(config.seed);
-            let model = initial_model(config, &data, device)?;
+            let model = initial_model(config, data, device)?;
             let routing = routing_for(&model, config, device)?;
             (Trainer::new(model, routing, settings(config)), None, None)
         }
     };
+    let file = std::fs::OpenOptions::new().create(true).append(true).open(&metrics_path).map_err(io(&metrics_path))?;
+    Ok(Opened { trainer, best, resumed_from, log: MetricsLog { file, path: metrics_path } })
+}
+
+/// `<run>/metrics.jsonl`: one JSON object per line, flushed as written.
+struct MetricsLog {
+    file: std::fs::File,
+    path: PathBuf,
+}
+
+impl MetricsLog {
+    fn line(&mut self, value: serde_json::Value) -> Result<()> {
+        writeln!(self.file, "{value}").and_then(|_| self.file.flush()).map_err(io(&self.path))
+    }
+}
+
+/// The metrics line of a logged step: loss, learning rate, gradient norm, speed, and the routing
+/// policy's FA ratios and constraint state.
+fn step_line(m: &StepMetrics, routing: &Routing, tokens_per_s: f64, mfu: f64) -> serde_json::Value {
+    let mut line = json!({
+        "step": m.step,
+        "loss": m.loss,
+        "lr": m.lr,
+        "grad_norm": m.grad_norm,
+        "tokens_per_s": tokens_per_s,
+        "mfu": mfu,
+    });
+    if !m.fa_ratio.is_empty() {
+        line["fa_ratio"] =
+            json!(m.fa_ratio.iter().map(|(l, r)| (l.to_string(), *r)).collect::<std::collections::BTreeMap<_, _>>());
+        line["penalty"] = json!(m.penalty);
+        routing.log_fields(&mut line);
+    }
+    line
+}
+
+/// Train (or resume) the run in `run_dir` on `devices` (autodiff; `config.devices` of them, data
+/// parallel when more than one, the model kept on the first). `progress` sees every step.
+pub fn train(
+    config: &TrainConfig,
+    run_dir: &Path,
+    resume: bool,
+    devices: &[Device],
+    progress: &mut dyn FnMut(&Progress),
+) -> Result<Summary> {
+    let device = devices.first().ok_or_else(|| Error::Invalid("no device to train on".into()))?;
+    let data = Dataset::open(&config.data)?;
+    // One device's ceiling; MFU divides by it times the number of devices. Measured before the
+    // seed is set: its random matrices (a timing-dependent number) must not shift the model's.
+    let matmul_ceiling = crate::mfu::matmul_ceiling(&device.clone().inner(), config.model.dtype.dtype());
+    let peak = matmul_ceiling * devices.len() as f64;
+    let Opened { mut trainer, mut best, resumed_from, mut log } = open(config, run_dir, resume, &data, device)?;
     trainer.precision = config.model.dtype;
     trainer.devices = devices.to_vec();
-    let mut metrics =
-        std::fs::OpenOptions::new().create(true).append(true).open(&metrics_path).map_err(io(&metrics_path))?;
-    let mut log = |value: serde_json::Value| -> Result<()> {
-        writeln!(metrics, "{value}").and_then(|_| metrics.flush()).map_err(io(&metrics_path))
-    };
+    let mut log = |value: serde_json::Value| log.line(value);
 
     let eval: Vec<Batch> = (0..config.eval_sequences.div_ceil(config.batch_size))
         .map(|i| data.eval_batch(config.seed, (i * config.batch_size) as u64, config.batch_size, device))
@@ -277,32 +320,7 @@ pub fn train(
         }
         let done = m.step == config.steps;
         if m.step % config.log_every == 0 || done {
-            let mut line = json!({
-                "step": m.step,
-                "loss": m.loss,
-                "lr": m.lr,
-                "grad_norm": m.grad_norm,
-                "tokens_per_s": tokens_per_s,
-                "mfu": mfu,
-            });
-            if !m.fa_ratio.is_empty() {
-                line["fa_ratio"] = json!(
-                    m.fa_ratio.iter().map(|(l, r)| (l.to_string(), *r)).collect::<std::collections::BTreeMap<_, _>>()
-                );
-                line["penalty"] = json!(m.penalty);
-                match &trainer.routing {
-                    Routing::SwiAttn { regularizer, .. } => {
-                        line["mu"] = json!(regularizer.state.values().map(|s| s.mu).collect::<Vec<_>>());
-                    }
-                    Routing::Consa(consa) => {
-                        line["expected_fa_ratio"] = json!(consa.expected_ratio());
-                        line["multipliers"] =
-                            json!(consa.constraints.iter().map(|c| c.multipliers).collect::<Vec<_>>());
-                    }
-                    Routing::None => {}
-                }
-            }
-            log(line)?;
+            log(step_line(&m, &trainer.routing, tokens_per_s, mfu))?;
         }
         if (config.eval_every > 0 && m.step % config.eval_every == 0) || done {
             let e = trainer.evaluate(&eval)?;
@@ -333,7 +351,7 @@ pub fn train(
     let eval_fa_ratio = held_out_fa_ratio(&last_eval);
     let routed =
         if eval_fa_ratio.is_empty() { 0.0 } else { eval_fa_ratio.iter().sum::<f64>() / eval_fa_ratio.len() as f64 };
-    let cost = account(&trainer.model().arch, data.seq_len(), 2, &Costs::Ratio(routed))?;
+    let cost = account(&trainer.model().arch, data.seq_len(), 2, &RoutedLayers::Ratio(routed))?;
     let summary = Summary {
         run_dir: run_dir.to_path_buf(),
         steps: trainer.step,

@@ -10,10 +10,12 @@ use swiattn_core::testing::test_device;
 use swiattn_router::regularizer::{Coefficient, EfficiencyRegularizer};
 use swiattn_router::router::{RouterConfig, Routers, SwiAttn};
 use swiattn_router::{Budget, Scope};
+use swiattn_train::data::Batch;
 use swiattn_train::precision::Precision;
+use swiattn_train::routing::Routing;
 use swiattn_train::schedule::LrSchedule;
 use swiattn_train::synthetic::LaggedCopy;
-use swiattn_train::trainer::{Batch, OptimizerSettings, Routing, Trainer};
+use swiattn_train::trainer::{OptimizerSettings, Trainer};
 
 const HIDDEN: usize = 32;
 

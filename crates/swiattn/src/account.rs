@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use swiattn_router::accounting::{Routing, account};
+use swiattn_core::accounting::{RoutedLayers, account};
 
 use crate::model_config::{AttentionArgs, read_config_with};
 
@@ -31,7 +31,7 @@ pub struct Args {
 pub fn run(args: Args) -> anyhow::Result<()> {
     let config = read_config_with(&args.config, &args.attention)?;
     let arch = config.resolve(&args.config.display().to_string())?;
-    let a = account(&arch, args.seq_len, args.bytes, &Routing::Ratio(args.fa_ratio))?;
+    let a = account(&arch, args.seq_len, args.bytes, &RoutedLayers::Ratio(args.fa_ratio))?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&a)?);
         return Ok(());

@@ -9,9 +9,10 @@ use burn::tensor::{Device, Int, Tensor, TensorData};
 use swiattn_core::BackendKind;
 use swiattn_core::attention::RouteMask;
 use swiattn_core::checkpoint::load_model;
+use swiattn_core::host;
 use swiattn_core::model::{Arch, ModelConfig, Routes, Transformer};
 use swiattn_core::testing::{random_bools, randomize};
-use swiattn_train::trainer::next_token_nll;
+use swiattn_train::loss::next_token_nll;
 
 use crate::model_config::{AttentionArgs, read_config_with};
 
@@ -70,8 +71,8 @@ fn arch(args: &Args) -> anyhow::Result<Arch> {
     Ok(config.resolve("compared model")?)
 }
 
-fn scalar(x: Tensor<1>) -> f64 {
-    x.into_data().convert::<f64>().try_into_vec::<f64>().expect("a float")[0]
+fn scalar(x: Tensor<1>) -> anyhow::Result<f64> {
+    Ok(host::floats(x, "the loss")?[0] as f64)
 }
 
 fn run_one(args: &Args, backend: BackendKind, ids: &[i64], routes: &Routes) -> anyhow::Result<Outcome> {
@@ -82,7 +83,7 @@ fn run_one(args: &Args, backend: BackendKind, ids: &[i64], routes: &Routes) -> a
     let model = build(args, &device)?;
     let started = Instant::now();
     let logits = model.forward(tokens(&device), routes)?;
-    let logits: Vec<f32> = logits.into_data().convert::<f32>().try_into_vec().map_err(|e| anyhow::anyhow!("{e:?}"))?;
+    let logits = host::floats(logits, "logits")?;
     let forward_s = started.elapsed().as_secs_f64();
 
     let ad = device.autodiff();
@@ -97,9 +98,9 @@ fn run_one(args: &Args, backend: BackendKind, ids: &[i64], routes: &Routes) -> a
     let grads = GradientsParams::from_grads(loss.backward(), &model);
     let mut sgd = SgdConfig::new().init();
     let model = sgd.step(args.lr, model, grads);
-    let loss_after = scalar(loss_of(&model)?.inner());
+    let loss_after = scalar(loss_of(&model)?.inner())?;
     let step_s = started.elapsed().as_secs_f64();
-    Ok(Outcome { backend, logits, forward_s, loss: scalar(loss.inner()), loss_after, step_s })
+    Ok(Outcome { backend, logits, forward_s, loss: scalar(loss.inner())?, loss_after, step_s })
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
@@ -121,7 +122,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     };
     let mut routes = Routes::none();
     for (i, layer) in arch.layers.iter().enumerate() {
-        if layer.type_name() == "routed_attention" {
+        if layer.is_routed() {
             routes =
                 routes.with(i, RouteMask { batch: b, len: t, fa: random_bools(b * t, args.fa_ratio, 17 + i as u64) });
         }

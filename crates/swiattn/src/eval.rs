@@ -7,17 +7,17 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::Context;
-use burn::tensor::Device;
+use burn::tensor::{DType, Device};
 use indicatif::{ProgressBar, ProgressStyle};
 use swiattn_core::BackendKind;
-use swiattn_core::checkpoint::load_model;
+use swiattn_core::checkpoint::{LoadOptions, load_model};
 use swiattn_core::model::Transformer;
+use swiattn_core::paths::expand_home;
 use swiattn_core::tokenizer::load_tokenizer;
-use swiattn_eval::evaluate::{Options, evaluate};
+use swiattn_eval::evaluate::Options;
 use swiattn_eval::results::{AttentionCost, TaskResult, markdown};
-use swiattn_eval::ruler::TASKS as RULER;
-use swiattn_eval::task::{OutputType, Prepared, REGULAR, TaskSpec};
-use swiattn_train::config::expand_home;
+use swiattn_eval::suite::{self, Task, default_data_dir, end_of_text, resolve, task_name};
+use swiattn_eval::task::{OutputType, Prepared, TaskSpec};
 use tokenizers::Tokenizer;
 
 use crate::info::describe;
@@ -56,9 +56,13 @@ pub struct Args {
     /// Evaluate the first N questions, documents or RULER samples of each task only.
     #[arg(long)]
     limit: Option<usize>,
-    /// Sequences per forward call.
+    /// Sequences per forward call when scoring; contexts decoded together when generating.
     #[arg(long, default_value_t = 8)]
     batch: usize,
+    /// Parameter and compute dtype: f32 (exact parity with references), bf16 or f16 (GPU speed;
+    /// scores are taken from fp32 log-softmax either way).
+    #[arg(long, default_value = "f32", value_parser = crate::model_config::parse_dtype)]
+    dtype: DType,
     /// Run a question's shared context once into a KV cache copied for its choices (`on`), or
     /// score every choice as its own sequence, batched (`off`); `auto` shares on the CPU, where it
     /// saves work, and not on GPUs, where one question per pass leaves them idle (docs/LOG.md).
@@ -96,43 +100,9 @@ enum Share {
     Off,
 }
 
-/// A task to run.
-enum Task {
-    Spec(TaskSpec),
-    Ruler(String),
-}
-
 /// The tasks the arguments name, in order, each once.
 fn tasks(args: &Args) -> anyhow::Result<Vec<Task>> {
-    let mut names: Vec<String> = Vec::new();
-    for name in &args.tasks {
-        let expanded: Vec<String> = match name.as_str() {
-            "regular" => REGULAR.iter().map(|(n, _)| n.to_string()).collect(),
-            "long" => RULER.iter().map(|n| n.to_string()).collect(),
-            "all" => REGULAR.iter().map(|(n, _)| n.to_string()).chain(RULER.iter().map(|n| n.to_string())).collect(),
-            other => vec![other.to_string()],
-        };
-        for n in expanded {
-            if !names.contains(&n) {
-                names.push(n);
-            }
-        }
-    }
-    let mut out = Vec::new();
-    for name in names {
-        out.push(if let Some(spec) = TaskSpec::builtin(&name) {
-            Task::Spec(spec)
-        } else if RULER.contains(&name.as_str()) {
-            Task::Ruler(name)
-        } else if name.ends_with(".toml") {
-            let path = expand_home(&name);
-            let text = std::fs::read_to_string(&path).with_context(|| format!("task spec {}", path.display()))?;
-            Task::Spec(TaskSpec::parse(&text, &path.display().to_string())?)
-        } else {
-            let known: Vec<&str> = REGULAR.iter().map(|(n, _)| *n).chain(RULER).collect();
-            anyhow::bail!("unknown task `{name}`: use regular, long, all, a .toml spec or one of {}", known.join(", "));
-        });
-    }
+    let mut out = resolve(&args.tasks)?;
     if let Some(path) = &args.olmes {
         out.push(Task::Spec(TaskSpec::from_requests(&task_name(path), &expand_home(path))));
     }
@@ -155,21 +125,8 @@ fn tasks(args: &Args) -> anyhow::Result<Vec<Task>> {
     Ok(out)
 }
 
-/// A short task name from a file path (`…/arc_easy/rc_0shot/requests.jsonl.gz` → `arc_easy/rc_0shot`).
-fn task_name(path: &Path) -> String {
-    let parts: Vec<String> = path.iter().map(|p| p.to_string_lossy().to_string()).collect();
-    match parts.as_slice() {
-        [.., task, variant, file] if file.starts_with("requests.jsonl") => format!("{task}/{variant}"),
-        [.., file] => file.clone(),
-        [] => "documents".into(),
-    }
-}
-
 fn data_dir(args: &Args) -> PathBuf {
-    args.data_dir.clone().map(expand_home).unwrap_or_else(|| match std::env::var_os("SWIATTN_ASSETS") {
-        Some(dir) => PathBuf::from(dir),
-        None => expand_home("~/.cache/swiattn-assets"),
-    })
+    args.data_dir.clone().map(expand_home).unwrap_or_else(default_data_dir)
 }
 
 pub fn run(args: Args, backend: BackendKind, device: &Device) -> anyhow::Result<()> {
@@ -179,18 +136,14 @@ pub fn run(args: Args, backend: BackendKind, device: &Device) -> anyhow::Result<
         return write_requests(&tasks, &data_dir, args.limit, path);
     }
     let model_path = args.model.as_ref().expect("clap requires --model");
-    let load_options = args.attention.load_options()?;
+    let load_options = LoadOptions { dtype: args.dtype, ..args.attention.load_options()? };
     let loaded = load_model(model_path, device, &load_options)?;
     let model = &loaded.model;
     let tokenizer = match &args.tokenizer {
         Some(path) => load_tokenizer(path)?,
         None => loaded.tokenizer.clone().context("the model ships no tokenizer; pass --tokenizer tokenizer.json")?,
     };
-    let token = |names: &[&str]| names.iter().filter_map(|t| tokenizer.token_to_id(t)).collect::<Vec<u32>>();
-    let eot = *token(&["<|endoftext|>", "</s>", "<eos>", "<|im_end|>"])
-        .first()
-        .context("the tokenizer has no end-of-text token to stand for an empty context")?;
-    let eos = token(&["<|endoftext|>", "</s>", "<eos>", "<|im_end|>", "<end_of_turn>"]);
+    let (eot, eos) = end_of_text(&tokenizer)?;
     if let Some(trained) = model.config.max_position_embeddings.filter(|_| !args.beyond_trained_context) {
         let ruler = tasks.iter().any(|t| matches!(t, Task::Ruler(_)));
         let regular = tasks.iter().any(|t| matches!(t, Task::Spec(_)));
@@ -207,7 +160,7 @@ pub fn run(args: Args, backend: BackendKind, device: &Device) -> anyhow::Result<
         }
     }
     println!("model:     {} ({})", model_path.display(), describe(&model.arch));
-    println!("backend:   {backend}; data: {}", data_dir.display());
+    println!("backend:   {backend} ({:?}); data: {}", args.dtype, data_dir.display());
     let options = Options {
         batch: args.batch,
         max_len: args.max_len,
@@ -233,7 +186,7 @@ pub fn run(args: Args, backend: BackendKind, device: &Device) -> anyhow::Result<
         .collect();
     for task in &tasks {
         let Task::Spec(spec) = task else { continue };
-        let result = run_task(spec, &data_dir, &args, model, &tokenizer, options, decisions.as_mut())?;
+        let result = run_task(spec, &data_dir, args.limit, model, &tokenizer, options, decisions.as_mut())?;
         println!("{:<14} {}", spec.name, summary(&result));
         results.push(result);
     }
@@ -265,6 +218,7 @@ pub fn run(args: Args, backend: BackendKind, device: &Device) -> anyhow::Result<
             model,
             &tokenizer,
             eos,
+            args.batch,
             decisions.as_mut(),
         )?);
     }
@@ -296,6 +250,7 @@ pub fn run(args: Args, backend: BackendKind, device: &Device) -> anyhow::Result<
                 "fa_ratio": AttentionCost::of(&model.arch, [0..args.max_len])?.fa_ratio,
             },
             "backend": backend.to_string(),
+            "dtype": format!("{:?}", args.dtype).to_lowercase(),
             "data_dir": data_dir.display().to_string(),
             "limit": args.limit,
             "max_len": args.max_len,
@@ -309,51 +264,32 @@ pub fn run(args: Args, backend: BackendKind, device: &Device) -> anyhow::Result<
     Ok(())
 }
 
-/// Prepare, score and cost one task.
+/// One regular task with a progress bar; its decisions go to `decisions`.
 fn run_task(
     spec: &TaskSpec,
     data_dir: &Path,
-    args: &Args,
+    limit: Option<usize>,
     model: &Transformer,
     tokenizer: &Tokenizer,
     options: Options,
     decisions: Option<&mut std::fs::File>,
 ) -> anyhow::Result<TaskResult> {
-    let started = Instant::now();
-    let source = spec.source(data_dir);
-    let prepared = spec.prepare(data_dir, args.limit).with_context(|| format!("task {}", spec.name))?;
     let bar = ProgressBar::new(0);
     let template = format!("{{bar:40}} {{pos}}/{{len}} {} sequences {{per_sec}} eta {{eta}}", spec.name);
     bar.set_style(ProgressStyle::with_template(&template).expect("valid template"));
-    let outcome = evaluate(&prepared, model, tokenizer, options, |done, total| {
+    let (result, task_decisions) = suite::run_task(spec, data_dir, limit, model, tokenizer, options, |done, total| {
         bar.set_length(total as u64);
         bar.set_position(done as u64);
-    })
-    .with_context(|| format!("task {}", spec.name))?;
+    })?;
     bar.finish_and_clear();
     if let Some(file) = decisions {
-        for d in &outcome.decisions {
+        for d in &task_decisions {
             let mut line = serde_json::to_value(d)?;
             line["task"] = spec.name.clone().into();
             writeln!(file, "{line}")?;
         }
     }
-    let output_type = match (&prepared, spec.output_type) {
-        // An OLMES file of single continuations (LAMBADA) is a loglikelihood task.
-        (Prepared::Questions(q), _) if q.iter().all(|q| q.choices.len() == 1) => OutputType::Loglikelihood,
-        (_, t) => t,
-    };
-    Ok(TaskResult {
-        task: spec.name.clone(),
-        output_type: serde_json::to_value(output_type)?.as_str().unwrap_or_default().to_string(),
-        source: source.display().to_string(),
-        n: outcome.n,
-        metrics: outcome.metrics,
-        sequences: outcome.spans.len(),
-        tokens: outcome.spans.iter().map(|s| s.len()).sum(),
-        attention: AttentionCost::of(&model.arch, outcome.spans)?,
-        seconds: started.elapsed().as_secs_f64(),
-    })
+    Ok(result)
 }
 
 fn summary(result: &TaskResult) -> String {

@@ -47,7 +47,9 @@ enum Command {
     /// Build the embedded default hybrid model and show what swiattn does with it: per-layer
     /// attention and cost, the three-path agreement check, and blocked vs dense sliding attention.
     Demo(demo::Args),
-    /// Multiple-choice accuracy (acc, acc_norm) on an OLMES request file.
+    /// Evaluate a model on the regular suite (perplexity, LAMBADA, multiple choice) and RULER's
+    /// long-context tasks, or on task specs, OLMES request files and documents: every metric with
+    /// its attention cost, as a table and a results JSON.
     Eval(eval::Args),
     /// Perplexity of a text under a model (GGUF file or Hugging Face directory).
     Ppl(ppl::Args),
@@ -61,7 +63,7 @@ enum Command {
     Allocate(allocate::Args),
     /// Draw an allocation or a routing map as a PNG heatmap.
     Plot(plot::Args),
-    /// Benchmarks: the fused GPU kernels, training steps.
+    /// Benchmarks: the fused GPU kernels, training steps, scoring and generation.
     #[command(subcommand)]
     Bench(bench::Command),
     /// The same forward and training step on each compiled backend: logit and loss differences,

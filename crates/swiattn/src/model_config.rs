@@ -3,6 +3,8 @@
 
 use std::path::{Path, PathBuf};
 
+use burn::tensor::DType;
+
 use swiattn_core::checkpoint::gguf::{GgufFile, config_from_gguf};
 use swiattn_core::model::{Allocation, ModelConfig};
 
@@ -30,6 +32,16 @@ impl AttentionArgs {
             ..Default::default()
         })
     }
+}
+
+/// A parameter or compute dtype by name: `f32`, `bf16` or `f16` (a clap value parser too).
+pub fn parse_dtype(s: &str) -> anyhow::Result<DType> {
+    Ok(match s {
+        "f32" => DType::F32,
+        "bf16" => DType::BF16,
+        "f16" => DType::F16,
+        _ => anyhow::bail!("unknown dtype `{s}` (expected f32, bf16 or f16)"),
+    })
 }
 
 /// The config of a `config.json`, a directory holding one, or a GGUF file.

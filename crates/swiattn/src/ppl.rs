@@ -37,8 +37,8 @@ pub struct Args {
     #[arg(long, default_value_t = 256)]
     chunk: usize,
     /// Parameter dtype: f32, bf16 or f16.
-    #[arg(long, default_value = "f32")]
-    dtype: String,
+    #[arg(long, default_value = "f32", value_parser = crate::model_config::parse_dtype)]
+    dtype: DType,
     /// Print one JSON object instead of text.
     #[arg(long)]
     json: bool,
@@ -48,13 +48,7 @@ pub struct Args {
 }
 
 pub fn run(args: Args, backend: BackendKind, device: &Device) -> anyhow::Result<()> {
-    let dtype = match args.dtype.as_str() {
-        "f32" => DType::F32,
-        "bf16" => DType::BF16,
-        "f16" => DType::F16,
-        other => anyhow::bail!("--dtype: unknown dtype `{other}` (f32, bf16, f16)"),
-    };
-    let options = LoadOptions { dtype, ..args.attention.load_options()? };
+    let options = LoadOptions { dtype: args.dtype, ..args.attention.load_options()? };
     let loaded = load_model(&args.model, device, &options)?;
     let tokenizer = match &args.tokenizer {
         Some(path) => load_tokenizer(path)?,

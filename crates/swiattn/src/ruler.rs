@@ -1,23 +1,16 @@
-//! RULER tasks of `swiattn eval`: generate samples at a target length (or read them back), decode
-//! each greedily through the KV cache, and score them by RULER's string match (any reference for
-//! the QA tasks, all references otherwise).
+//! RULER tasks of `swiattn eval`: the flags, sample files (read or written), progress and printing
+//! around [`swiattn_eval::ruler::run`], which generates, decodes and scores the samples.
 
 use std::io::Write;
 use std::path::PathBuf;
-use std::time::Instant;
-
-use rayon::prelude::*;
 
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
 use swiattn_core::model::Transformer;
-use swiattn_core::text::documents;
-use swiattn_core::tokenizer::encode;
-use swiattn_eval::generate::{Until, generate};
-use swiattn_eval::results::{AttentionCost, Metric, TaskResult};
-use swiattn_eval::ruler::niah::sentences;
+use swiattn_eval::results::TaskResult;
 use swiattn_eval::ruler::qa::read_items;
-use swiattn_eval::ruler::{Sample, Sources, sample, score};
+use swiattn_eval::ruler::run::{RulerOptions, essay_sentences, generate_samples, needs_essays, run as run_ruler};
+use swiattn_eval::ruler::{Sample, Sources};
 use tokenizers::Tokenizer;
 
 #[derive(clap::Args)]
@@ -52,27 +45,8 @@ pub struct RulerArgs {
     pub read_samples: Option<PathBuf>,
 }
 
-fn essay_sentences(paths: &[PathBuf]) -> anyhow::Result<Vec<String>> {
-    let mut texts = Vec::new();
-    for path in paths {
-        if path.is_dir() {
-            let mut files: Vec<PathBuf> = std::fs::read_dir(path)?
-                .filter_map(|e| e.ok().map(|e| e.path()))
-                .filter(|p| p.extension().is_some_and(|x| x == "txt"))
-                .collect();
-            files.sort();
-            for f in files {
-                texts.extend(documents(&f)?);
-            }
-        } else {
-            texts.extend(documents(path)?);
-        }
-    }
-    Ok(sentences(&texts))
-}
-
 /// Generate (or read) `samples` samples of each task, decode and score them; predictions go to
-/// `decisions`. `haystack` stands in for an empty `--haystack`.
+/// `decisions`, `batch` samples decoded together. `haystack` stands in for an empty `--haystack`.
 pub fn run(
     args: &RulerArgs,
     tasks: &[String],
@@ -81,8 +55,10 @@ pub fn run(
     model: &Transformer,
     tokenizer: &Tokenizer,
     eos: Vec<u32>,
-    mut decisions: Option<&mut std::fs::File>,
+    batch: usize,
+    decisions: Option<&mut std::fs::File>,
 ) -> anyhow::Result<Vec<TaskResult>> {
+    let options = RulerOptions { length: args.length, seed: args.seed, max_new_tokens: args.max_new_tokens, batch };
     let samples: Vec<Sample> = match &args.read_samples {
         Some(path) => std::fs::read_to_string(path)
             .with_context(|| format!("{}", path.display()))?
@@ -95,21 +71,13 @@ pub fn run(
         None => {
             let read =
                 |p: &Option<PathBuf>| p.as_ref().map(|p| read_items(p)).transpose().map(Option::unwrap_or_default);
-            let needles =
-                tasks.iter().any(|t| swiattn_eval::ruler::niah::Niah::named(t).is_ok_and(|n| n.reads_essays()));
             let haystack = if args.haystack.is_empty() { vec![haystack] } else { args.haystack.clone() };
             let sources = Sources {
-                essay: if needles { essay_sentences(&haystack)? } else { Vec::new() },
+                essay: if needs_essays(tasks) { essay_sentences(&haystack)? } else { Vec::new() },
                 squad: read(&args.squad)?,
                 hotpotqa: read(&args.hotpotqa)?,
             };
-            let count = |text: &str| Ok(encode(tokenizer, text)?.len());
-            // Samples are independent functions of (seed, task, index): generate them in parallel.
-            let jobs: Vec<(&String, usize)> = tasks.iter().flat_map(|t| (0..samples).map(move |i| (t, i))).collect();
-            let generated = jobs.par_iter().map(|&(name, index)| {
-                sample(name, args.seed, index, args.length, args.max_new_tokens, &sources, &count)
-            });
-            generated.collect::<swiattn_core::Result<Vec<Sample>>>()?
+            generate_samples(tasks, samples, options, &sources, tokenizer)?
         }
     };
     if let Some(path) = &args.write_samples {
@@ -118,43 +86,29 @@ pub fn run(
             writeln!(file, "{}", serde_json::to_string(s)?)?;
         }
     }
-    let until = Until { stop: vec!["\n\n".into()], max_new_tokens: args.max_new_tokens, eos, chunk: 512 };
+    for task in tasks {
+        anyhow::ensure!(samples.iter().any(|s| s.task == *task), "no samples of {task} (--read-samples holds none)");
+    }
     let bar = ProgressBar::new(samples.len() as u64);
     bar.set_style(ProgressStyle::with_template("{bar:40} {pos}/{len} samples eta {eta}").expect("valid template"));
-    let mut out = Vec::new();
-    for task in tasks {
-        let started = Instant::now();
-        let (mut values, mut lengths) = (Vec::new(), Vec::new());
-        for s in samples.iter().filter(|s| s.task == *task) {
-            let ids = encode(tokenizer, &s.input)?;
-            let g = generate(model, tokenizer, &ids, &until)?;
-            let value = score(&s.task, &g.text, &s.outputs);
-            values.push(value);
-            lengths.push(ids.len() + g.ids.len().saturating_sub(1)); // the last token is not fed back
-            if let Some(file) = decisions.as_mut() {
-                let line = serde_json::json!({"task": s.task, "index": s.index, "length": ids.len(), "outputs": s.outputs, "prediction": g.text, "score": value});
-                writeln!(file, "{line}")?;
-            }
-            bar.inc(1);
-        }
-        anyhow::ensure!(!values.is_empty(), "no samples of {task} (--read-samples holds none)");
-        let mean = 100.0 * values.iter().sum::<f64>() / values.len() as f64;
-        let stderr = 100.0 * swiattn_eval::metrics::Estimate::of(values.iter().copied()).stderr;
-        bar.suspend(|| {
-            println!("{task:<14} score {mean:.2} ± {stderr:.2}  (n = {} at {} tokens)", values.len(), args.length)
-        });
-        out.push(TaskResult {
-            task: task.clone(),
-            output_type: "generate_until".into(),
-            source: format!("RULER at {} tokens, seed {}", args.length, args.seed),
-            n: values.len(),
-            metrics: vec![Metric { name: "score".into(), value: mean, stderr: Some(stderr) }],
-            sequences: lengths.len(),
-            tokens: lengths.iter().sum(),
-            attention: AttentionCost::of(&model.arch, lengths.into_iter().map(|n| 0..n))?,
-            seconds: started.elapsed().as_secs_f64(),
-        });
-    }
+    let (results, predictions) =
+        run_ruler(tasks, &samples, model, tokenizer, eos, options, |n| bar.set_position(n as u64))?;
     bar.finish_and_clear();
-    Ok(out)
+    for r in &results {
+        let score = &r.metrics[0];
+        println!(
+            "{:<14} score {:.2} ± {:.2}  (n = {} at {} tokens)",
+            r.task,
+            score.value,
+            score.stderr.unwrap_or(0.0),
+            r.n,
+            args.length
+        );
+    }
+    if let Some(file) = decisions {
+        for p in &predictions {
+            writeln!(file, "{}", serde_json::to_string(p)?)?;
+        }
+    }
+    Ok(results)
 }

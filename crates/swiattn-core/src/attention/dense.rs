@@ -62,3 +62,17 @@ pub fn dense_attention(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>, span: Span, pos
     let out = masked_attention(fold_heads(q, hkv), k, v, hidden.expand([b, hkv, group * tq, tk]), scale);
     unfold_heads(out, hq)
 }
+
+/// Attention of a ragged batch (rows at different positions, keys right-aligned, see
+/// [`crate::cache::RowsCache`]) under an explicit per-row mask, GQA folded.
+///
+/// - `q`: `[batch, q_heads, q_len, d]`; `k`, `v`: `[batch, kv_heads, k_len, d]`
+/// - `hidden`: `[batch, 1, q_len, k_len]`, `true` = masked
+/// - returns `[batch, q_heads, q_len, d]`
+pub fn ragged_attention(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>, hidden: Tensor<4, Bool>, scale: f64) -> Tensor<4> {
+    let [b, hq, tq, _] = q.dims();
+    let [_, hkv, tk, _] = k.dims();
+    let group = hq / hkv;
+    let hidden = hidden.repeat_dim(2, group).expand([b, hkv, group * tq, tk]);
+    unfold_heads(masked_attention(fold_heads(q, hkv), k, v, hidden, scale), hq)
+}

@@ -8,7 +8,7 @@
 //! |---|---|---|
 //! | window predicate (the one definition) | – | [`window`] |
 //! | reference (materialized, fp32, NaN-safe) | O(n²) | [`reference`] |
-//! | dense causal (full attention) | O(n²) | [`dense`] |
+//! | dense causal (full attention); ragged rows under a per-row mask | O(n²) | [`dense`] |
 //! | blocked sliding window | O(n · w) | [`blocked`] |
 //! | routed (switch) FA/SWA per token | O(n_fa · n + n_swa · w) | [`routed`] |
 //! | head-mixed FA/SWA per KV head | O(h_fa · n² + h_swa · n · w) | [`head_mixed`] |
@@ -19,14 +19,16 @@ pub mod blocked;
 pub mod cost;
 pub mod dense;
 pub mod head_mixed;
+pub mod kind;
 pub mod mask;
 pub mod reference;
 pub mod routed;
 pub mod window;
 
 pub use blocked::{default_block, sliding_attention};
-pub use dense::dense_attention;
+pub use dense::{dense_attention, ragged_attention};
 pub use head_mixed::{HeadSplit, head_mixed_attention};
+pub use kind::LayerAttention;
 pub use mask::{Positions, Visibility};
 pub use reference::attention_reference;
 pub use routed::{RouteMask, check_route_dims, routed_attention};

@@ -38,16 +38,7 @@ impl RouteMask {
     /// store bools differently (native on the CPU, `u8` on CUDA).
     pub fn from_tensor(route: &Tensor<2, Bool>) -> Result<Self> {
         let [batch, len] = route.dims();
-        let fa = route
-            .clone()
-            .int()
-            .into_data()
-            .convert::<i64>()
-            .try_into_vec::<i64>()
-            .map_err(|e| Error::Invalid(format!("route mask could not be read: {e:?}")))?
-            .into_iter()
-            .map(|x| x != 0)
-            .collect();
+        let fa = crate::host::ints(route.clone().int(), "the route mask")?.into_iter().map(|x| x != 0).collect();
         Ok(Self { batch, len, fa })
     }
 

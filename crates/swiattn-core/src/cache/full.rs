@@ -20,15 +20,29 @@ impl FullCache {
         self.len == 0
     }
 
-    /// Allocated positions (for memory accounting).
+    /// A cache holding `k`, `v` (`[batch, kv_heads, len, head_dim]`, positions `0..len`).
+    pub fn from_kv(k: Tensor<4>, v: Tensor<4>) -> Self {
+        let len = k.dims()[2];
+        Self { kv: Some((k, v)), len }
+    }
+
     /// This cache tiled `n` times along the batch.
     pub fn repeat(&self, n: usize) -> Self {
         let kv = self.kv.clone().map(|(k, v)| (k.repeat_dim(0, n), v.repeat_dim(0, n)));
         Self { kv, len: self.len }
     }
 
+    /// Allocated positions (for memory accounting).
     pub fn capacity(&self) -> usize {
         self.kv.as_ref().map_or(0, |(k, _)| k.dims()[2])
+    }
+
+    /// The cached keys and values `[batch, kv_heads, len, head_dim]`, if any.
+    pub fn kv(&self) -> Option<(Tensor<4>, Tensor<4>)> {
+        let (k, v) = self.kv.as_ref().filter(|_| self.len > 0)?;
+        let [b, h, _, d] = k.dims();
+        let range = [0..b, 0..h, 0..self.len, 0..d];
+        Some((k.clone().slice(range.clone()), v.clone().slice(range)))
     }
 
     /// Append `k`, `v` (`[batch, kv_heads, new, head_dim]`) and return all cached keys and values

@@ -6,14 +6,23 @@
 //! | sliding | [`RingCache`] | O(w) |
 //! | routed | [`FullCache`]: any later token may route to full attention | O(n) |
 //! | head-mixed | full cache for full heads, ring for sliding heads | O(n · h_fa + w · h_swa) |
+//!
+//! Caches of sequences at different positions stack into one ragged batch ([`ModelCache::stack`]):
+//! every layer then keeps a [`RowsCache`] (two for head-mixed layers), sliding layers only their
+//! last `w` columns.
 
 mod full;
 mod ring;
+mod rows;
 
 pub use full::FullCache;
 pub use ring::RingCache;
+pub use rows::RowsCache;
 
-use crate::model::LayerAttention;
+use burn::tensor::Tensor;
+
+use crate::attention::LayerAttention;
+use crate::{Error, Result};
 
 /// The cache of one layer.
 #[derive(Clone, Debug)]
@@ -24,6 +33,13 @@ pub enum LayerCache {
     Mixed {
         full: FullCache,
         ring: RingCache,
+    },
+    /// A ragged batch ([`ModelCache::stack`]): full, routed and sliding layers.
+    Rows(RowsCache),
+    /// A ragged batch of a head-mixed layer: the full heads' rows and the sliding heads' rows.
+    MixedRows {
+        full: RowsCache,
+        sliding: RowsCache,
     },
 }
 
@@ -45,7 +61,34 @@ impl LayerCache {
             LayerCache::Full(c) => c.capacity(),
             LayerCache::Ring(c) => c.capacity(),
             LayerCache::Mixed { full, ring } => full.capacity().max(ring.capacity()),
+            LayerCache::Rows(c) => c.capacity(),
+            LayerCache::MixedRows { full, sliding } => full.capacity().max(sliding.capacity()),
         }
+    }
+
+    /// The held keys and values of each row, oldest first, as [`RowsCache::stack`] takes them
+    /// (the full heads' and, for a head-mixed layer, the sliding heads').
+    fn rows(&self) -> Vec<[Option<(Tensor<4>, Tensor<4>)>; 2]> {
+        let split = |kv: Option<(Tensor<4>, Tensor<4>)>, batch: usize| -> Vec<Option<(Tensor<4>, Tensor<4>)>> {
+            (0..batch)
+                .map(|r| {
+                    kv.clone().map(|(k, v)| {
+                        let [_, h, n, d] = k.dims();
+                        let row = [r..r + 1, 0..h, 0..n, 0..d];
+                        (k.slice(row.clone()), v.slice(row))
+                    })
+                })
+                .collect()
+        };
+        let batch = |kv: &Option<(Tensor<4>, Tensor<4>)>| kv.as_ref().map_or(1, |(k, _)| k.dims()[0]);
+        let (a, b) = match self {
+            LayerCache::Full(c) => (c.kv(), None),
+            LayerCache::Ring(c) => (c.kv(), None),
+            LayerCache::Mixed { full, ring } => (full.kv(), ring.kv()),
+            LayerCache::Rows(_) | LayerCache::MixedRows { .. } => unreachable!("checked by ModelCache::stack"),
+        };
+        let n = batch(&a).max(batch(&b));
+        split(a, n).into_iter().zip(split(b, n)).map(|(a, b)| [a, b]).collect()
     }
 }
 
@@ -54,12 +97,66 @@ impl LayerCache {
 pub struct ModelCache {
     pub layers: Vec<LayerCache>,
     len: usize,
+    /// A ragged batch's next position per row (`len` is then unused).
+    rows: Option<Vec<usize>>,
 }
 
 impl ModelCache {
     /// Empty caches for a model whose layers have these attention kinds.
     pub fn new(layers: &[LayerAttention]) -> Self {
-        Self { layers: layers.iter().map(LayerCache::for_layer).collect(), len: 0 }
+        Self { layers: layers.iter().map(LayerCache::for_layer).collect(), len: 0, rows: None }
+    }
+
+    /// One ragged batch from caches of sequences at different positions (of one model, each of
+    /// any batch size; their rows in order): the next token of every row is fed together, each
+    /// at its own position. Attention then runs masked and unfused (built for decoding).
+    pub fn stack(caches: &[ModelCache], layers: &[LayerAttention]) -> Result<Self> {
+        if caches.is_empty() {
+            return Err(Error::Invalid("no caches to stack".into()));
+        }
+        if let Some(c) = caches.iter().find(|c| c.layers.len() != layers.len()) {
+            return Err(Error::Invalid(format!(
+                "a cache of {} layers for a model of {}",
+                c.layers.len(),
+                layers.len()
+            )));
+        }
+        if caches.iter().any(|c| c.rows.is_some()) {
+            return Err(Error::Invalid("ragged caches do not stack again; stack their sources".into()));
+        }
+        let mut next = Vec::new();
+        for c in caches {
+            let batch = c.layers.iter().map(|l| l.rows().len()).max().unwrap_or(1);
+            next.extend(std::iter::repeat_n(c.len, batch));
+        }
+        let mut out = Vec::with_capacity(layers.len());
+        for (i, attention) in layers.iter().enumerate() {
+            let (mut a, mut b) = (Vec::new(), Vec::new());
+            for c in caches {
+                for [x, y] in c.layers[i].rows() {
+                    a.push(x);
+                    b.push(y);
+                }
+            }
+            if a.len() != next.len() {
+                return Err(Error::Invalid(format!("layer {i}: caches of different batch sizes across layers")));
+            }
+            let rows = |kv, keep| RowsCache::stack(kv, next.clone(), keep);
+            out.push(match attention {
+                LayerAttention::Full | LayerAttention::Routed(_) => LayerCache::Rows(rows(a, None)),
+                LayerAttention::Sliding(w) => LayerCache::Rows(rows(a, Some(*w))),
+                LayerAttention::HeadMixed { window, .. } => {
+                    LayerCache::MixedRows { full: rows(a, None), sliding: rows(b, Some(*window)) }
+                }
+            });
+        }
+        Ok(Self { layers: out, len: 0, rows: Some(next) })
+    }
+
+    /// A ragged batch's next position per row ([`Self::stack`]); `None` when every row is at
+    /// [`Self::len`].
+    pub fn row_positions(&self) -> Option<&[usize]> {
+        self.rows.as_deref()
     }
 
     /// Positions processed so far (the position of the next token).
@@ -81,12 +178,20 @@ impl ModelCache {
                 LayerCache::Full(c) => LayerCache::Full(c.repeat(n)),
                 LayerCache::Ring(c) => LayerCache::Ring(c.repeat(n)),
                 LayerCache::Mixed { full, ring } => LayerCache::Mixed { full: full.repeat(n), ring: ring.repeat(n) },
+                LayerCache::Rows(c) => LayerCache::Rows(c.repeat(n)),
+                LayerCache::MixedRows { full, sliding } => {
+                    LayerCache::MixedRows { full: full.repeat(n), sliding: sliding.repeat(n) }
+                }
             })
             .collect();
-        Self { layers, len: self.len }
+        let rows = self.rows.as_ref().map(|r| r.iter().copied().cycle().take(r.len() * n).collect());
+        Self { layers, len: self.len, rows }
     }
 
     pub(crate) fn advance(&mut self, n: usize) {
         self.len += n;
+        if let Some(rows) = &mut self.rows {
+            rows.iter_mut().for_each(|p| *p += n);
+        }
     }
 }

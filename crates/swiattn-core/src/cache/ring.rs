@@ -31,13 +31,19 @@ impl RingCache {
         self.len == 0
     }
 
-    /// Allocated slots (for memory accounting): never more than `w`.
     /// This cache tiled `n` times along the batch.
     pub fn repeat(&self, n: usize) -> Self {
         let kv = self.kv.clone().map(|(k, v)| (k.repeat_dim(0, n), v.repeat_dim(0, n)));
         Self { window: self.window, kv, len: self.len }
     }
 
+    /// The held keys and values in position order (`[batch, kv_heads, held, head_dim]`), if any.
+    pub fn kv(&self) -> Option<(Tensor<4>, Tensor<4>)> {
+        let (k, v) = self.kv.as_ref().filter(|_| self.len > 0)?;
+        Some((self.ordered(k.clone()), self.ordered(v.clone())))
+    }
+
+    /// Allocated slots (for memory accounting): never more than `w`.
     pub fn capacity(&self) -> usize {
         self.kv.as_ref().map_or(0, |(k, _)| k.dims()[2])
     }

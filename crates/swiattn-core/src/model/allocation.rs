@@ -18,7 +18,8 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use super::config::{LayerAttention, ModelConfig};
+use super::config::ModelConfig;
+use crate::attention::LayerAttention;
 use crate::attention::Window;
 use crate::{Error, Result};
 

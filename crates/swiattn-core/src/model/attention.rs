@@ -6,14 +6,15 @@ use burn::module::{Initializer, Module};
 use burn::nn::{Linear, LinearConfig};
 use burn::tensor::{Device, Tensor};
 
-use super::config::{Arch, LayerAttention, Rope};
+use super::config::{Arch, Rope};
 use super::control::{LayerControl, Route, check_gate};
 use super::norm::RmsNorm;
 use super::rope;
+use crate::attention::LayerAttention;
 use crate::attention::Window;
 use crate::attention::{
-    HeadSplit, Positions, Span, default_block, dense_attention, head_mixed_attention, routed_attention,
-    sliding_attention,
+    HeadSplit, Positions, Span, default_block, dense_attention, head_mixed_attention, ragged_attention,
+    routed_attention, sliding_attention,
 };
 use crate::cache::LayerCache;
 #[cfg(feature = "kernels")]
@@ -140,6 +141,11 @@ impl SelfAttention {
             return Err(Error::Invalid(format!(
                 "layer {layer} is {} and keeps only a window of keys; controls need a full or routed layer",
                 self.attention.type_name()
+            )));
+        }
+        if matches!(cache, Some(LayerCache::Rows(_) | LayerCache::MixedRows { .. })) {
+            return Err(Error::Invalid(format!(
+                "layer {layer}: a ragged (stacked) cache runs the layers' own attention; controls need a plain cache"
             )));
         }
         match control {
@@ -292,7 +298,28 @@ impl SelfAttention {
                 });
                 split.merge(out_full, out_sliding)
             }
-            (LayerCache::Mixed { .. }, other) => {
+            (LayerCache::Rows(rows), attention) => {
+                let span = match attention {
+                    LayerAttention::Sliding(w) => Span::Sliding(*w),
+                    _ => Span::Full,
+                };
+                let (k, v, hidden) = rows.append(k, v, span);
+                ragged_attention(q, k, v, hidden, self.scale)
+            }
+            (LayerCache::MixedRows { full, sliding }, LayerAttention::HeadMixed { window, full_kv_heads }) => {
+                let split = HeadSplit::new(full_kv_heads, self.num_heads);
+                let ((qf, qs), (kf, ks), (vf, vs)) = (split.split_q(&q), split.split_kv(&k), split.split_kv(&v));
+                let out_full = qf.map(|q| {
+                    let (k, v, hidden) = full.append(kf.unwrap(), vf.unwrap(), Span::Full);
+                    ragged_attention(q, k, v, hidden, self.scale)
+                });
+                let out_sliding = qs.map(|q| {
+                    let (k, v, hidden) = sliding.append(ks.unwrap(), vs.unwrap(), Span::Sliding(*window));
+                    ragged_attention(q, k, v, hidden, self.scale)
+                });
+                split.merge(out_full, out_sliding)
+            }
+            (LayerCache::Mixed { .. } | LayerCache::MixedRows { .. }, other) => {
                 unreachable!("mixed cache for a {} layer", other.type_name())
             }
         }

@@ -8,12 +8,14 @@ pub mod attention;
 pub mod config;
 pub mod control;
 pub mod layer;
+pub mod layout;
 pub mod mlp;
 pub mod norm;
 pub mod rope;
 pub mod transformer;
 
+pub use crate::attention::LayerAttention;
 pub use allocation::{Allocation, Granularity, ModelShape};
-pub use config::{Activation, Arch, Family, LayerAttention, ModelConfig, Rope, RopeScaling};
+pub use config::{Activation, Arch, Family, ModelConfig, Rope, RopeScaling};
 pub use control::{AttentionController, LayerControl, Route, Routes};
 pub use transformer::{TextModel, Transformer};

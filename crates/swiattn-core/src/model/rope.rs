@@ -44,39 +44,49 @@ fn llama3_scale(freqs: &mut [f32], s: &RopeScaling) {
     }
 }
 
-/// `cos` and `sin` tables `[len, head_dim]` for positions `start..start + len`.
+/// `cos` and `sin` tables `[rows, 1, len, head_dim]` for positions `start..start + len` of each
+/// row (`rows` = 1 when every row of the batch starts at the same position).
 #[derive(Clone, Debug)]
 pub struct Tables {
-    cos: Tensor<2>,
-    sin: Tensor<2>,
+    cos: Tensor<4>,
+    sin: Tensor<4>,
 }
 
 /// The tables of `rope` for positions `start..start + len`.
 pub fn tables(rope: &Rope, head_dim: usize, start: usize, len: usize, device: &Device) -> Tables {
+    row_tables(rope, head_dim, &[start], len, device)
+}
+
+/// The tables of `rope` for positions `starts[r]..starts[r] + len` of each row `r` (a batch of
+/// sequences at different positions, as in ragged decoding).
+pub fn row_tables(rope: &Rope, head_dim: usize, starts: &[usize], len: usize, device: &Device) -> Tables {
     let freqs = inv_freq(rope, head_dim);
-    let mut cos = Vec::with_capacity(len * head_dim);
-    let mut sin = Vec::with_capacity(len * head_dim);
-    for p in start..start + len {
-        let angles: Vec<f32> = freqs.iter().map(|&f| p as f32 * f).collect();
-        for _ in 0..2 {
-            cos.extend(angles.iter().map(|a| a.cos()));
-            sin.extend(angles.iter().map(|a| a.sin()));
+    let n = starts.len() * len * head_dim;
+    let (mut cos, mut sin) = (Vec::with_capacity(n), Vec::with_capacity(n));
+    for &start in starts {
+        for p in start..start + len {
+            let angles: Vec<f32> = freqs.iter().map(|&f| p as f32 * f).collect();
+            for _ in 0..2 {
+                cos.extend(angles.iter().map(|a| a.cos()));
+                sin.extend(angles.iter().map(|a| a.sin()));
+            }
         }
     }
+    let dims = [starts.len(), 1, len, head_dim];
     Tables {
-        cos: Tensor::from_data(TensorData::new(cos, [len, head_dim]), device),
-        sin: Tensor::from_data(TensorData::new(sin, [len, head_dim]), device),
+        cos: Tensor::from_data(TensorData::new(cos, dims), device),
+        sin: Tensor::from_data(TensorData::new(sin, dims), device),
     }
 }
 
 impl Tables {
-    /// Rotate `x`: `[batch, heads, len, head_dim]` (the tables' `len`):
+    /// Rotate `x`: `[batch, heads, len, head_dim]` (the tables' `len`; their rows are 1 or `batch`):
     /// `x · cos + rotate_half(x) · sin` with `rotate_half([x1, x2]) = [-x2, x1]`.
     pub fn apply(&self, x: Tensor<4>) -> Tensor<4> {
         let [b, h, t, d] = x.dims();
         let dtype = x.dtype();
-        let cos = self.cos.clone().cast(dtype).unsqueeze::<4>();
-        let sin = self.sin.clone().cast(dtype).unsqueeze::<4>();
+        let cos = self.cos.clone().cast(dtype);
+        let sin = self.sin.clone().cast(dtype);
         let x1 = x.clone().slice([0..b, 0..h, 0..t, 0..d / 2]);
         let x2 = x.clone().slice([0..b, 0..h, 0..t, d / 2..d]);
         let rotated = Tensor::cat(vec![x2.neg(), x1], 3);

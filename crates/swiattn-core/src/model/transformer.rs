@@ -2,14 +2,15 @@
 
 use burn::module::{Initializer, Module};
 use burn::nn::{Embedding, EmbeddingConfig, Linear};
-use burn::tensor::{Device, Int, Tensor};
+use burn::tensor::{Device, Int, Tensor, TensorData};
 
 use super::attention::linear;
-use super::config::{Arch, Family, LayerAttention, ModelConfig, Rope};
+use super::config::{Arch, Family, ModelConfig, Rope};
 use super::control::{AttentionController, Routes};
 use super::layer::DecoderLayer;
 use super::norm::RmsNorm;
 use super::rope;
+use crate::attention::LayerAttention;
 use crate::cache::ModelCache;
 use crate::{Error, Result};
 
@@ -97,16 +98,23 @@ impl Transformer {
     /// `controller` decides from its input (see [`AttentionController`]).
     ///
     /// With a cache, an error in a later layer leaves the earlier layers' caches extended:
-    /// discard the cache after an error.
+    /// discard the cache after an error. Token ids are not read back here: ids from the host go
+    /// through [`Self::token_tensor`], which checks them against the vocabulary.
     pub fn hidden_states(
         &self,
         tokens: Tensor<2, Int>,
         controller: &mut dyn AttentionController,
         mut cache: Option<&mut ModelCache>,
     ) -> Result<Tensor<3>> {
-        let [_, len] = tokens.dims();
-        self.check_tokens(&tokens)?;
+        let [batch, len] = tokens.dims();
+        if batch == 0 || len == 0 {
+            return Err(Error::shape("tokens", "[batch >= 1, len >= 1]", &[batch, len]));
+        }
         let start = cache.as_ref().map_or(0, |c| c.len());
+        let rows = cache.as_ref().and_then(|c| c.row_positions()).map(<[usize]>::to_vec);
+        if let Some(rows) = rows.as_ref().filter(|r| r.len() != batch) {
+            return Err(Error::shape("tokens for a ragged cache", format!("[{}, len]", rows.len()), &[batch, len]));
+        }
         let mut x = self.model.embed_tokens.forward(tokens);
         if let Some(scale) = self.arch.embed_scale {
             // As in transformers: the scale is rounded to the embedding dtype first.
@@ -121,7 +129,9 @@ impl Transformer {
             let at = match tables.iter().position(|(r, _)| *r == layer_rope) {
                 Some(at) => at,
                 None => {
-                    tables.push((layer_rope, rope::tables(layer_rope, self.arch.head_dim, start, len, &x.device())));
+                    let starts = rows.as_deref().unwrap_or(std::slice::from_ref(&start));
+                    tables
+                        .push((layer_rope, rope::row_tables(layer_rope, self.arch.head_dim, starts, len, &x.device())));
                     tables.len() - 1
                 }
             };
@@ -152,22 +162,24 @@ impl Transformer {
         }
     }
 
-    fn check_tokens(&self, tokens: &Tensor<2, Int>) -> Result<()> {
-        let [b, t] = tokens.dims();
-        if b == 0 || t == 0 {
-            return Err(Error::shape("tokens", "[batch >= 1, len >= 1]", &[b, t]));
+    /// Token ids `[batch, len]` on the model's device, checked on the host against the
+    /// vocabulary: the data boundary every caller with host ids goes through, so that the
+    /// forward itself never reads tokens back from the device.
+    pub fn token_tensor(&self, ids: &[u32], [batch, len]: [usize; 2]) -> Result<Tensor<2, Int>> {
+        if batch == 0 || len == 0 || ids.len() != batch * len {
+            return Err(Error::shape(
+                format!("token ids ({} of them)", ids.len()),
+                "[batch >= 1, len >= 1] with batch * len ids",
+                &[batch, len],
+            ));
         }
-        let ids: Vec<i64> = tokens
-            .to_data()
-            .convert::<i64>()
-            .try_into_vec()
-            .map_err(|e| Error::Invalid(format!("tokens could not be read: {e:?}")))?;
-        if let Some(bad) = ids.iter().find(|&&id| id < 0 || id as usize >= self.arch.vocab_size) {
+        if let Some(bad) = ids.iter().find(|&&id| id as usize >= self.arch.vocab_size) {
             return Err(Error::Invalid(format!(
                 "token id {bad} is outside the vocabulary (vocab_size = {})",
                 self.arch.vocab_size
             )));
         }
-        Ok(())
+        let data: Vec<i64> = ids.iter().map(|&t| t as i64).collect();
+        Ok(Tensor::from_data(TensorData::new(data, [batch, len]), &self.model.embed_tokens.weight.val().device()))
     }
 }

@@ -1,10 +1,11 @@
 //! RULER's synthetic long-context tasks, generated deterministically from a seed at a target
 //! length measured in the model's tokens, and scored by RULER's string match: the eight
 //! needle-in-a-haystack tasks ([`niah`]), variable tracking and common/frequent words extraction
-//! ([`words`]) and the two QA tasks ([`qa`]) — all 13.
+//! ([`words`]) and the two QA tasks ([`qa`]) — all 13; [`run`] decodes and scores them on a model.
 
 pub mod niah;
 pub mod qa;
+pub mod run;
 pub mod words;
 
 use rand::SeedableRng;

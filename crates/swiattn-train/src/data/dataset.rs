@@ -4,10 +4,10 @@
 use burn::tensor::Device;
 use swiattn_core::Result;
 
+use super::Batch;
 use super::packed::Packed;
 use crate::config::DataConfig;
 use crate::synthetic::{Example, LaggedCopy, RecallConfig};
-use crate::trainer::Batch;
 
 /// The seed offset of the synthetic tasks' held-out stream.
 const EVAL_STREAM: u64 = 1_000_003;

@@ -46,7 +46,7 @@ pub struct Packed {
 
 impl Packed {
     pub fn open(data: &TextData) -> Result<Self> {
-        let dir = crate::config::expand_home(&data.shards);
+        let dir = swiattn_core::paths::expand_home(&data.shards);
         let meta_path = dir.join("meta.json");
         let text = std::fs::read_to_string(&meta_path).map_err(|e| Error::io(&meta_path, e))?;
         let meta: Meta =

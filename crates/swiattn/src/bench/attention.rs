@@ -98,15 +98,6 @@ struct Row {
     vs_ideal: f64,
 }
 
-fn parse_dtype(s: &str) -> anyhow::Result<DType> {
-    Ok(match s {
-        "bf16" => DType::BF16,
-        "f16" => DType::F16,
-        "f32" => DType::F32,
-        _ => anyhow::bail!("unknown --dtype `{s}` (expected bf16, f16 or f32)"),
-    })
-}
-
 /// `len · ratio` tokens of each sequence, chosen at random, routed to full attention.
 fn route_with_ratio(batch: usize, len: usize, ratio: f64, seed: u64) -> RouteMask {
     let n_fa = (len as f64 * ratio).round() as usize;
@@ -138,7 +129,7 @@ fn time(device: &Device, reps: usize, f: impl Fn()) -> anyhow::Result<f64> {
 
 pub fn run(args: Args, backend: BackendKind, device: &Device) -> anyhow::Result<()> {
     anyhow::ensure!(runs_on(device), "the fused kernels run on CubeCL backends: use --backend cuda or wgpu");
-    let dtype = parse_dtype(&args.dtype)?;
+    let dtype = crate::model_config::parse_dtype(&args.dtype)?;
     let window = Window::new(args.window)?;
     for &d in &args.head_dims {
         anyhow::ensure!(supports_head_dim(d), "head dim {d}: the fused kernels take multiples of 16 up to 256");

@@ -18,9 +18,12 @@ use swiattn_core::model::{LayerAttention, ModelConfig, Routes, Transformer};
 use swiattn_router::regularizer::{Coefficient, EfficiencyRegularizer};
 use swiattn_router::router::{GradientPath, RouterConfig, Routers, SwiAttn};
 use swiattn_router::{Budget, Scope};
+use swiattn_train::data::Batch;
+use swiattn_train::loss::next_token_nll;
 use swiattn_train::precision::Precision;
+use swiattn_train::routing::Routing;
 use swiattn_train::schedule::LrSchedule;
-use swiattn_train::trainer::{Batch, OptimizerSettings, Routing, Trainer, next_token_nll};
+use swiattn_train::trainer::{OptimizerSettings, Trainer};
 
 #[derive(clap::Args)]
 pub struct Args {

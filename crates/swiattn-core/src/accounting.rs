@@ -2,7 +2,7 @@
 //!
 //! Per query head, a query at position `i` under full attention reads `i + 1` keys, under a
 //! window of `w` keys `min(i + 1, w)` (counted from the window predicate, see
-//! [`swiattn_core::attention::cost`]). Attention FLOPs are `4 · head_dim` per (query head, key):
+//! [`crate::attention::cost`]). Attention FLOPs are `4 · head_dim` per (query head, key):
 //! `2·d` for `q·k` and `2·d` for the weighted sum of values. KV-cache bytes at sequence length `n`
 //! are `2 · kv_heads · head_dim · bytes` per kept position: `n` for full and routed layers (any
 //! later token may route to full attention), `min(n, w)` for sliding layers (ring buffer),
@@ -14,15 +14,15 @@
 
 use std::collections::BTreeMap;
 
+use crate::attention::cost::total_keys;
+use crate::attention::{LayerAttention, RouteMask, Span};
+use crate::model::Arch;
+use crate::{Error, Result};
 use serde::Serialize;
-use swiattn_core::attention::cost::total_keys;
-use swiattn_core::attention::{RouteMask, Span};
-use swiattn_core::model::{Arch, LayerAttention};
-use swiattn_core::{Error, Result};
 
 /// How the routed layers were (or are expected to be) routed.
 #[derive(Clone, Debug)]
-pub enum Routing {
+pub enum RoutedLayers {
     /// Every token independently on FA with this probability.
     Ratio(f64),
     /// Measured routes of one sequence (`batch = 1`) per routed layer.
@@ -63,7 +63,7 @@ impl Account {
 
 /// Count the attention FLOPs and KV-cache bytes of `arch` at `seq_len` tokens, with
 /// `bytes_per_element` per cached value (2 for bf16).
-pub fn account(arch: &Arch, seq_len: usize, bytes_per_element: usize, routing: &Routing) -> Result<Account> {
+pub fn account(arch: &Arch, seq_len: usize, bytes_per_element: usize, routed: &RoutedLayers) -> Result<Account> {
     let n = seq_len;
     let (hq, hkv, d) = (arch.num_heads, arch.num_kv_heads, arch.head_dim);
     let flops_per_key = 4.0 * d as f64;
@@ -77,14 +77,14 @@ pub fn account(arch: &Arch, seq_len: usize, bytes_per_element: usize, routing: &
             LayerAttention::Full => (full_keys, 1.0, (n * hkv) as f64),
             LayerAttention::Sliding(w) => (sliding(*w), 0.0, (n.min(w.size()) * hkv) as f64),
             LayerAttention::Routed(w) => {
-                let (keys, ratio) = match routing {
-                    Routing::Ratio(r) => {
+                let (keys, ratio) = match routed {
+                    RoutedLayers::Ratio(r) => {
                         if !(0.0..=1.0).contains(r) {
                             return Err(Error::Invalid(format!("an FA ratio must be in [0, 1], got {r}")));
                         }
                         (r * full_keys + (1.0 - r) * sliding(*w), *r)
                     }
-                    Routing::Measured(routes) => {
+                    RoutedLayers::Measured(routes) => {
                         let route = routes
                             .get(&l)
                             .ok_or_else(|| Error::Invalid(format!("no measured route for routed layer {l}")))?;

@@ -1,0 +1,112 @@
+//! Ragged batches: caches of sequences at different positions stacked into one batch decode
+//! exactly as each sequence does on its own — and as the full forward of its whole sequence — for
+//! full, sliding and head-mixed layers, with prompts below, at and past the window, through the
+//! sliding rows' trimming and multi-token chunks.
+
+use swiattn_core::Error;
+use swiattn_core::cache::ModelCache;
+use swiattn_core::model::{ModelConfig, Routes, Transformer};
+use swiattn_core::testing::{max_abs_diff, randomize, test_device};
+
+const WINDOW: usize = 4;
+
+fn model(pattern: &str, device: &burn::tensor::Device) -> Transformer {
+    let json = format!(
+        r#"{{"model_type": "llama", "vocab_size": 50, "hidden_size": 32, "intermediate_size": 48,
+            "num_hidden_layers": 3, "num_attention_heads": 4, "num_key_value_heads": 2, "head_dim": 8,
+            "sliding_window": {WINDOW}, "attention_pattern": "{pattern}",
+            "kv_head_types": {{"0": ["full_attention", "sliding_attention"], "1": ["sliding_attention", "full_attention"],
+                               "2": ["full_attention", "sliding_attention"]}}}}"#
+    );
+    randomize(Transformer::new(ModelConfig::from_json_str(&json, "test").unwrap(), device).unwrap(), 11, 0.2)
+}
+
+/// Token `i` of row `r`'s sequence.
+fn token(r: usize, i: usize) -> u32 {
+    ((r * 31 + i * 17 + 5) % 50) as u32
+}
+
+/// Prompts of 1, 3, 4 (= w), 5 and 11 tokens, prefilled in chunks of 3 (rings wrap); then steps of
+/// 1, 1, 2, 1 … tokens per row (12 positions more, past 2w, where sliding rows trim).
+#[test]
+fn stacked_caches_decode_like_each_sequence_alone() {
+    let device = test_device();
+    let steps = [1, 1, 2, 1, 1, 3, 1, 1, 1];
+    for pattern in ["F", "S", "H", "FSH"] {
+        let model = model(pattern, &device);
+        let prompts = [1usize, 3, 4, 5, 11];
+        let mut alone = Vec::new();
+        for (r, &n) in prompts.iter().enumerate() {
+            let mut cache = model.new_cache();
+            let ids: Vec<u32> = (0..n).map(|i| token(r, i)).collect();
+            for chunk in ids.chunks(3) {
+                model
+                    .forward_cached(model.token_tensor(chunk, [1, chunk.len()]).unwrap(), &Routes::none(), &mut cache)
+                    .unwrap();
+            }
+            alone.push(cache);
+        }
+        let mut stacked = ModelCache::stack(&alone, model.layer_attention()).unwrap();
+        assert_eq!(stacked.row_positions(), Some(&prompts[..]));
+        let mut at = prompts;
+        for &t in &steps {
+            let ids: Vec<u32> = (0..prompts.len()).flat_map(|r| (at[r]..at[r] + t).map(move |i| token(r, i))).collect();
+            let together = model
+                .forward_cached(model.token_tensor(&ids, [prompts.len(), t]).unwrap(), &Routes::none(), &mut stacked)
+                .unwrap();
+            for (r, cache) in alone.iter_mut().enumerate() {
+                let own = &ids[r * t..(r + 1) * t];
+                let one =
+                    model.forward_cached(model.token_tensor(own, [1, t]).unwrap(), &Routes::none(), cache).unwrap();
+                let [_, _, v] = one.dims();
+                let row = together.clone().slice([r..r + 1, 0..t, 0..v]);
+                let diff = max_abs_diff(&row, &one);
+                assert!(diff < 1e-4, "{pattern}: row {r} at position {}: stacked vs alone differ by {diff}", at[r]);
+                // And the whole sequence at once.
+                let whole: Vec<u32> = (0..at[r] + t).map(|i| token(r, i)).collect();
+                let full =
+                    model.forward(model.token_tensor(&whole, [1, whole.len()]).unwrap(), &Routes::none()).unwrap();
+                let last = full.slice([0..1, at[r]..at[r] + t, 0..v]);
+                let diff = max_abs_diff(&row, &last);
+                assert!(
+                    diff < 1e-4,
+                    "{pattern}: row {r} at position {}: stacked vs full forward differ by {diff}",
+                    at[r]
+                );
+            }
+            at.iter_mut().for_each(|p| *p += t);
+        }
+        assert_eq!(stacked.row_positions(), Some(&at[..]));
+        // Sliding rows keep O(w) columns (fewer than 2w stored, allocated by doubling from 16),
+        // full rows every position of the longest row.
+        let longest = at.iter().max().copied().unwrap();
+        for (layer, cache) in model.layer_attention().iter().zip(&stacked.layers) {
+            let columns = cache.capacity();
+            match layer.type_name() {
+                "sliding_attention" => assert!(columns <= (4 * WINDOW).max(16), "{pattern}: sliding keeps {columns}"),
+                name => assert!(columns >= longest, "{pattern}: {name} keeps {columns} < {longest}"),
+            }
+        }
+    }
+}
+
+#[test]
+fn ragged_batches_refuse_what_they_cannot_hold() {
+    let device = test_device();
+    let model = model("F", &device);
+    let mut cache = model.new_cache();
+    model.forward_cached(model.token_tensor(&[1, 2], [1, 2]).unwrap(), &Routes::none(), &mut cache).unwrap();
+    let mut stacked = ModelCache::stack(&[cache.clone(), cache.clone()], model.layer_attention()).unwrap();
+    let e: Error = ModelCache::stack(std::slice::from_ref(&stacked), model.layer_attention()).unwrap_err();
+    assert!(e.to_string().contains("do not stack again"), "{e}");
+    let mut short = cache.clone();
+    short.layers.truncate(1);
+    let e = ModelCache::stack(&[short], model.layer_attention()).unwrap_err();
+    assert!(e.to_string().contains("a cache of 1 layers for a model of 3"), "{e}");
+    let e = model.forward_cached(model.token_tensor(&[1, 2, 3], [3, 1]).unwrap(), &Routes::none(), &mut stacked);
+    assert!(e.unwrap_err().to_string().contains("ragged cache"));
+    let e = model.token_tensor(&[1, 50], [1, 2]).unwrap_err();
+    assert!(e.to_string().contains("token id 50 is outside the vocabulary (vocab_size = 50)"), "{e}");
+    let e = model.token_tensor(&[1, 2, 3], [2, 2]).unwrap_err();
+    assert!(e.to_string().contains("3 of them"), "{e}");
+}

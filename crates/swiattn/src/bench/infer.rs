@@ -1,0 +1,161 @@
+//! `swiattn bench infer`: the eval harness's two loops on a model shape with random weights and
+//! tokens, as `tools/gpu_eval/torch_infer.py` times transformers on the same shapes (their speed
+//! depends on neither): scoring (`loglikelihood_rolling`'s batched forward, log-softmax and
+//! read-back, through [`swiattn_eval::score::score`]) and greedy generation of exactly
+//! `--new-tokens` tokens after ragged prompts ([`swiattn_eval::generate`]; batch 1 decodes through
+//! the plain cache, larger batches through stacked ragged caches).
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::Instant;
+
+use burn::tensor::{DType, Device};
+use rand::{Rng, SeedableRng, rngs::StdRng};
+use serde_json::json;
+use swiattn_core::BackendKind;
+use swiattn_core::model::{ModelConfig, Transformer};
+use swiattn_eval::generate::{Until, generate, generate_batch};
+use swiattn_eval::score::{Encoded, score};
+use swiattn_train::precision::Precision;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// The model's `config.json` (Hugging Face keys).
+    #[arg(long, default_value = "configs/smollm2-135m.json")]
+    config: PathBuf,
+    /// Attention layouts, each tiled over the layers (`F` full, `S` sliding, `H` head-mixed).
+    #[arg(long = "pattern", value_delimiter = ',', default_value = "F")]
+    patterns: Vec<String>,
+    #[arg(long, default_value_t = 512)]
+    window: usize,
+    /// What to time, each `MODE:BATCHxSEQ`: `score:8x4096` scores 8 sequences of 4096 tokens per
+    /// forward; `generate:16x4096` decodes 16 prompts of about 4096 tokens (up to 15 shorter,
+    /// ragged) together. They run one after another in this process.
+    #[arg(long = "run", value_delimiter = ',', default_value = "score:8x4096,generate:16x4096")]
+    runs: Vec<String>,
+    /// Tokens generated per prompt (no stop string, no end-of-text).
+    #[arg(long, default_value_t = 32)]
+    new_tokens: usize,
+    /// Batches timed, after one untimed warm-up batch (generate: each batch of prompts is timed
+    /// twice, prefill with one new token, then the whole generation).
+    #[arg(long, default_value_t = 4)]
+    repeats: usize,
+    #[arg(long, default_value = "bf16", value_parser = crate::model_config::parse_dtype)]
+    dtype: DType,
+    /// Append one JSON line per (layout, run) to this file.
+    #[arg(long)]
+    json: Option<PathBuf>,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+}
+
+/// One `MODE:BATCHxSEQ` of `--run`.
+struct Run {
+    generate: bool,
+    batch: usize,
+    seq: usize,
+}
+
+fn parse_run(spec: &str) -> anyhow::Result<Run> {
+    let bad =
+        || anyhow::anyhow!("--run `{spec}`: expected MODE:BATCHxSEQ with MODE score or generate, e.g. score:8x4096");
+    let (mode, shape) = spec.split_once(':').ok_or_else(bad)?;
+    let (batch, seq) = shape.split_once('x').ok_or_else(bad)?;
+    let (batch, seq): (usize, usize) = (batch.parse().map_err(|_| bad())?, seq.parse().map_err(|_| bad())?);
+    let generate = match mode {
+        "score" => false,
+        "generate" => true,
+        _ => return Err(bad()),
+    };
+    anyhow::ensure!(batch > 0 && seq > 16, "--run `{spec}`: batch must be positive and seq above 16");
+    Ok(Run { generate, batch, seq })
+}
+
+pub fn run(args: Args, backend: BackendKind, device: &Device) -> anyhow::Result<()> {
+    let runs: Vec<Run> = args.runs.iter().map(|s| parse_run(s)).collect::<anyhow::Result<_>>()?;
+    anyhow::ensure!(args.repeats > 0 && args.new_tokens > 1, "--repeats must be positive and --new-tokens above 1");
+    let precision = match args.dtype {
+        DType::BF16 => Precision::Bf16,
+        DType::F16 => Precision::F16,
+        _ => Precision::F32,
+    };
+    for pattern in &args.patterns {
+        let mut config = ModelConfig::from_file(&args.config)?;
+        config.attention_pattern = Some(pattern.clone());
+        config.attention_types = None;
+        config.sliding_window = Some(args.window);
+        device.seed(args.seed);
+        let model = precision.compute_copy(&Transformer::new(config, device)?);
+        let vocab = model.arch.vocab_size;
+        let mut rng = StdRng::seed_from_u64(args.seed);
+        let mut random = |n: usize| -> Vec<u32> { (0..n).map(|_| rng.random_range(0..vocab as u32)).collect() };
+        for &Run { generate: generating, batch, seq } in &runs {
+            let result = if !generating {
+                let batches: Vec<Vec<Encoded>> = (0..=args.repeats)
+                    .map(|_| (0..batch).map(|_| Encoded { ids: random(seq + 1), scored: seq }).collect())
+                    .collect();
+                let mut seconds = Vec::new();
+                for (i, group) in batches.iter().enumerate() {
+                    let t = Instant::now();
+                    score(&model, group, batch, |_| {})?;
+                    if i > 0 {
+                        seconds.push(t.elapsed().as_secs_f64());
+                    }
+                }
+                let median = median(&mut seconds);
+                json!({"mode": "score", "tokens_per_s": (batch * seq) as f64 / median, "seconds_per_batch": seconds})
+            } else {
+                let prompts: Vec<Vec<u32>> =
+                    (0..batch * (args.repeats + 1)).map(|i| random(seq - (i * 7) % 16)).collect();
+                let time = |contexts: &[Vec<u32>], new: usize| -> anyhow::Result<f64> {
+                    let until = Until { stop: Vec::new(), max_new_tokens: new, eos: Vec::new(), chunk: 512 };
+                    let t = Instant::now();
+                    if batch == 1 {
+                        generate(&model, &tokenizer(), &contexts[0], &until)?;
+                    } else {
+                        generate_batch(&model, &tokenizer(), contexts, &until, batch, |_| {})?;
+                    }
+                    Ok(t.elapsed().as_secs_f64())
+                };
+                // Per batch of prompts: prefill and the first token alone, then the whole generation.
+                let (mut prefill, mut total) = (Vec::new(), Vec::new());
+                for (i, group) in prompts.chunks(batch).enumerate() {
+                    let (p, t) = (time(group, 1)?, time(group, args.new_tokens)?);
+                    if i > 0 {
+                        prefill.push(p);
+                        total.push(t);
+                    }
+                }
+                let (p, t) = (median(&mut prefill), median(&mut total));
+                json!({
+                    "mode": "generate", "samples_per_s": batch as f64 / t, "prefill_s_per_sample": p / batch as f64,
+                    "decode_tokens_per_s": (batch * (args.new_tokens - 1)) as f64 / (t - p),
+                    "new_tokens": args.new_tokens, "batches": args.repeats,
+                    "seconds_per_batch": total,
+                })
+            };
+            let mut line = json!({
+                "framework": format!("swiattn {} ({}), {backend}", env!("CARGO_PKG_VERSION"), env!("SWIATTN_GIT_COMMIT")),
+                "pattern": pattern, "window": args.window, "dtype": format!("{:?}", args.dtype).to_lowercase(),
+                "batch": batch, "seq": seq,
+            });
+            line.as_object_mut().expect("an object").extend(result.as_object().expect("an object").clone());
+            println!("{line}");
+            if let Some(path) = &args.json {
+                writeln!(std::fs::OpenOptions::new().create(true).append(true).open(path)?, "{line}")?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The median, leaving `seconds` sorted (reported as the spread).
+fn median(seconds: &mut [f64]) -> f64 {
+    seconds.sort_by(f64::total_cmp);
+    seconds[seconds.len() / 2]
+}
+
+/// A tokenizer for decoding generated ids: random models' text is never read, only its ids.
+fn tokenizer() -> tokenizers::Tokenizer {
+    tokenizers::Tokenizer::new(tokenizers::models::wordlevel::WordLevel::default())
+}
