@@ -20,11 +20,7 @@ pub fn token_nll(model: &Transformer, ids: &[u32], chunk: usize, mut progress: i
     if ids.len() < 2 {
         return Err(Error::Invalid(format!("need at least 2 tokens to score, got {}", ids.len())));
     }
-    if model.layer_attention().iter().any(|l| l.is_routed()) {
-        return Err(Error::Invalid(
-            "routed layers need routes from a router; score with another attention pattern".into(),
-        ));
-    }
+    model.check_static("score")?;
     let chunk = chunk.max(1);
     let mut cache = model.new_cache();
     let mut nll = Vec::with_capacity(ids.len() - 1);

@@ -13,7 +13,6 @@ use swiattn_core::cache::ModelCache;
 use swiattn_core::model::{Routes, Transformer};
 use swiattn_core::{Error, Result};
 
-use crate::score::check_static;
 use tokenizers::Tokenizer;
 
 /// How to decode.
@@ -36,7 +35,7 @@ pub struct Generated {
 
 /// Greedily continue `context` (token ids, at least one).
 pub fn generate(model: &Transformer, tokenizer: &Tokenizer, context: &[u32], until: &Until) -> Result<Generated> {
-    check_static(model, "generate")?;
+    model.check_static("generate")?;
     let (mut cache, mut logits) = prefill(model, context, until)?;
     let mut row = Row::default();
     loop {
@@ -59,7 +58,7 @@ pub fn generate_batch(
     batch: usize,
     mut progress: impl FnMut(usize),
 ) -> Result<Vec<Generated>> {
-    check_static(model, "generate")?;
+    model.check_static("generate")?;
     let mut out = Vec::with_capacity(contexts.len());
     for group in contexts.chunks(batch.max(1)) {
         let (mut caches, mut last) = (Vec::with_capacity(group.len()), Vec::with_capacity(group.len()));

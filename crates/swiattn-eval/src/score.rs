@@ -96,7 +96,7 @@ pub fn score(
     batch: usize,
     mut progress: impl FnMut(usize),
 ) -> Result<Vec<Scored>> {
-    check_static(model, "score")?;
+    model.check_static("score")?;
     let mut order: Vec<usize> = (0..encoded.len()).collect();
     order.sort_by_key(|&i| std::cmp::Reverse(encoded[i].ids.len()));
     let mut out = vec![Scored { logprob: 0.0, greedy: false, tokens: 0 }; encoded.len()];
@@ -148,7 +148,7 @@ pub fn score_shared(
     questions: &[Vec<Encoded>],
     mut progress: impl FnMut(usize),
 ) -> Result<Vec<Vec<Scored>>> {
-    check_static(model, "score")?;
+    model.check_static("score")?;
     let mut out = Vec::with_capacity(questions.len());
     for (q, choices) in questions.iter().enumerate() {
         let Some(context) = shared_context(choices) else {
@@ -198,13 +198,4 @@ pub fn score_shared(
         progress(q + 1);
     }
     Ok(out)
-}
-
-/// Routed layers need per-token routes from a router, which scoring and generation do not have
-/// yet: refuse them with one clear error.
-pub(crate) fn check_static(model: &Transformer, what: &str) -> Result<()> {
-    if model.layer_attention().iter().any(|l| l.is_routed()) {
-        return Err(Error::Invalid(format!("routed layers need routes from a router; {what} with a static layout")));
-    }
-    Ok(())
 }

@@ -124,16 +124,19 @@ impl ModelCache {
         if caches.iter().any(|c| c.rows.is_some()) {
             return Err(Error::Invalid("ragged caches do not stack again; stack their sources".into()));
         }
+        // Every layer's rows of every cache, split once.
+        let split: Vec<Vec<_>> = caches.iter().map(|c| c.layers.iter().map(LayerCache::rows).collect()).collect();
         let mut next = Vec::new();
-        for c in caches {
-            let batch = c.layers.iter().map(|l| l.rows().len()).max().unwrap_or(1);
+        for (c, layers) in caches.iter().zip(&split) {
+            let batch = layers.iter().map(Vec::len).max().unwrap_or(1);
             next.extend(std::iter::repeat_n(c.len, batch));
         }
+        let mut split: Vec<_> = split.into_iter().map(Vec::into_iter).collect();
         let mut out = Vec::with_capacity(layers.len());
         for (i, attention) in layers.iter().enumerate() {
             let (mut a, mut b) = (Vec::new(), Vec::new());
-            for c in caches {
-                for [x, y] in c.layers[i].rows() {
+            for layers in &mut split {
+                for [x, y] in layers.next().expect("one entry per layer") {
                     a.push(x);
                     b.push(y);
                 }

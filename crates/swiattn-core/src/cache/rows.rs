@@ -66,11 +66,6 @@ impl RowsCache {
         self.next.len()
     }
 
-    /// Position of each row's next token.
-    pub fn next(&self) -> &[usize] {
-        &self.next
-    }
-
     /// Allocated columns (for memory accounting).
     pub fn capacity(&self) -> usize {
         self.store.capacity()

@@ -75,6 +75,17 @@ impl Transformer {
         &self.arch.layers
     }
 
+    /// Refuse routed layers for `what` (scoring, generation): they need per-token routes from a
+    /// router, which those paths do not have yet.
+    pub fn check_static(&self, what: &str) -> Result<()> {
+        if self.arch.layers.iter().any(LayerAttention::is_routed) {
+            return Err(Error::Invalid(format!(
+                "routed layers need routes from a router; {what} with a static layout"
+            )));
+        }
+        Ok(())
+    }
+
     /// Empty KV caches for this model.
     pub fn new_cache(&self) -> ModelCache {
         ModelCache::new(&self.arch.layers)
