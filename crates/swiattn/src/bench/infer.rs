@@ -13,21 +13,15 @@ use burn::tensor::{DType, Device};
 use rand::{Rng, SeedableRng, rngs::StdRng};
 use serde_json::json;
 use swiattn_core::BackendKind;
-use swiattn_core::model::{ModelConfig, Transformer};
+use swiattn_core::model::Transformer;
 use swiattn_eval::generate::{Until, generate, generate_batch};
 use swiattn_eval::score::{Encoded, score};
 use swiattn_train::precision::Precision;
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// The model's `config.json` (Hugging Face keys).
-    #[arg(long, default_value = "configs/smollm2-135m.json")]
-    config: PathBuf,
-    /// Attention layouts, each tiled over the layers (`F` full, `S` sliding, `H` head-mixed).
-    #[arg(long = "pattern", value_delimiter = ',', default_value = "F")]
-    patterns: Vec<String>,
-    #[arg(long, default_value_t = 512)]
-    window: usize,
+    #[command(flatten)]
+    shape: super::Shape,
     /// What to time, each `MODE:BATCHxSEQ`: `score:8x4096` scores 8 sequences of 4096 tokens per
     /// forward; `generate:16x4096` decodes 16 prompts of about 4096 tokens (up to 15 shorter,
     /// ragged) together. They run one after another in this process.
@@ -79,11 +73,8 @@ pub fn run(args: Args, backend: BackendKind, device: &Device) -> anyhow::Result<
         DType::F16 => Precision::F16,
         _ => Precision::F32,
     };
-    for pattern in &args.patterns {
-        let mut config = ModelConfig::from_file(&args.config)?;
-        config.attention_pattern = Some(pattern.clone());
-        config.attention_types = None;
-        config.sliding_window = Some(args.window);
+    for pattern in &args.shape.patterns {
+        let config = args.shape.config(pattern)?;
         device.seed(args.seed);
         let model = precision.compute_copy(&Transformer::new(config, device)?);
         let vocab = model.arch.vocab_size;
@@ -136,7 +127,7 @@ pub fn run(args: Args, backend: BackendKind, device: &Device) -> anyhow::Result<
             };
             let mut line = json!({
                 "framework": format!("swiattn {} ({}), {backend}", env!("CARGO_PKG_VERSION"), env!("SWIATTN_GIT_COMMIT")),
-                "pattern": pattern, "window": args.window, "dtype": format!("{:?}", args.dtype).to_lowercase(),
+                "pattern": pattern, "window": args.shape.window, "dtype": format!("{:?}", args.dtype).to_lowercase(),
                 "batch": batch, "seq": seq,
             });
             line.as_object_mut().expect("an object").extend(result.as_object().expect("an object").clone());

@@ -11,8 +11,38 @@ mod attention;
 mod infer;
 mod train;
 
+use std::path::PathBuf;
+
 use burn::tensor::Device;
 use swiattn_core::BackendKind;
+use swiattn_core::model::ModelConfig;
+
+/// The models a benchmark builds: a `config.json` with attention layouts tiled over its layers.
+#[derive(clap::Args)]
+pub struct Shape {
+    /// The model's `config.json` (Hugging Face keys).
+    #[arg(long, default_value = "configs/smollm2-135m.json")]
+    config: PathBuf,
+    /// Attention layouts, each tiled over the layers: `F` full, `S` sliding, `R` routed per token
+    /// (SwiAttn; `bench train`), `H` head-mixed, e.g. `F,SSSF`. They run one after another in this
+    /// process (sharing its tuned and compiled kernels), one report each.
+    #[arg(long = "pattern", value_delimiter = ',', default_value = "F")]
+    patterns: Vec<String>,
+    /// Sliding window of `S`, `R` and `H` layers.
+    #[arg(long, default_value_t = 512)]
+    window: usize,
+}
+
+impl Shape {
+    /// The config with `pattern` as its layout and `--window` as its sliding window.
+    fn config(&self, pattern: &str) -> anyhow::Result<ModelConfig> {
+        let mut config = ModelConfig::from_file(&self.config)?;
+        config.attention_pattern = Some(pattern.to_string());
+        config.attention_types = None;
+        config.sliding_window = Some(self.window);
+        Ok(config)
+    }
+}
 
 #[derive(clap::Subcommand)]
 pub enum Command {

@@ -14,7 +14,7 @@ use burn::tensor::{Device, Int, Tensor, TensorData};
 use rand::{Rng, SeedableRng, rngs::StdRng};
 use serde_json::json;
 use swiattn_core::BackendKind;
-use swiattn_core::model::{LayerAttention, ModelConfig, Routes, Transformer};
+use swiattn_core::model::{LayerAttention, Routes, Transformer};
 use swiattn_router::regularizer::{Coefficient, EfficiencyRegularizer};
 use swiattn_router::router::{GradientPath, RouterConfig, Routers, SwiAttn};
 use swiattn_router::{Budget, Scope};
@@ -27,17 +27,8 @@ use swiattn_train::trainer::{OptimizerSettings, Trainer};
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// The model's `config.json` (Hugging Face keys).
-    #[arg(long, default_value = "configs/smollm2-135m.json")]
-    config: PathBuf,
-    /// Attention layouts, each tiled over the layers: `F` full, `S` sliding, `R` routed per token
-    /// (SwiAttn), e.g. `F,SSSF`. They run one after another in this process (sharing its tuned
-    /// and compiled kernels), one report each.
-    #[arg(long = "pattern", value_delimiter = ',', default_value = "F")]
-    patterns: Vec<String>,
-    /// Sliding window of `S` and `R` layers.
-    #[arg(long, default_value_t = 512)]
-    window: usize,
+    #[command(flatten)]
+    shape: super::Shape,
     /// Sequences per micro-batch.
     #[arg(long, default_value_t = 8)]
     batch: usize,
@@ -130,7 +121,7 @@ pub fn run(args: Args, backend: BackendKind, device: &Device) -> anyhow::Result<
     );
     let device = device.clone().autodiff();
     // Layouts after one another in one process: they share its tuned and compiled kernels.
-    for pattern in &args.patterns {
+    for pattern in &args.shape.patterns {
         let routed = pattern.contains('R');
         for (name, &gradient) in args.gradients.iter().zip(&gradients) {
             let result =
@@ -159,11 +150,8 @@ fn one_layout(
     device: &Device,
 ) -> anyhow::Result<serde_json::Value> {
     device.seed(args.seed);
-    let mut config = ModelConfig::from_file(&args.config)?;
-    config.attention_pattern = Some(pattern.to_string());
-    config.attention_types = None;
-    config.sliding_window = Some(args.window);
-    let arch = config.resolve(&format!("{} with --pattern {pattern}", args.config.display()))?;
+    let config = args.shape.config(pattern)?;
+    let arch = config.resolve(&format!("{} with --pattern {pattern}", args.shape.config.display()))?;
     let model = Transformer::new(config, device)?;
     let routed: Vec<usize> =
         (0..arch.layers.len()).filter(|&l| matches!(arch.layers[l], LayerAttention::Routed(_))).collect();
@@ -223,7 +211,7 @@ fn one_layout(
     };
     Ok(json!({
         "framework": format!("swiattn {} ({}), {backend}{stack}", env!("CARGO_PKG_VERSION"), env!("SWIATTN_GIT_COMMIT")),
-        "pattern": pattern, "window": args.window, "dtype": args.dtype, "gradient": gradient.map(|(name, _)| name),
+        "pattern": pattern, "window": args.shape.window, "dtype": args.dtype, "gradient": gradient.map(|(name, _)| name),
         "batch": args.batch, "seq": args.seq, "accum": args.accum, "steps": args.steps,
         "seconds_per_step": median,
         "tokens_per_s": tokens_per_step / median,
