@@ -18,6 +18,16 @@ pub enum Precision {
 }
 
 impl Precision {
+    /// The compute precision of a float dtype (`None` for others).
+    pub fn of(dtype: DType) -> Option<Self> {
+        match dtype {
+            DType::F32 => Some(Precision::F32),
+            DType::BF16 => Some(Precision::Bf16),
+            DType::F16 => Some(Precision::F16),
+            _ => None,
+        }
+    }
+
     pub fn dtype(self) -> DType {
         match self {
             Precision::F32 => DType::F32,

@@ -68,11 +68,7 @@ fn parse_run(spec: &str) -> anyhow::Result<Run> {
 pub fn run(args: Args, backend: BackendKind, device: &Device) -> anyhow::Result<()> {
     let runs: Vec<Run> = args.runs.iter().map(|s| parse_run(s)).collect::<anyhow::Result<_>>()?;
     anyhow::ensure!(args.repeats > 0 && args.new_tokens > 1, "--repeats must be positive and --new-tokens above 1");
-    let precision = match args.dtype {
-        DType::BF16 => Precision::Bf16,
-        DType::F16 => Precision::F16,
-        _ => Precision::F32,
-    };
+    let precision = Precision::of(args.dtype).expect("parse_dtype takes float dtypes only");
     for pattern in &args.shape.patterns {
         let config = args.shape.config(pattern)?;
         device.seed(args.seed);

@@ -10,7 +10,7 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::time::Instant;
 
-use burn::tensor::{Device, Int, Tensor, TensorData};
+use burn::tensor::{DType, Device, Int, Tensor, TensorData};
 use rand::{Rng, SeedableRng, rngs::StdRng};
 use serde_json::json;
 use swiattn_core::BackendKind;
@@ -44,8 +44,8 @@ pub struct Args {
     #[arg(long, default_value_t = 3)]
     warmup: usize,
     /// Compute dtype: f32, bf16 or f16 (fp32 master weights either way).
-    #[arg(long, default_value = "bf16")]
-    dtype: String,
+    #[arg(long, default_value = "bf16", value_parser = crate::model_config::parse_dtype)]
+    dtype: DType,
     /// Routed layers: the fraction of tokens the routers send to full attention at the start
     /// (their output bias is set for it; the achieved ratio is reported) and the regularizer's
     /// target.
@@ -60,15 +60,6 @@ pub struct Args {
     json: Option<PathBuf>,
     #[arg(long, default_value_t = 0)]
     seed: u64,
-}
-
-fn parse_precision(s: &str) -> anyhow::Result<Precision> {
-    Ok(match s {
-        "f32" => Precision::F32,
-        "bf16" => Precision::Bf16,
-        "f16" => Precision::F16,
-        _ => anyhow::bail!("unknown --dtype `{s}` (expected f32, bf16 or f16)"),
-    })
 }
 
 /// The router output bias that sends about `ratio` of the tokens to full attention at
@@ -104,7 +95,7 @@ fn random_batches(rng: &mut StdRng, n: usize, batch: usize, seq: usize, vocab: u
 }
 
 pub fn run(args: Args, backend: BackendKind, device: &Device) -> anyhow::Result<()> {
-    let precision = parse_precision(&args.dtype)?;
+    let precision = Precision::of(args.dtype).expect("parse_dtype takes float dtypes only");
     let gradients = args
         .gradients
         .iter()
@@ -211,7 +202,7 @@ fn one_layout(
     };
     Ok(json!({
         "framework": format!("swiattn {} ({}), {backend}{stack}", env!("CARGO_PKG_VERSION"), env!("SWIATTN_GIT_COMMIT")),
-        "pattern": pattern, "window": args.shape.window, "dtype": args.dtype, "gradient": gradient.map(|(name, _)| name),
+        "pattern": pattern, "window": args.shape.window, "dtype": format!("{:?}", args.dtype).to_lowercase(), "gradient": gradient.map(|(name, _)| name),
         "batch": args.batch, "seq": args.seq, "accum": args.accum, "steps": args.steps,
         "seconds_per_step": median,
         "tokens_per_s": tokens_per_step / median,
