@@ -16,8 +16,8 @@ for run in ${RUNS//,/ }; do
   mode=${run%%:*} shape=${run#*:}
   echo "== torch $run"
   timeout "$T" python3 tools/gpu_eval/torch_infer.py --config $CFG --json "$OUT/infer.jsonl" --modes "$mode" \
-    --batch "${shape%x*}" --seq "${shape#*x}" --new-tokens "$NEW" --repeats "${REPEATS:-2}" 2>&1 | tail -n 5
+    --batch "${shape%x*}" --seq "${shape#*x}" --new-tokens "$NEW" --repeats "${REPEATS:-3}" 2>&1 | tail -n 5
 done
 echo "== swiattn $RUNS ($PATTERNS)"
 timeout "$T" "$BIN" --backend cuda bench infer --config $CFG --json "$OUT/infer.jsonl" --run "$RUNS" \
-  --pattern "$PATTERNS" --new-tokens "$NEW" --repeats "${REPEATS:-2}" 2>&1 | tail -n 30
+  --pattern "$PATTERNS" --new-tokens "$NEW" --repeats "${REPEATS:-3}" 2>&1 | tail -n 30

@@ -315,9 +315,32 @@ pub fn fused(device: &Device, cases: &[Case]) -> Vec<Check> {
             let fast = |q, k, v| fused_routed_attention(q, k, v, route, w, pos, scale);
             checks.extend(compare(&format!("fused routed {label}"), case, seed, &vis, &fast, device));
         }
+        if t == 1 {
+            checks.push(ragged_decode(case, seed, device));
+        }
     }
     poison_outputs(false);
     checks
+}
+
+/// The fused ragged decode (one query per row, each row seeing the key columns from its own
+/// first on, as a [`crate::cache::RowsCache`] gives them) vs the reference, forward only (it has
+/// no backward): four rows that see every column, the last `w`, the last one, and a third of them.
+#[cfg(feature = "kernels")]
+fn ragged_decode(case: &Case, seed: u64, device: &Device) -> Check {
+    use crate::kernel::fused_ragged_decode;
+    let Case { q_heads: hq, kv_heads: hkv, head_dim: d, .. } = *case;
+    let tk = case.k_len();
+    let first = [0, tk.saturating_sub(case.window.size()), tk - 1, tk / 3];
+    let b = first.len();
+    let seen = first.iter().flat_map(|&f| (0..tk).map(move |j| j >= f)).collect();
+    let vis = Visibility { dims: [b, 1, 1, tk], seen };
+    let input = |dims: [usize; 4], s: u64| randn(dims, seed * 37 + s, device).cast(case.dtype);
+    let (q, k, v) = (input([b, hq, 1, d], 1), input([b, hkv, tk, d], 2), input([b, hkv, tk, d], 3));
+    let want = attention_reference(q.clone(), k.clone(), v.clone(), &vis, case.scale()).cast(DType::F32);
+    let got = fused_ragged_decode(q, k, v, &first, case.scale()).cast(DType::F32);
+    let tol = tolerances(case.dtype, case.matmul).0;
+    Check { name: format!("fused ragged decode {} out", case.label()), diff: max_abs_diff(&got, &want), tol }
 }
 
 /// Shapes for the tensor-core kernels (bf16/f16 inputs on CUDA): lengths on both sides of their

@@ -1,7 +1,9 @@
 //! Ragged batches: caches of sequences at different positions stacked into one batch decode
 //! exactly as each sequence does on its own — and as the full forward of its whole sequence — for
 //! full, sliding and head-mixed layers, with prompts below, at and past the window, through the
-//! sliding rows' trimming and multi-token chunks.
+//! sliding rows' trimming and multi-token chunks. On a CubeCL backend (`SWIATTN_TEST_BACKEND=wgpu`)
+//! the one-token steps run the fused ragged decode kernel (head dim 16 is one it takes), the
+//! multi-token steps the masked tensor ops.
 
 use swiattn_core::Error;
 use swiattn_core::cache::ModelCache;
@@ -13,7 +15,7 @@ const WINDOW: usize = 4;
 fn model(pattern: &str, device: &burn::tensor::Device) -> Transformer {
     let json = format!(
         r#"{{"model_type": "llama", "vocab_size": 50, "hidden_size": 32, "intermediate_size": 48,
-            "num_hidden_layers": 3, "num_attention_heads": 4, "num_key_value_heads": 2, "head_dim": 8,
+            "num_hidden_layers": 3, "num_attention_heads": 4, "num_key_value_heads": 2, "head_dim": 16,
             "sliding_window": {WINDOW}, "attention_pattern": "{pattern}",
             "kv_head_types": {{"0": ["full_attention", "sliding_attention"], "1": ["sliding_attention", "full_attention"],
                                "2": ["full_attention", "sliding_attention"]}}}}"#

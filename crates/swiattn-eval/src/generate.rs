@@ -22,8 +22,9 @@ pub struct Until {
     pub max_new_tokens: usize,
     /// Token ids that end the generation (the end-of-text tokens).
     pub eos: Vec<u32>,
-    /// Prefill chunk length.
-    pub chunk: usize,
+    /// Prefill chunk length; `None`: the model's own ([`Transformer::prefill_chunk`]: the whole
+    /// context on the fused kernels).
+    pub chunk: Option<usize>,
 }
 
 /// The generated token ids and their text (cut before the first stop string).
@@ -39,12 +40,11 @@ pub fn generate(model: &Transformer, tokenizer: &Tokenizer, context: &[u32], unt
     let (mut cache, mut logits) = prefill(model, context, until)?;
     let mut row = Row::default();
     loop {
-        let [_, len, _] = logits.dims();
-        let next = read_ids(logits.slice([0..1, len - 1..len]).argmax(2))?[0];
+        let next = read_ids(logits.argmax(1))?[0];
         if row.push(next, tokenizer, until)? {
             return Ok(row.done.expect("set when finished"));
         }
-        logits = model.forward_cached(model.token_tensor(&[next], [1, 1])?, &Routes::none(), &mut cache)?;
+        logits = model.forward_cached_last(model.token_tensor(&[next], [1, 1])?, &Routes::none(), &mut cache)?;
     }
 }
 
@@ -64,14 +64,13 @@ pub fn generate_batch(
         let (mut caches, mut last) = (Vec::with_capacity(group.len()), Vec::with_capacity(group.len()));
         for context in group {
             let (cache, logits) = prefill(model, context, until)?;
-            let [_, len, vocab] = logits.dims();
-            last.push(logits.slice([0..1, len - 1..len]).reshape([1, vocab]));
+            last.push(logits);
             caches.push(cache);
         }
         let mut cache = ModelCache::stack(&caches, model.layer_attention())?;
         drop(caches);
         let mut logits = Tensor::cat(last, 0);
-        let [b, vocab] = logits.dims();
+        let b = logits.dims()[0];
         let mut rows: Vec<Row> = group.iter().map(|_| Row::default()).collect();
         loop {
             let next = read_ids(logits.argmax(1))?;
@@ -85,7 +84,7 @@ pub fn generate_batch(
             }
             // Finished rows decode on (their tokens are ignored): the batch keeps its shape.
             let tokens = model.token_tensor(&next, [b, 1])?;
-            logits = model.forward_cached(tokens, &Routes::none(), &mut cache)?.reshape([b, vocab]);
+            logits = model.forward_cached_last(tokens, &Routes::none(), &mut cache)?;
         }
         out.extend(rows.into_iter().map(|r| r.done.expect("every row finished")));
         progress(out.len());
@@ -93,15 +92,16 @@ pub fn generate_batch(
     Ok(out)
 }
 
-/// The context through the cache in chunks: the cache and the last chunk's logits `[1, len, vocab]`.
-fn prefill(model: &Transformer, context: &[u32], until: &Until) -> Result<(ModelCache, Tensor<3>)> {
+/// The context through the cache in chunks: the cache and the last position's logits `[1, vocab]`.
+fn prefill(model: &Transformer, context: &[u32], until: &Until) -> Result<(ModelCache, Tensor<2>)> {
     if context.is_empty() {
         return Err(Error::Invalid("generation needs at least one context token".into()));
     }
     let mut cache = model.new_cache();
     let mut last = None;
-    for chunk in context.chunks(until.chunk.max(1)) {
-        last = Some(model.forward_cached(model.token_tensor(chunk, [1, chunk.len()])?, &Routes::none(), &mut cache)?);
+    for chunk in context.chunks(until.chunk.unwrap_or_else(|| model.prefill_chunk()).max(1)) {
+        let tokens = model.token_tensor(chunk, [1, chunk.len()])?;
+        last = Some(model.forward_cached_last(tokens, &Routes::none(), &mut cache)?);
     }
     Ok((cache, last.expect("at least one chunk")))
 }

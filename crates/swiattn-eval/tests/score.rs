@@ -143,7 +143,7 @@ fn cached_greedy_generation_equals_full_recomputation() {
     let (tok, model) = (tokenizer(), model());
     let device = test_device();
     let context = tok.encode("the cat sat on a mat and the dog", false).unwrap().get_ids().to_vec();
-    let until = Until { stop: vec![], max_new_tokens: 6, eos: vec![], chunk: 4 };
+    let until = Until { stop: vec![], max_new_tokens: 6, eos: vec![], chunk: Some(4) };
     let got = generate(&model, &tok, &context, &until).unwrap();
     let mut ids = context.clone();
     for _ in 0..6 {
@@ -176,7 +176,7 @@ fn batched_generation_equals_one_context_at_a_time() {
     let (tok, model) = (tokenizer(), model());
     let texts = ["the", "the cat sat on a mat and the dog", "a dog ran", "the cat", "mat and the dog ran on a mat"];
     let contexts: Vec<Vec<u32>> = texts.iter().map(|t| tok.encode(*t, false).unwrap().get_ids().to_vec()).collect();
-    let base = Until { stop: vec![], max_new_tokens: 7, eos: vec![], chunk: 3 };
+    let base = Until { stop: vec![], max_new_tokens: 7, eos: vec![], chunk: Some(3) };
     let alone: Vec<_> = contexts.iter().map(|c| generate(&model, &tok, c, &base).unwrap()).collect();
     // A stop word and an end-of-text id that some rows produce early and others never.
     let until = Until { stop: vec![tok.decode(&alone[4].ids[..1], true).unwrap()], eos: vec![alone[2].ids[1]], ..base };

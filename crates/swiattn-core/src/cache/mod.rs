@@ -17,7 +17,7 @@ mod rows;
 
 pub use full::FullCache;
 pub use ring::RingCache;
-pub use rows::RowsCache;
+pub use rows::{RowsCache, RowsVisible};
 
 use burn::tensor::Tensor;
 

@@ -3,7 +3,7 @@
 //!
 //! Each row's keys are right-aligned: the newest key of every row sits in the same column, so one
 //! token per row is appended with one write. Row `r` holds its last `held[r]` positions in columns
-//! `end - held[r]..end`; columns left of them are padding, hidden by [`RowsCache::hidden`], which
+//! `end - held[r]..end`; columns left of them are padding, hidden by [`RowsVisible`], which
 //! builds each query's visible columns from the window definition ([`Span::first_key`]).
 
 use burn::tensor::{Bool, Int, Tensor, TensorData};
@@ -73,24 +73,24 @@ impl RowsCache {
 
     /// Append `k`, `v` (`[batch, kv_heads, new, head_dim]`, row `r` at positions
     /// `next[r]..next[r] + new`) and return every column's keys and values and which of them each
-    /// new query may not see under `span` (`[batch, 1, new, end]`, `true` = hidden).
-    pub fn append(&mut self, k: Tensor<4>, v: Tensor<4>, span: Span) -> (Tensor<4>, Tensor<4>, Tensor<4, Bool>) {
+    /// new query sees under `span`.
+    pub fn append(&mut self, k: Tensor<4>, v: Tensor<4>, span: Span) -> (Tensor<4>, Tensor<4>, RowsVisible) {
         let new = k.dims()[2];
         let (keys, values) = self.store.append(k, v);
         self.held.iter_mut().for_each(|h| *h += new);
-        let hidden = self.hidden(span, new, &keys.device());
+        let visible = self.visible(span, new);
         self.next.iter_mut().for_each(|p| *p += new);
         if let Some(w) = self.keep {
             self.trim(w.size());
         }
-        (keys, values, hidden)
+        (keys, values, visible)
     }
 
-    /// `[batch, 1, new, end]` hidden mask of the `new` queries just appended (still at positions
-    /// `next[r]..next[r] + new`): query `i` of row `r` sees columns `lo..=hi`, where `hi` is its
-    /// own column and `lo` is the column of `span.first_key` of its position, or the row's first
-    /// held column if that is later.
-    fn hidden(&self, span: Span, new: usize, device: &burn::tensor::Device) -> Tensor<4, Bool> {
+    /// The columns the `new` queries just appended (still at positions `next[r]..next[r] + new`)
+    /// see: query `i` of row `r` sees columns `lo..=hi`, where `hi` is its own column and `lo` is
+    /// the column of `span.first_key` of its position, or the row's first held column if that is
+    /// later.
+    fn visible(&self, span: Span, new: usize) -> RowsVisible {
         let end = self.store.len();
         let rows = self.rows();
         let (mut lo, mut hi) = (Vec::with_capacity(rows * new), Vec::with_capacity(rows * new));
@@ -103,12 +103,7 @@ impl RowsCache {
                 hi.push(column(q));
             }
         }
-        let bounds = |b: Vec<i64>| Tensor::<4, Int>::from_data(TensorData::new(b, [rows, 1, new, 1]), device);
-        let dims = [rows, 1, new, end];
-        let columns = Tensor::<1, Int>::arange(0..end as i64, device).reshape([1, 1, 1, end]).expand(dims);
-        let before = columns.clone().lower(bounds(lo).expand(dims));
-        let after = columns.greater(bounds(hi).expand(dims));
-        before.bool_or(after)
+        RowsVisible { lo, hi, rows, new, end }
     }
 
     /// Keep the last `w` columns once twice that many are stored: a later query sees only keys
@@ -122,5 +117,40 @@ impl RowsCache {
         let last = [0..b, 0..h, end - w..end, 0..d];
         self.store = FullCache::from_kv(k.slice(last.clone()), v.slice(last));
         self.held.iter_mut().for_each(|n| *n = (*n).min(w));
+    }
+}
+
+/// Which key columns of a [`RowsCache`] each query of one append sees: query `i` of row `r` sees
+/// columns `lo[r * new + i]..=hi[r * new + i]`, out of `end`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RowsVisible {
+    lo: Vec<i64>,
+    hi: Vec<i64>,
+    rows: usize,
+    new: usize,
+    end: usize,
+}
+
+impl RowsVisible {
+    /// Queries per row.
+    pub fn new_tokens(&self) -> usize {
+        self.new
+    }
+
+    /// The first visible column of each row's one query (decoding: one new token per row), which
+    /// sees every column from there to the last.
+    pub fn first_columns(&self) -> Option<Vec<usize>> {
+        (self.new == 1).then(|| self.lo.iter().map(|&c| c as usize).collect())
+    }
+
+    /// `[batch, 1, new, end]` mask of the hidden columns (`true` = hidden).
+    pub fn hidden(&self, device: &burn::tensor::Device) -> Tensor<4, Bool> {
+        let (rows, new, end) = (self.rows, self.new, self.end);
+        let bounds = |b: &[i64]| Tensor::<4, Int>::from_data(TensorData::new(b.to_vec(), [rows, 1, new, 1]), device);
+        let dims = [rows, 1, new, end];
+        let columns = Tensor::<1, Int>::arange(0..end as i64, device).reshape([1, 1, 1, end]).expand(dims);
+        let before = columns.clone().lower(bounds(&self.lo).expand(dims));
+        let after = columns.greater(bounds(&self.hi).expand(dims));
+        before.bool_or(after)
     }
 }

@@ -110,6 +110,60 @@ fn empty_like(t: &CubeTensor, shape: Shape, dtype: DType) -> CubeTensor {
     }
 }
 
+/// Launch [`decode_kernel`] and [`decode_merge_kernel`] into `out` and `lse` (see the kernel for
+/// `ragged`, `split` and `first`).
+#[allow(clippy::too_many_arguments)]
+fn decode(
+    g: &Geometry,
+    q: CubeTensor,
+    k: CubeTensor,
+    v: CubeTensor,
+    split: CubeTensor,
+    first: CubeTensor,
+    ragged: bool,
+    p: &FlashParams,
+    out: &CubeTensor,
+    lse: &CubeTensor,
+) {
+    let n_chunks = g.k_len.div_ceil(DECODE_CHUNK);
+    let part = empty_like(&q, Shape::new([g.batch * g.q_heads * n_chunks * (g.head_dim + 2)]), DType::F32);
+    let client = q.client.clone();
+    let dtype = q.dtype;
+    let dtypes = [dtype_to_storage_type(dtype), dtype_to_storage_type(first.dtype)];
+    // SAFETY: every global index is guarded in the kernels, shared ones are in range by
+    // construction; `tests/kernels.rs` runs the kernels with NaN-poisoned outputs.
+    unsafe {
+        decode_kernel::launch_unchecked(
+            &client,
+            CubeCount::Static(n_chunks as u32, g.q_heads as u32, g.batch as u32),
+            CubeDim::new_1d(DECODE_THREADS as u32),
+            q.into_tensor_arg(),
+            k.into_tensor_arg(),
+            v.into_tensor_arg(),
+            split.into_tensor_arg(),
+            first.into_tensor_arg(),
+            part.clone().into_tensor_arg(),
+            problem(g, p),
+            g.head_dim,
+            ragged,
+            dtypes,
+        )
+    };
+    unsafe {
+        decode_merge_kernel::launch_unchecked(
+            &client,
+            CubeCount::Static(g.q_heads as u32, g.batch as u32, 1),
+            CubeDim::new_1d(DECODE_THREADS as u32),
+            part.into_tensor_arg(),
+            out.clone().into_tensor_arg(),
+            lse.clone().into_tensor_arg(),
+            n_chunks as u32,
+            g.head_dim,
+            dtype_to_storage_type(dtype),
+        )
+    };
+}
+
 impl FlashAttentionOps for CubeBackend {
     fn flash_attention_forward(
         q: CubeTensor,
@@ -126,39 +180,8 @@ impl FlashAttentionOps for CubeBackend {
         let lse = empty_like(&q, Shape::new([g.batch, g.q_heads, g.q_len]), DType::F32);
         let dtypes = [dtype_to_storage_type(q.dtype), dtype_to_storage_type(order.dtype)];
         if g.q_len == 1 && g.k_len >= 2 * DECODE_CHUNK {
-            let n_chunks = g.k_len.div_ceil(DECODE_CHUNK);
-            let part = empty_like(&q, Shape::new([g.batch * g.q_heads * n_chunks * (g.head_dim + 2)]), DType::F32);
-            let client = q.client.clone();
-            let dtype = q.dtype;
-            // SAFETY: as for the macro-launched kernels below.
-            unsafe {
-                decode_kernel::launch_unchecked(
-                    &client,
-                    CubeCount::Static(n_chunks as u32, g.q_heads as u32, g.batch as u32),
-                    CubeDim::new_1d(DECODE_THREADS as u32),
-                    q.into_tensor_arg(),
-                    k.into_tensor_arg(),
-                    v.into_tensor_arg(),
-                    split.into_tensor_arg(),
-                    part.clone().into_tensor_arg(),
-                    problem(&g, &p),
-                    g.head_dim,
-                    dtypes,
-                )
-            };
-            unsafe {
-                decode_merge_kernel::launch_unchecked(
-                    &client,
-                    CubeCount::Static(g.q_heads as u32, g.batch as u32, 1),
-                    CubeDim::new_1d(DECODE_THREADS as u32),
-                    part.into_tensor_arg(),
-                    out.clone().into_tensor_arg(),
-                    lse.clone().into_tensor_arg(),
-                    n_chunks as u32,
-                    g.head_dim,
-                    dtype_to_storage_type(dtype),
-                )
-            };
+            let first = split.clone();
+            decode(&g, q, k, v, split, first, false, &p, &out, &lse);
             return (out, lse);
         }
         let mma = use_mma(&[&q, &k, &v]);
@@ -198,6 +221,21 @@ impl FlashAttentionOps for CubeBackend {
             launch!(forward_kernel, g.row_tiles(BLOCK_Q), CubeDim::new_1d(THREADS as u32), [], []);
         }
         (out, lse)
+    }
+
+    fn flash_attention_decode_rows(
+        q: CubeTensor,
+        k: CubeTensor,
+        v: CubeTensor,
+        first: CubeTensor,
+        p: FlashParams,
+    ) -> CubeTensor {
+        let (q, k, v, first) = (into_contiguous(q), into_contiguous(k), into_contiguous(v), into_contiguous(first));
+        let g = Geometry::of(&q, &k);
+        let out = empty_like(&q, q.shape(), q.dtype);
+        let lse = empty_like(&q, Shape::new([g.batch, g.q_heads, 1]), DType::F32);
+        decode(&g, q, k, v, first.clone(), first, true, &p, &out, &lse);
+        out
     }
 
     fn flash_attention_backward(

@@ -39,7 +39,7 @@ mod tile;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use burn::backend::{Dispatch, DispatchDevice};
-use burn::tensor::{Bool, Device, Tensor};
+use burn::tensor::{Bool, Device, Int, Tensor, TensorData};
 
 use crate::attention::{Positions, RouteMask, Span, Window};
 pub use backward_mma::{BackwardTiles, set_backward_tiles};
@@ -166,6 +166,23 @@ pub fn fused_span_attention(
     let [b, _, t, _] = q.dims();
     let order = QueryOrder::uniform(span, b, t, &q.device());
     fused_attention(q, k, v, &order, pos, scale)
+}
+
+/// One query per row of a ragged cache ([`crate::cache::RowsCache`]): row `b` of `q`
+/// (`[batch, q_heads, 1, d]`) attends to key columns `first[b]..k_len` of `k`, `v`
+/// (`[batch, kv_heads, k_len, d]`), which the cache works out from the window definition.
+/// Inference only: tensors that need a gradient take [`crate::attention::ragged_attention`].
+pub fn fused_ragged_decode(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>, first: &[usize], scale: f64) -> Tensor<4> {
+    let first: Vec<i64> = first.iter().map(|&c| c as i64).collect();
+    let first = Tensor::<1, Int>::from_data(TensorData::new(first.clone(), [first.len()]), &q.device());
+    let params = FlashParams { scale: scale as f32, q_start: 0, k_start: 0, window_a: 0, window_b: 0 };
+    Tensor::from_dispatch(<Dispatch as FlashAttentionOps>::flash_attention_decode_rows(
+        q.into_dispatch(),
+        k.into_dispatch(),
+        v.into_dispatch(),
+        first.into_dispatch(),
+        params,
+    ))
 }
 
 /// Routed (switch) attention: FA rows and SWA rows in one launch, K/V shared.

@@ -47,6 +47,19 @@ pub trait FlashAttentionOps: burn::backend::Backend {
         params: FlashParams,
     ) -> (FloatTensor<Self>, FloatTensor<Self>);
 
+    /// One query per row of a ragged cache ([`crate::cache::RowsCache`]): `q` `[batch, q_heads,
+    /// 1, head_dim]`, row `b` sees key columns `first[b]..k_len` (`first` `[batch]`, worked out
+    /// by the cache from the window definition); only `params.scale` is read. Inference only:
+    /// it has no backward.
+    #[fusion(meta = |q, _k, _v, _first, _params| q.clone())]
+    fn flash_attention_decode_rows(
+        q: FloatTensor<Self>,
+        k: FloatTensor<Self>,
+        v: FloatTensor<Self>,
+        first: IntTensor<Self>,
+        params: FlashParams,
+    ) -> FloatTensor<Self>;
+
     /// Gradients of `q`, `k` and `v` given the forward's `out` and `lse` and the output gradient,
     /// recomputing scores tile by tile.
     #[allow(clippy::too_many_arguments)]

@@ -16,7 +16,7 @@ use crate::attention::{
     HeadSplit, Positions, Span, default_block, dense_attention, head_mixed_attention, ragged_attention,
     routed_attention, sliding_attention,
 };
-use crate::cache::LayerCache;
+use crate::cache::{LayerCache, RowsVisible};
 #[cfg(feature = "kernels")]
 use crate::kernel;
 use crate::{Error, Result};
@@ -46,6 +46,21 @@ pub struct SelfAttention {
     pub window: Option<Window>,
     #[module(skip)]
     pub rope: Rope,
+}
+
+/// Whether attention on `device` with `head_dim` runs the fused CubeCL kernels: built with them,
+/// on a CubeCL device, with a head dim they take. Otherwise the tensor-op paths of
+/// [`crate::attention`] run.
+pub(crate) fn runs_fused(device: &Device, head_dim: usize) -> bool {
+    #[cfg(feature = "kernels")]
+    {
+        kernel::runs_on(device) && kernel::supports_head_dim(head_dim)
+    }
+    #[cfg(not(feature = "kernels"))]
+    {
+        let _ = (device, head_dim);
+        false
+    }
 }
 
 /// Linear layers initialized as in Hugging Face: `N(0, initializer_range)`, zero bias.
@@ -227,18 +242,9 @@ impl SelfAttention {
         }
     }
 
-    /// Whether this call runs the fused CubeCL kernels: built with them, on a CubeCL device, with
-    /// a head dim they take. Otherwise the tensor-op paths of [`crate::attention`] run.
+    /// Whether this call runs the fused CubeCL kernels (see [`runs_fused`]).
     fn fused(&self, q: &Tensor<4>) -> bool {
-        #[cfg(feature = "kernels")]
-        {
-            kernel::runs_on(&q.device()) && kernel::supports_head_dim(self.head_dim)
-        }
-        #[cfg(not(feature = "kernels"))]
-        {
-            let _ = q;
-            false
-        }
+        runs_fused(&q.device(), self.head_dim)
     }
 
     /// Every query under one span: fused, or dense (full) / blocked (sliding) tensor ops.
@@ -265,6 +271,18 @@ impl SelfAttention {
         }
         let mask = route.host().expect("a [batch, len] bool route reads back to the host");
         routed_attention(q, k, v, &mask, w, pos, self.scale, default_block(w))
+    }
+
+    /// The queries of a ragged batch over the columns each sees: the fused decode kernel for one
+    /// token per row (inference), else masked tensor ops.
+    fn ragged(&self, q: Tensor<4>, k: Tensor<4>, v: Tensor<4>, visible: &RowsVisible) -> Tensor<4> {
+        #[cfg(feature = "kernels")]
+        if let Some(first) =
+            visible.first_columns().filter(|_| self.fused(&q) && ![&q, &k, &v].iter().any(|t| t.is_require_grad()))
+        {
+            return kernel::fused_ragged_decode(q, k, v, &first, self.scale);
+        }
+        ragged_attention(q.clone(), k, v, visible.hidden(&q.device()), self.scale)
     }
 
     fn attend_cached(
@@ -303,19 +321,19 @@ impl SelfAttention {
                     LayerAttention::Sliding(w) => Span::Sliding(*w),
                     _ => Span::Full,
                 };
-                let (k, v, hidden) = rows.append(k, v, span);
-                ragged_attention(q, k, v, hidden, self.scale)
+                let (k, v, visible) = rows.append(k, v, span);
+                self.ragged(q, k, v, &visible)
             }
             (LayerCache::MixedRows { full, sliding }, LayerAttention::HeadMixed { window, full_kv_heads }) => {
                 let split = HeadSplit::new(full_kv_heads, self.num_heads);
                 let ((qf, qs), (kf, ks), (vf, vs)) = (split.split_q(&q), split.split_kv(&k), split.split_kv(&v));
                 let out_full = qf.map(|q| {
-                    let (k, v, hidden) = full.append(kf.unwrap(), vf.unwrap(), Span::Full);
-                    ragged_attention(q, k, v, hidden, self.scale)
+                    let (k, v, visible) = full.append(kf.unwrap(), vf.unwrap(), Span::Full);
+                    self.ragged(q, k, v, &visible)
                 });
                 let out_sliding = qs.map(|q| {
-                    let (k, v, hidden) = sliding.append(ks.unwrap(), vs.unwrap(), Span::Sliding(*window));
-                    ragged_attention(q, k, v, hidden, self.scale)
+                    let (k, v, visible) = sliding.append(ks.unwrap(), vs.unwrap(), Span::Sliding(*window));
+                    self.ragged(q, k, v, &visible)
                 });
                 split.merge(out_full, out_sliding)
             }

@@ -6,7 +6,7 @@
 //! `transformers` does, for any absolute start position, so chunked prefill and decode rotate
 //! the same way as a full forward.
 
-use burn::tensor::{Device, Tensor, TensorData};
+use burn::tensor::{DType, Device, Tensor, TensorData};
 
 use super::config::{Rope, RopeScaling};
 
@@ -45,7 +45,8 @@ fn llama3_scale(freqs: &mut [f32], s: &RopeScaling) {
 }
 
 /// `cos` and `sin` tables `[rows, 1, len, head_dim]` for positions `start..start + len` of each
-/// row (`rows` = 1 when every row of the batch starts at the same position).
+/// row (`rows` = 1 when every row of the batch starts at the same position). `sin` carries
+/// `rotate_half`'s sign: its first half is negated.
 #[derive(Clone, Debug)]
 pub struct Tables {
     cos: Tensor<4>,
@@ -58,7 +59,7 @@ pub fn tables(rope: &Rope, head_dim: usize, start: usize, len: usize, device: &D
 }
 
 /// The tables of `rope` for positions `starts[r]..starts[r] + len` of each row `r` (a batch of
-/// sequences at different positions, as in ragged decoding).
+/// sequences at different positions, as in ragged decoding), in fp32.
 pub fn row_tables(rope: &Rope, head_dim: usize, starts: &[usize], len: usize, device: &Device) -> Tables {
     let freqs = inv_freq(rope, head_dim);
     let n = starts.len() * len * head_dim;
@@ -66,9 +67,9 @@ pub fn row_tables(rope: &Rope, head_dim: usize, starts: &[usize], len: usize, de
     for &start in starts {
         for p in start..start + len {
             let angles: Vec<f32> = freqs.iter().map(|&f| p as f32 * f).collect();
-            for _ in 0..2 {
+            for sign in [-1.0f32, 1.0] {
                 cos.extend(angles.iter().map(|a| a.cos()));
-                sin.extend(angles.iter().map(|a| a.sin()));
+                sin.extend(angles.iter().map(|a| sign * a.sin()));
             }
         }
     }
@@ -80,16 +81,22 @@ pub fn row_tables(rope: &Rope, head_dim: usize, starts: &[usize], len: usize, de
 }
 
 impl Tables {
+    /// The tables in `dtype` (the model's: cast once per forward, not in every layer).
+    pub fn cast(self, dtype: DType) -> Self {
+        Self { cos: self.cos.cast(dtype), sin: self.sin.cast(dtype) }
+    }
+
     /// Rotate `x`: `[batch, heads, len, head_dim]` (the tables' `len`; their rows are 1 or `batch`):
-    /// `x · cos + rotate_half(x) · sin` with `rotate_half([x1, x2]) = [-x2, x1]`.
+    /// `x · cos + rotate_half(x) · sin` with `rotate_half([x1, x2]) = [-x2, x1]`, computed as
+    /// `[x2, x1] · sin` with the sign in the table (one flip instead of two slices and a concat).
     pub fn apply(&self, x: Tensor<4>) -> Tensor<4> {
         let [b, h, t, d] = x.dims();
         let dtype = x.dtype();
-        let cos = self.cos.clone().cast(dtype);
-        let sin = self.sin.clone().cast(dtype);
-        let x1 = x.clone().slice([0..b, 0..h, 0..t, 0..d / 2]);
-        let x2 = x.clone().slice([0..b, 0..h, 0..t, d / 2..d]);
-        let rotated = Tensor::cat(vec![x2.neg(), x1], 3);
-        x * cos + rotated * sin
+        let (mut cos, mut sin) = (self.cos.clone(), self.sin.clone());
+        if cos.dtype() != dtype {
+            (cos, sin) = (cos.cast(dtype), sin.cast(dtype));
+        }
+        let swapped = x.clone().reshape([b, h, t, 2, d / 2]).flip([3]).reshape([b, h, t, d]);
+        x * cos + swapped * sin
     }
 }

@@ -4,7 +4,7 @@ use burn::module::{Initializer, Module};
 use burn::nn::{Embedding, EmbeddingConfig, Linear};
 use burn::tensor::{Device, Int, Tensor, TensorData};
 
-use super::attention::linear;
+use super::attention::{linear, runs_fused};
 use super::config::{Arch, Family, ModelConfig, Rope};
 use super::control::{AttentionController, Routes};
 use super::layer::DecoderLayer;
@@ -105,6 +105,30 @@ impl Transformer {
         Ok(self.logits(hidden))
     }
 
+    /// Logits `[batch, vocab]` of the last position of the next chunk, continuing from (and
+    /// extending) `cache`: what prefill and greedy decoding need, without the LM head over every
+    /// position of a long chunk.
+    pub fn forward_cached_last(
+        &self,
+        tokens: Tensor<2, Int>,
+        routes: &Routes,
+        cache: &mut ModelCache,
+    ) -> Result<Tensor<2>> {
+        let hidden = self.hidden_states(tokens, &mut routes.clone(), Some(cache))?;
+        let [b, len, h] = hidden.dims();
+        let logits = self.logits(hidden.slice([0..b, len - 1..len, 0..h]));
+        let vocab = logits.dims()[2];
+        Ok(logits.reshape([b, vocab]))
+    }
+
+    /// The longest chunk a prefill should feed at once: the whole context where attention runs
+    /// the fused kernels (their memory is linear in the chunk), else 512 tokens (the tensor-op
+    /// paths hold `[heads, chunk, keys]` scores). Fewer, longer chunks matter on a GPU: a forward
+    /// costs about the same host time whatever its length.
+    pub fn prefill_chunk(&self) -> usize {
+        if runs_fused(&self.model.embed_tokens.weight.val().device(), self.arch.head_dim) { usize::MAX } else { 512 }
+    }
+
     /// Final hidden states `[batch, len, hidden]` (after the last norm), each layer's attention as
     /// `controller` decides from its input (see [`AttentionController`]).
     ///
@@ -141,8 +165,10 @@ impl Transformer {
                 Some(at) => at,
                 None => {
                     let starts = rows.as_deref().unwrap_or(std::slice::from_ref(&start));
-                    tables
-                        .push((layer_rope, rope::row_tables(layer_rope, self.arch.head_dim, starts, len, &x.device())));
+                    tables.push((
+                        layer_rope,
+                        rope::row_tables(layer_rope, self.arch.head_dim, starts, len, &x.device()).cast(x.dtype()),
+                    ));
                     tables.len() - 1
                 }
             };

@@ -97,7 +97,7 @@ pub fn run(
     options: RulerOptions,
     mut progress: impl FnMut(usize),
 ) -> Result<(Vec<TaskResult>, Vec<Prediction>)> {
-    let until = Until { stop: vec!["\n\n".into()], max_new_tokens: options.max_new_tokens, eos, chunk: 512 };
+    let until = Until { stop: vec!["\n\n".into()], max_new_tokens: options.max_new_tokens, eos, chunk: None };
     let (mut results, mut predictions) = (Vec::new(), Vec::new());
     let mut done = 0;
     for task in tasks {

@@ -30,6 +30,10 @@ pub struct Args {
     /// Tokens generated per prompt (no stop string, no end-of-text).
     #[arg(long, default_value_t = 32)]
     new_tokens: usize,
+    /// Prefill chunk (tokens per forward); default: the model's own, the whole prompt on the
+    /// fused kernels (`Transformer::prefill_chunk`).
+    #[arg(long)]
+    chunk: Option<usize>,
     /// Batches timed, after one untimed warm-up batch (generate: each batch of prompts is timed
     /// twice, prefill with one new token, then the whole generation).
     #[arg(long, default_value_t = 4)]
@@ -95,7 +99,7 @@ pub fn run(args: Args, backend: BackendKind, device: &Device) -> anyhow::Result<
                 let prompts: Vec<Vec<u32>> =
                     (0..batch * (args.repeats + 1)).map(|i| random(seq - (i * 7) % 16)).collect();
                 let time = |contexts: &[Vec<u32>], new: usize| -> anyhow::Result<f64> {
-                    let until = Until { stop: Vec::new(), max_new_tokens: new, eos: Vec::new(), chunk: 512 };
+                    let until = Until { stop: Vec::new(), max_new_tokens: new, eos: Vec::new(), chunk: args.chunk };
                     let t = Instant::now();
                     if batch == 1 {
                         generate(&model, &tokenizer(), &contexts[0], &until)?;
@@ -118,6 +122,7 @@ pub fn run(args: Args, backend: BackendKind, device: &Device) -> anyhow::Result<
                     "mode": "generate", "samples_per_s": batch as f64 / t, "prefill_s_per_sample": p / batch as f64,
                     "decode_tokens_per_s": (batch * (args.new_tokens - 1)) as f64 / (t - p),
                     "new_tokens": args.new_tokens, "batches": args.repeats,
+                    "chunk": args.chunk.unwrap_or_else(|| model.prefill_chunk()).min(seq),
                     "seconds_per_batch": total,
                 })
             };
