@@ -64,6 +64,9 @@ impl Account {
 /// Count the attention FLOPs and KV-cache bytes of `arch` at `seq_len` tokens, with
 /// `bytes_per_element` per cached value (2 for bf16).
 pub fn account(arch: &Arch, seq_len: usize, bytes_per_element: usize, routed: &RoutedLayers) -> Result<Account> {
+    if seq_len == 0 {
+        return Err(Error::Invalid("cost accounting needs a sequence length of at least 1 token".into()));
+    }
     let n = seq_len;
     let (hq, hkv, d) = (arch.num_heads, arch.num_kv_heads, arch.head_dim);
     let flops_per_key = 4.0 * d as f64;

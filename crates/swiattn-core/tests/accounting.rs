@@ -79,3 +79,9 @@ fn an_expected_ratio_interpolates_between_full_and_sliding() {
     let e = account(&arch, 10, 2, &RoutedLayers::Measured(BTreeMap::new())).unwrap_err().to_string();
     assert!(e.contains("routed layer 2"), "{e}");
 }
+
+#[test]
+fn an_empty_sequence_is_an_error_not_nan() {
+    let e = account(&arch(), 0, 2, &RoutedLayers::Ratio(0.5)).unwrap_err().to_string();
+    assert!(e.contains("sequence length"), "{e}");
+}

@@ -47,6 +47,8 @@ pub fn read_olmes(path: &Path) -> Result<Vec<Question>> {
     let name = path.display().to_string();
     let text = crate::dataset::read_text(path)?;
     let mut questions: BTreeMap<u64, (Vec<Option<Request>>, Option<usize>, usize)> = BTreeMap::new();
+    // A question's choices are numbered 0, 1, … one line each: no index reaches the line count.
+    let requests = text.lines().filter(|l| !l.trim().is_empty()).count();
     for (i, raw) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
         let at = format!("{name}:{}", i + 1);
         let line: Line = serde_json::from_str(raw).map_err(|e| Error::format(&at, e.to_string()))?;
@@ -67,6 +69,12 @@ pub fn read_olmes(path: &Path) -> Result<Vec<Question>> {
             return Err(Error::format(
                 &at,
                 format!("label {} differs from line {first_line}'s for doc {}", line.label, line.doc_id),
+            ));
+        }
+        if line.idx >= requests {
+            return Err(Error::format(
+                &at,
+                format!("choice index {} of doc {}, but the file holds {requests} requests", line.idx, line.doc_id),
             ));
         }
         if choices.len() <= line.idx {

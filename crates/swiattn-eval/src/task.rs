@@ -183,14 +183,22 @@ impl TaskSpec {
     /// Read the task's documents or requests and build what it scores, the first `limit` documents.
     pub fn prepare(&self, data_dir: &Path, limit: Option<usize>) -> Result<Prepared> {
         let source = self.source(data_dir);
+        // Metrics over nothing (a perplexity of 1, an accuracy of 0/0) are not results.
+        let nothing = || {
+            let why = if limit == Some(0) { "--limit 0" } else { "the file holds none" };
+            Error::format(source.display().to_string(), format!("task {}: nothing to evaluate ({why})", self.name))
+        };
         let limit = limit.unwrap_or(usize::MAX);
         if self.requests.is_some() {
             let mut questions = crate::request::read_olmes(&source)?;
             questions.truncate(limit);
-            return Ok(Prepared::Questions(questions));
+            return if questions.is_empty() { Err(nothing()) } else { Ok(Prepared::Questions(questions)) };
         }
         let mut docs = crate::dataset::read_documents(&source)?;
         docs.truncate(limit);
+        if docs.is_empty() {
+            return Err(nothing());
+        }
         self.build(&docs, &source.display().to_string())
     }
 

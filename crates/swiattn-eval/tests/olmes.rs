@@ -57,7 +57,9 @@ fn malformed_files_name_the_file_and_line() {
     let path = dir.path().join("bad.jsonl");
     let cases = [
         (format!("{}\n{{not json\n", line(0, 0, "0")), "bad.jsonl:2"),
-        (format!("{}\n{}\n", line(0, 0, "0"), line(0, 2, "0")), "no choice 1"),
+        (format!("{}\n{}\n{}\n", line(0, 0, "0"), line(0, 2, "0"), line(1, 0, "0")), "no choice 1"),
+        (format!("{}\n{}\n", line(0, 0, "0"), line(0, 10_000_000_000, "0")), "choice index 10000000000"),
+        (format!("{}\n{}\n", line(0, 0, "0"), line(0, usize::MAX, "0")), "2 requests"),
         (format!("{}\n{}\n", line(0, 0, "0"), line(0, 1, "1")), "bad.jsonl:2"),
         (format!("{}\n{}\n", line(0, 0, "3"), line(0, 1, "3")), "label 3 but 2 choices"),
         (format!("{}\n{}\n", line(0, 0, "0"), line(0, 0, "0")), "appears twice"),

@@ -256,8 +256,21 @@ impl TrainConfig {
         if self.log_every == 0 {
             return Err(err("log_every", "must be at least 1".into()));
         }
-        if !(self.optim.lr > 0.0 && self.optim.lr.is_finite()) {
-            return Err(err("optim.lr", format!("{} must be positive", self.optim.lr)));
+        if self.eval_sequences == 0 {
+            return Err(err("eval_sequences", "must be at least 1 (a held-out loss over nothing is no loss)".into()));
+        }
+        let o = &self.optim;
+        let ranges = [
+            ("optim.lr", o.lr, o.lr > 0.0, "must be positive"),
+            ("optim.min_lr_ratio", o.min_lr_ratio, (0.0..=1.0).contains(&o.min_lr_ratio), "must be in [0, 1]"),
+            ("optim.weight_decay", o.weight_decay, o.weight_decay >= 0.0, "must not be negative"),
+            ("optim.router_lr", o.router_lr, o.router_lr >= 0.0, "must not be negative"),
+            ("optim.grad_clip", o.grad_clip, o.grad_clip >= 0.0, "must not be negative (0: no clipping)"),
+        ];
+        for (field, value, ok, rule) in ranges {
+            if !(ok && value.is_finite()) {
+                return Err(err(field, format!("{value} {rule}")));
+            }
         }
         if !self.model.rule.is_empty() {
             let rule: Result<swiattn_router::rules::Rule> = self.model.rule.parse();
@@ -335,5 +348,27 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("[0, 1]"), "{e}");
+    }
+
+    #[test]
+    fn values_that_parse_but_cannot_train_name_the_key() {
+        let cases = [
+            ("eval_sequences = 0", "eval_sequences"),
+            ("[optim]\nlr = 0.0", "optim.lr"),
+            ("[optim]\nlr = nan", "optim.lr"),
+            ("[optim]\nmin_lr_ratio = -0.1", "optim.min_lr_ratio"),
+            ("[optim]\nmin_lr_ratio = 1.5", "optim.min_lr_ratio"),
+            ("[optim]\nweight_decay = -0.01", "optim.weight_decay"),
+            ("[optim]\nrouter_lr = -1e-2", "optim.router_lr"),
+            ("[optim]\ngrad_clip = -1.0", "optim.grad_clip"),
+            ("[optim]\ngrad_clip = inf", "optim.grad_clip"),
+        ];
+        for (text, key) in cases {
+            let e = TrainConfig::from_toml(text, "run.toml").unwrap_err().to_string();
+            assert!(e.contains("run.toml") && e.contains(key), "{text}: {e}");
+        }
+        for edge in ["[optim]\nmin_lr_ratio = 0.0", "[optim]\nmin_lr_ratio = 1.0", "[optim]\ngrad_clip = 0.0"] {
+            TrainConfig::from_toml(edge, "run.toml").unwrap();
+        }
     }
 }

@@ -209,11 +209,17 @@ impl Trainer {
                 }
             }
         }
-        Ok(Evaluation {
-            loss: nll_sum / tokens.max(1) as f64,
-            recall_accuracy: (recalls > 0).then(|| hits as f64 / recalls as f64),
-            routes,
-        })
+        if tokens == 0 {
+            return Err(Error::Invalid("evaluation needs at least one held-out sequence".into()));
+        }
+        let loss = nll_sum / tokens as f64;
+        if !loss.is_finite() {
+            return Err(Error::Invalid(format!(
+                "step {}: the held-out loss is {loss}, not a result to keep",
+                self.step
+            )));
+        }
+        Ok(Evaluation { loss, recall_accuracy: (recalls > 0).then(|| hits as f64 / recalls as f64), routes })
     }
 }
 

@@ -130,7 +130,10 @@ fn a_non_finite_step_names_the_tensor_and_leaves_the_model_usable() {
     let mut poisoned = Trainer::new(model.map(&mut Poison(id)), routing, settings);
     let err = poisoned.train_step(&[batch(4, 4, &device)]).unwrap_err().to_string();
     assert!(err.contains("step 1") && err.contains(name) && err.contains("NaN"), "{err}");
-    assert!(poisoned.evaluate(&[batch(8, 2, &device)]).unwrap().loss.is_nan(), "the model is still there");
+    // The model is still there, and its NaN held-out loss is an error, not a result.
+    let err = poisoned.evaluate(&[batch(8, 2, &device)]).unwrap_err().to_string();
+    assert!(err.contains("held-out loss is NaN"), "{err}");
+    assert!(poisoned.evaluate(&[]).unwrap_err().to_string().contains("at least one held-out sequence"));
 }
 
 /// bf16 compute with fp32 master weights (flex runs bf16 on the CPU): the first loss matches fp32

@@ -209,6 +209,7 @@ pub fn run(args: Args, backend: BackendKind, device: &Device) -> anyhow::Result<
             }
         }
         let samples = args.limit.unwrap_or(args.ruler.samples);
+        anyhow::ensure!(samples > 0, "RULER tasks: nothing to evaluate (0 samples: --limit 0 or --samples 0)");
         let haystack = data_dir.join("haystack");
         results.extend(crate::ruler::run(
             &args.ruler,

@@ -39,6 +39,10 @@ pub struct Args {
     /// Parameter dtype: f32, bf16 or f16.
     #[arg(long, default_value = "f32", value_parser = crate::model_config::parse_dtype)]
     dtype: DType,
+    /// Score past the model's max_position_embeddings (length extrapolation); otherwise a text
+    /// longer than that is an error (lower --max-tokens).
+    #[arg(long)]
+    beyond_trained_context: bool,
     /// Print one JSON object instead of text.
     #[arg(long)]
     json: bool,
@@ -58,6 +62,24 @@ pub fn run(args: Args, backend: BackendKind, device: &Device) -> anyhow::Result<
     let mut ids = encode(&tokenizer, &text)?;
     if let Some(max) = args.max_tokens {
         ids.truncate(max);
+    }
+    anyhow::ensure!(
+        ids.len() >= 2,
+        "{}: {} tokens{}; perplexity needs at least 2 (one to condition on, one to score)",
+        args.text.display(),
+        ids.len(),
+        args.max_tokens.map_or(String::new(), |m| format!(" after --max-tokens {m}"))
+    );
+    anyhow::ensure!(args.chunk > 0, "--chunk must be at least 1 token");
+    if let Some(trained) = loaded.model.config.max_position_embeddings.filter(|_| !args.beyond_trained_context) {
+        anyhow::ensure!(
+            ids.len() <= trained,
+            "{}: {} tokens is past the model's max_position_embeddings ({trained}, {}); pass --max-tokens \
+             {trained}, or --beyond-trained-context to score there anyway",
+            args.text.display(),
+            ids.len(),
+            args.model.display()
+        );
     }
     if let Some(path) = &args.dump_ids {
         let lines: Vec<String> = ids.iter().map(u32::to_string).collect();

@@ -76,4 +76,17 @@ fn bad_requests_are_named() {
     assert!(e.contains("--max-len 512 is past the model's max_position_embeddings (256"), "{e}");
     let e = err(&["--tasks", "piqa", "--max-len", "64"]);
     assert!(e.contains("piqa") && e.contains("hf_datasets/piqa"), "a missing dataset names the task and path: {e}");
+    // Nothing to evaluate is an error, not metrics over nothing.
+    let piqa = root().join("crates/swiattn-eval/tests/fixtures/tasks/piqa");
+    let dataset = format!("piqa={}", piqa.display());
+    let e = err(&["--tasks", "piqa", "--dataset", &dataset, "--max-len", "64", "--limit", "0"]);
+    assert!(e.contains("piqa") && e.contains("nothing to evaluate (--limit 0)"), "{e}");
+    let empty = dir.path().join("empty.jsonl");
+    std::fs::write(&empty, "\n").unwrap();
+    let e = err(&["--olmes", empty.to_str().unwrap(), "--max-len", "64"]);
+    assert!(e.contains("empty.jsonl") && e.contains("nothing to evaluate (the file holds none)"), "{e}");
+    let e = err(&["--tasks", "niah_single_1", "--length", "160", "--limit", "0"]);
+    assert!(e.contains("RULER tasks: nothing to evaluate"), "{e}");
+    let e = err(&["--rolling", empty.to_str().unwrap(), "--max-len", "64"]);
+    assert!(e.contains("empty.jsonl") && e.contains("nothing to evaluate"), "{e}");
 }

@@ -111,7 +111,7 @@ impl GgmlType {
         if n % elems != 0 {
             return Err(format!("{n} elements is not a whole number of {self:?} blocks of {elems}"));
         }
-        Ok(n / elems * bytes)
+        (n / elems).checked_mul(bytes).ok_or_else(|| format!("{n} {self:?} elements are more bytes than fit in memory"))
     }
 
     /// Dequantize `n` elements from `bytes`.

@@ -78,6 +78,9 @@ impl Value {
     }
 }
 
+/// GGML's most dimensions of a tensor.
+const MAX_DIMS: usize = 4;
+
 /// One entry of the tensor table.
 #[derive(Clone, Debug)]
 pub struct TensorInfo {
@@ -168,6 +171,9 @@ impl<'a> Cursor<'a> {
             8 => Value::String(self.string()?),
             9 => {
                 let elem = self.u32()?;
+                if elem == 9 {
+                    return Err(Error::format(self.file, "arrays of arrays are not supported in GGUF metadata"));
+                }
                 let len = self.u64()? as usize;
                 if len > self.bytes.len() {
                     return Err(Error::format(self.file, format!("array of {len} values is longer than the file")));
@@ -211,12 +217,28 @@ impl GgufFile {
         for _ in 0..n_tensors {
             let name_t = c.string()?;
             let n_dims = c.u32()?;
+            if n_dims as usize > MAX_DIMS {
+                let message = format!("{n_dims} dimensions (GGUF tensors have at most {MAX_DIMS})");
+                return Err(Error::checkpoint(&name, &name_t, message));
+            }
             let ne = (0..n_dims).map(|_| c.u64()).collect::<Result<Vec<_>>>()?;
+            if ne.iter().try_fold(1u64, |n, &d| n.checked_mul(d)).and_then(|n| usize::try_from(n).ok()).is_none() {
+                return Err(Error::checkpoint(
+                    &name,
+                    &name_t,
+                    format!("dimensions {ne:?} hold more elements than fit in memory"),
+                ));
+            }
             let ggml_type = c.u32()?;
             let offset = c.u64()?;
             tensors.insert(name_t.clone(), TensorInfo { name: name_t, ne, ggml_type, offset });
         }
-        let alignment = metadata.get("general.alignment").and_then(Value::as_u64).unwrap_or(32) as usize;
+        let alignment = match metadata.get("general.alignment") {
+            None => 32,
+            Some(v) => v.as_u64().filter(|a| a.is_power_of_two() && *a <= 1 << 20).ok_or_else(|| {
+                Error::format(&name, format!("general.alignment must be a power of two up to 2^20, got {v:?}"))
+            })? as usize,
+        };
         let data_start = c.at.div_ceil(alignment) * alignment;
         Ok(Self { path: name, version, metadata, tensors, data_start, mmap })
     }
@@ -230,13 +252,18 @@ impl GgufFile {
     pub fn tensor_bytes(&self, info: &TensorInfo) -> Result<&[u8]> {
         let ty = GgmlType::from_id(info.ggml_type).map_err(|m| Error::checkpoint(&self.path, &info.name, m))?;
         let len = ty.bytes_for(info.elements()).map_err(|m| Error::checkpoint(&self.path, &info.name, m))?;
-        let start = self.data_start + info.offset as usize;
-        self.mmap.get(start..start + len).ok_or_else(|| {
-            Error::checkpoint(
-                &self.path,
-                &info.name,
-                format!("data [{start}, {}) is past the end of the file", start + len),
-            )
+        let range = usize::try_from(info.offset)
+            .ok()
+            .and_then(|offset| self.data_start.checked_add(offset))
+            .and_then(|start| Some(start..start.checked_add(len)?));
+        range.and_then(|range| self.mmap.get(range)).ok_or_else(|| {
+            let message = format!(
+                "{len} bytes at data offset {} are past the end of the file ({} bytes, data from {})",
+                info.offset,
+                self.mmap.len(),
+                self.data_start
+            );
+            Error::checkpoint(&self.path, &info.name, message)
         })
     }
 
