@@ -8,11 +8,11 @@
 //! of a document field gives that field's value; a template that is one `{{ expression }}` gives
 //! the expression's value (a list, a number, a string); any other template renders to a string.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
 use minijinja::value::{Serde, Value, ValueKind};
-use minijinja::{Environment, Error, ErrorKind, State};
+use minijinja::{Environment, Error, ErrorKind, State, UndefinedBehavior};
 use regex::Regex;
 
 /// The template environment of one task.
@@ -24,6 +24,9 @@ impl Templates {
     /// An environment with the task's named `filters` (name → template over `value`).
     pub fn new(filters: &BTreeMap<String, String>) -> Result<Self, String> {
         let mut env = Environment::new();
+        // A field the document lacks is an error, not an empty string (`{% if field %}` still
+        // tests it).
+        env.set_undefined_behavior(UndefinedBehavior::SemiStrict);
         env.set_unknown_method_callback(python_methods);
         env.add_filter("regex_replace", regex_replace());
         for (name, source) in filters {
@@ -44,9 +47,39 @@ impl Templates {
         let context = Value::from(Serde(doc));
         if let Some(expression) = single_expression(field) {
             let compiled = self.env.compile_expression(expression).map_err(|e| e.to_string())?;
-            return compiled.eval(&context).map_err(|e| e.to_string());
+            let explain = |e| self.explain(e, field, &compiled.undeclared_variables(false), doc);
+            let value = compiled.eval(&context).map_err(explain)?;
+            // An expression's value is not printed, so an undefined one (alone or in a list)
+            // would pass silently.
+            let undefined =
+                value.is_undefined() || value.try_iter().is_ok_and(|mut items| items.any(|v| v.is_undefined()));
+            if undefined {
+                return Err(explain(Error::new(ErrorKind::UndefinedError, "the expression's value is undefined")));
+            }
+            return Ok(value);
         }
-        self.env.render_str(field, &context).map(Value::from).map_err(|e| e.to_string())
+        let template = self.env.template_from_str(field).map_err(|e| e.to_string())?;
+        template
+            .render(&context)
+            .map(Value::from)
+            .map_err(|e| self.explain(e, field, &template.undeclared_variables(false), doc))
+    }
+
+    /// An evaluation error, naming the variables of `template` that `doc` lacks if there are any.
+    fn explain(&self, error: Error, template: &str, variables: &HashSet<String>, doc: &serde_json::Value) -> String {
+        let globals: HashSet<&str> = self.env.globals().map(|(name, _)| name).collect();
+        let mut missing: Vec<&str> =
+            variables.iter().map(String::as_str).filter(|v| doc.get(v).is_none() && !globals.contains(v)).collect();
+        if missing.is_empty() {
+            return error.to_string();
+        }
+        missing.sort_unstable();
+        let fields: Vec<&str> = doc.as_object().map(|o| o.keys().map(String::as_str).collect()).unwrap_or_default();
+        format!(
+            "template `{template}` uses `{}`, which the document does not have (its fields: {})",
+            missing.join("`, `"),
+            fields.join(", ")
+        )
     }
 }
 
@@ -116,6 +149,20 @@ mod tests {
         assert_eq!(eval("{{choices.label.index(key.lstrip())}}", doc.clone()), Value::from(1));
         let err = Templates::new(&BTreeMap::new()).unwrap().eval("{{choices.label.index('C')}}", &doc).unwrap_err();
         assert!(err.contains("is not in"), "{err}");
+    }
+
+    #[test]
+    fn a_field_the_document_lacks_is_an_error_naming_it() {
+        let t = Templates::new(&BTreeMap::new()).unwrap();
+        let doc = serde_json::json!({"question": "Why", "answer": "Because"});
+        for template in ["Q: {{questoin}}\nA:", "{{ questoin }}", "{{ [question, answr] }}"] {
+            let e = t.eval(template, &doc).unwrap_err();
+            assert!(e.contains(template) && e.contains("which the document does not have"), "{template}: {e}");
+            assert!(e.contains("questoin") || e.contains("answr"), "{e}");
+            assert!(e.contains("answer, question"), "the document's fields: {e}");
+        }
+        let tested = "{% if hint %}Hint: {{hint}} {% endif %}{{question}}";
+        assert_eq!(t.eval(tested, &doc).unwrap(), Value::from("Why"), "a field may still be tested");
     }
 
     #[test]
