@@ -182,12 +182,42 @@ struct Opened {
     best: Option<Best>,
     resumed_from: Option<usize>,
     log: MetricsLog,
+    /// Held while the run trains (see [`lock`]).
+    _lock: std::fs::File,
+}
+
+/// Take `<run>/.lock` for this process (an OS file lock, released when the process ends however
+/// it ends), so that two trainings never write one run directory; it holds the holder's pid.
+fn lock(run_dir: &Path) -> Result<std::fs::File> {
+    let path = run_dir.join(".lock");
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .map_err(io(&path))?;
+    match file.try_lock() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => {
+            let holder = std::fs::read_to_string(&path).unwrap_or_default();
+            return Err(Error::Invalid(format!(
+                "{} is being trained by another process ({}): wait for it to finish, or choose another run directory",
+                run_dir.display(),
+                holder.trim()
+            )));
+        }
+        Err(std::fs::TryLockError::Error(e)) => return Err(Error::io(&path, e)),
+    }
+    file.set_len(0).and_then(|_| write!(file, "pid {}", std::process::id())).map_err(io(&path))?;
+    Ok(file)
 }
 
 /// Write the config into `run_dir` (or check it against the saved one when resuming), then start
 /// fresh or restore the latest checkpoint.
 fn open(config: &TrainConfig, run_dir: &Path, resume: bool, data: &Dataset, device: &Device) -> Result<Opened> {
     std::fs::create_dir_all(run_dir).map_err(io(run_dir))?;
+    let lock = lock(run_dir)?;
     let config_path = run_dir.join("config.toml");
     let resolved = config.to_toml();
     if resume {
@@ -209,6 +239,13 @@ fn open(config: &TrainConfig, run_dir: &Path, resume: bool, data: &Dataset, devi
     }
     let metrics_path = run_dir.join("metrics.jsonl");
     let latest = if resume { checkpoint::list(run_dir)?.pop() } else { None };
+    if latest.as_ref().is_some_and(|(step, _)| *step == config.steps) && run_dir.join("summary.json").exists() {
+        return Err(Error::Invalid(format!(
+            "{} finished all {} steps; its summary.json stands (train a new run directory to train more)",
+            run_dir.display(),
+            config.steps
+        )));
+    }
     let (trainer, best, resumed_from) = match latest {
         Some((step, path)) => {
             let (trainer, state) =
@@ -227,7 +264,7 @@ fn open(config: &TrainConfig, run_dir: &Path, resume: bool, data: &Dataset, devi
         }
     };
     let file = std::fs::OpenOptions::new().create(true).append(true).open(&metrics_path).map_err(io(&metrics_path))?;
-    Ok(Opened { trainer, best, resumed_from, log: MetricsLog { file, path: metrics_path } })
+    Ok(Opened { trainer, best, resumed_from, log: MetricsLog { file, path: metrics_path }, _lock: lock })
 }
 
 /// `<run>/metrics.jsonl`: one JSON object per line, flushed as written.
@@ -277,7 +314,7 @@ pub fn train(
     // seed is set: its random matrices (a timing-dependent number) must not shift the model's.
     let matmul_ceiling = crate::mfu::matmul_ceiling(&device.clone().inner(), config.model.dtype.dtype());
     let peak = matmul_ceiling * devices.len() as f64;
-    let Opened { mut trainer, mut best, resumed_from, mut log } = open(config, run_dir, resume, &data, device)?;
+    let Opened { mut trainer, mut best, resumed_from, mut log, _lock } = open(config, run_dir, resume, &data, device)?;
     trainer.precision = config.model.dtype;
     trainer.devices = devices.to_vec();
     let mut log = |value: serde_json::Value| log.line(value);

@@ -115,6 +115,10 @@ fn resumed_runs_continue_exactly() {
     assert!(train(&reference, &[config], None));
     let want = metrics(&reference);
     assert_eq!(want.iter().filter(|m| m.get("loss").is_some()).count(), 30);
+    let summary = std::fs::read_to_string(reference.join("run/summary.json")).unwrap();
+    assert!(!train(&reference, &["--resume"], None), "a finished run does not resume");
+    assert_eq!(std::fs::read_to_string(reference.join("run/summary.json")).unwrap(), summary, "its summary stands");
+    assert_eq!(metrics(&reference), want);
 
     // Killed while writing the step-20 checkpoint: only its temporary directory is left.
     let mid_save = root.path().join("mid_save");
@@ -216,4 +220,29 @@ fn text_runs_with_accumulation_resume_exactly() {
     assert!(!train(&mid_run, &[config], Some("step:6")));
     assert!(train(&mid_run, &["--resume"], None));
     assert_eq!(metrics(&mid_run), want, "the data cursor and routers resume with the model");
+}
+
+#[test]
+fn a_run_directory_trains_in_one_process_at_a_time() {
+    let root = tempfile::tempdir().unwrap();
+    let config = root.path().join("tiny.toml");
+    std::fs::write(&config, CONFIG).unwrap();
+    let run = root.path().join("run");
+    std::fs::create_dir_all(&run).unwrap();
+    // Another training holds the run's lock.
+    let holder = std::fs::OpenOptions::new().write(true).create(true).truncate(true).open(run.join(".lock")).unwrap();
+    holder.try_lock().unwrap();
+    std::fs::write(run.join(".lock"), "pid 4242").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_swiattn"))
+        .arg("train")
+        .arg(&config)
+        .arg("--run-dir")
+        .arg(&run)
+        .env("SWIATTN_TEST_QUIET", "1")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "a second training of one run directory must not start");
+    assert!(stderr.contains("is being trained by another process (pid 4242)"), "{stderr}");
+    assert!(!run.join("config.toml").exists(), "nothing written while another process holds the run");
 }
