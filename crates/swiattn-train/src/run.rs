@@ -223,8 +223,11 @@ fn open(config: &TrainConfig, run_dir: &Path, resume: bool, data: &Dataset, devi
     if resume {
         let saved = TrainConfig::from_file(&config_path)?;
         if saved != *config {
+            let (saved, given) = (serde_json::to_value(&saved), serde_json::to_value(config));
+            let key = saved.ok().zip(given.ok()).and_then(|(s, g)| first_difference(&s, &g, "")).unwrap_or_default();
             return Err(Error::Invalid(format!(
-                "{} holds a different config; resume with that one (omit the config) or start a new run directory",
+                "{} holds a different config (first difference: {key}); resume with that one (omit the config) \
+                 or start a new run directory",
                 config_path.display()
             )));
         }
@@ -265,6 +268,22 @@ fn open(config: &TrainConfig, run_dir: &Path, resume: bool, data: &Dataset, devi
     };
     let file = std::fs::OpenOptions::new().create(true).append(true).open(&metrics_path).map_err(io(&metrics_path))?;
     Ok(Opened { trainer, best, resumed_from, log: MetricsLog { file, path: metrics_path }, _lock: lock })
+}
+
+/// The first key (as `a.b.c`) where two configs differ, with both values.
+fn first_difference(saved: &serde_json::Value, given: &serde_json::Value, at: &str) -> Option<String> {
+    match (saved, given) {
+        (serde_json::Value::Object(s), serde_json::Value::Object(g)) => {
+            let keys: std::collections::BTreeSet<&String> = s.keys().chain(g.keys()).collect();
+            keys.into_iter().find_map(|k| {
+                let path = if at.is_empty() { k.clone() } else { format!("{at}.{k}") };
+                let null = serde_json::Value::Null;
+                first_difference(s.get(k).unwrap_or(&null), g.get(k).unwrap_or(&null), &path)
+            })
+        }
+        _ if saved == given => None,
+        _ => Some(format!("`{at}` is {saved} in the run, {given} here")),
+    }
 }
 
 /// `<run>/metrics.jsonl`: one JSON object per line, flushed as written.

@@ -119,6 +119,17 @@ fn resumed_runs_continue_exactly() {
     assert!(!train(&reference, &["--resume"], None), "a finished run does not resume");
     assert_eq!(std::fs::read_to_string(reference.join("run/summary.json")).unwrap(), summary, "its summary stands");
     assert_eq!(metrics(&reference), want);
+    // Resuming with another config names the key that differs.
+    let other = root.path().join("other.toml");
+    std::fs::write(&other, CONFIG.replace("lr = 3e-3", "lr = 4e-3")).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_swiattn"))
+        .args(["train", other.to_str().unwrap(), "--resume", "--run-dir"])
+        .arg(reference.join("run"))
+        .env("SWIATTN_TEST_QUIET", "1")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && stderr.contains("`optim.lr` is 0.003 in the run, 0.004 here"), "{stderr}");
 
     // Killed while writing the step-20 checkpoint: only its temporary directory is left.
     let mid_save = root.path().join("mid_save");
