@@ -27,6 +27,13 @@ pub struct Until {
     pub chunk: Option<usize>,
 }
 
+impl Until {
+    /// The prefill chunk for `model`: the set one, else the model's own.
+    pub fn chunk_for(&self, model: &Transformer) -> usize {
+        self.chunk.unwrap_or_else(|| model.prefill_chunk()).max(1)
+    }
+}
+
 /// The generated token ids and their text (cut before the first stop string).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Generated {
@@ -99,7 +106,7 @@ fn prefill(model: &Transformer, context: &[u32], until: &Until) -> Result<(Model
     }
     let mut cache = model.new_cache();
     let mut last = None;
-    for chunk in context.chunks(until.chunk.unwrap_or_else(|| model.prefill_chunk()).max(1)) {
+    for chunk in context.chunks(until.chunk_for(model)) {
         let tokens = model.token_tensor(chunk, [1, chunk.len()])?;
         last = Some(model.forward_cached_last(tokens, &Routes::none(), &mut cache)?);
     }

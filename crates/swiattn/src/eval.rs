@@ -21,7 +21,7 @@ use swiattn_eval::task::{OutputType, Prepared, TaskSpec};
 use tokenizers::Tokenizer;
 
 use crate::info::describe;
-use crate::model_config::AttentionArgs;
+use crate::model_config::{AttentionArgs, check_trained_context};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -144,19 +144,12 @@ pub fn run(args: Args, backend: BackendKind, device: &Device) -> anyhow::Result<
         None => loaded.tokenizer.clone().context("the model ships no tokenizer; pass --tokenizer tokenizer.json")?,
     };
     let (eot, eos) = end_of_text(&tokenizer)?;
-    if let Some(trained) = model.config.max_position_embeddings.filter(|_| !args.beyond_trained_context) {
-        let ruler = tasks.iter().any(|t| matches!(t, Task::Ruler(_)));
-        let regular = tasks.iter().any(|t| matches!(t, Task::Spec(_)));
-        for (used, flag) in [(regular, "--max-len", args.max_len), (ruler, "--length", args.ruler.length)]
-            .into_iter()
-            .filter_map(|(used, flag, n)| used.then_some((n, flag)))
-        {
-            anyhow::ensure!(
-                used <= trained,
-                "{flag} {used} is past the model's max_position_embeddings ({trained}, {}); \
-                 lower it, or pass --beyond-trained-context to evaluate there anyway",
-                model_path.display()
-            );
+    let ruler = tasks.iter().any(|t| matches!(t, Task::Ruler(_)));
+    let regular = tasks.iter().any(|t| matches!(t, Task::Spec(_)));
+    for (asked, flag, used) in [(regular, "--max-len", args.max_len), (ruler, "--length", args.ruler.length)] {
+        if asked {
+            let what = format!("{flag} {used}");
+            check_trained_context(&model.config, model_path, used, &what, "lower it", args.beyond_trained_context)?;
         }
     }
     println!("model:     {} ({})", model_path.display(), describe(&model.arch));

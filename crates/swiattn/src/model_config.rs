@@ -70,3 +70,24 @@ pub fn read_config_with(path: &Path, args: &AttentionArgs) -> anyhow::Result<Mod
     config.resolve("model config with the requested attention")?;
     Ok(config)
 }
+
+/// Refuse `used` tokens past the model's `max_position_embeddings` (its trained context) unless
+/// `beyond` (`--beyond-trained-context`, length extrapolation): `what` says what asked for them,
+/// `fix` how to stay within.
+pub fn check_trained_context(
+    config: &ModelConfig,
+    model: &Path,
+    used: usize,
+    what: &str,
+    fix: &str,
+    beyond: bool,
+) -> anyhow::Result<()> {
+    if let Some(trained) = config.max_position_embeddings.filter(|&trained| !beyond && used > trained) {
+        anyhow::bail!(
+            "{what} is past the model's max_position_embeddings ({trained}, {}); {fix}, or pass \
+             --beyond-trained-context to go there anyway",
+            model.display()
+        );
+    }
+    Ok(())
+}

@@ -12,7 +12,7 @@ use swiattn_core::score::token_nll;
 use swiattn_core::tokenizer::{encode, load_tokenizer};
 
 use crate::info::describe;
-use crate::model_config::AttentionArgs;
+use crate::model_config::{AttentionArgs, check_trained_context};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -71,15 +71,10 @@ pub fn run(args: Args, backend: BackendKind, device: &Device) -> anyhow::Result<
         args.max_tokens.map_or(String::new(), |m| format!(" after --max-tokens {m}"))
     );
     anyhow::ensure!(args.chunk > 0, "--chunk must be at least 1 token");
-    if let Some(trained) = loaded.model.config.max_position_embeddings.filter(|_| !args.beyond_trained_context) {
-        anyhow::ensure!(
-            ids.len() <= trained,
-            "{}: {} tokens is past the model's max_position_embeddings ({trained}, {}); pass --max-tokens \
-             {trained}, or --beyond-trained-context to score there anyway",
-            args.text.display(),
-            ids.len(),
-            args.model.display()
-        );
+    if let Some(trained) = loaded.model.config.max_position_embeddings {
+        let what = format!("{}: {} tokens", args.text.display(), ids.len());
+        let fix = format!("pass --max-tokens {trained}");
+        check_trained_context(&loaded.model.config, &args.model, ids.len(), &what, &fix, args.beyond_trained_context)?;
     }
     if let Some(path) = &args.dump_ids {
         let lines: Vec<String> = ids.iter().map(u32::to_string).collect();

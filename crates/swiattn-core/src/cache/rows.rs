@@ -132,11 +132,6 @@ pub struct RowsVisible {
 }
 
 impl RowsVisible {
-    /// Queries per row.
-    pub fn new_tokens(&self) -> usize {
-        self.new
-    }
-
     /// The first visible column of each row's one query (decoding: one new token per row), which
     /// sees every column from there to the last.
     pub fn first_columns(&self) -> Option<Vec<usize>> {

@@ -282,7 +282,8 @@ impl SelfAttention {
         {
             return kernel::fused_ragged_decode(q, k, v, &first, self.scale);
         }
-        ragged_attention(q.clone(), k, v, visible.hidden(&q.device()), self.scale)
+        let hidden = visible.hidden(&q.device());
+        ragged_attention(q, k, v, hidden, self.scale)
     }
 
     fn attend_cached(

@@ -98,8 +98,9 @@ pub fn run(args: Args, backend: BackendKind, device: &Device) -> anyhow::Result<
             } else {
                 let prompts: Vec<Vec<u32>> =
                     (0..batch * (args.repeats + 1)).map(|i| random(seq - (i * 7) % 16)).collect();
+                let until = |new| Until { stop: Vec::new(), max_new_tokens: new, eos: Vec::new(), chunk: args.chunk };
                 let time = |contexts: &[Vec<u32>], new: usize| -> anyhow::Result<f64> {
-                    let until = Until { stop: Vec::new(), max_new_tokens: new, eos: Vec::new(), chunk: args.chunk };
+                    let until = until(new);
                     let t = Instant::now();
                     if batch == 1 {
                         generate(&model, &tokenizer(), &contexts[0], &until)?;
@@ -122,7 +123,7 @@ pub fn run(args: Args, backend: BackendKind, device: &Device) -> anyhow::Result<
                     "mode": "generate", "samples_per_s": batch as f64 / t, "prefill_s_per_sample": p / batch as f64,
                     "decode_tokens_per_s": (batch * (args.new_tokens - 1)) as f64 / (t - p),
                     "new_tokens": args.new_tokens, "batches": args.repeats,
-                    "chunk": args.chunk.unwrap_or_else(|| model.prefill_chunk()).min(seq),
+                    "chunk": until(args.new_tokens).chunk_for(&model).min(seq),
                     "seconds_per_batch": total,
                 })
             };
