@@ -315,32 +315,38 @@ pub fn fused(device: &Device, cases: &[Case]) -> Vec<Check> {
             let fast = |q, k, v| fused_routed_attention(q, k, v, route, w, pos, scale);
             checks.extend(compare(&format!("fused routed {label}"), case, seed, &vis, &fast, device));
         }
-        if t == 1 {
-            checks.push(ragged_decode(case, seed, device));
-        }
+        checks.extend(ragged(case, seed, device));
     }
     poison_outputs(false);
     checks
 }
 
-/// The fused ragged decode (one query per row, each row seeing the key columns from its own
-/// first on, as a [`crate::cache::RowsCache`] gives them) vs the reference, forward only (it has
-/// no backward): four rows that see every column, the last `w`, the last one, and a third of them.
+/// The fused ragged attention (each row seeing the key columns from its own floor on, as a
+/// [`crate::cache::RowsCache`] gives them; decoding when `q_len == 1`, left-padded prefill
+/// otherwise) vs the reference, forward only (it has no backward), under both spans. Five rows:
+/// floors at 0, `k_len - w`, a third of the way, the last column, and half-way into the queries
+/// (whose first half are padding queries that see nothing and return zeros).
 #[cfg(feature = "kernels")]
-fn ragged_decode(case: &Case, seed: u64, device: &Device) -> Check {
-    use crate::kernel::fused_ragged_decode;
-    let Case { q_heads: hq, kv_heads: hkv, head_dim: d, .. } = *case;
+fn ragged(case: &Case, seed: u64, device: &Device) -> Vec<Check> {
+    use crate::kernel::fused_ragged_attention;
+    let Case { q_heads: hq, kv_heads: hkv, head_dim: d, q_len: tq, .. } = *case;
     let tk = case.k_len();
-    let first = [0, tk.saturating_sub(case.window.size()), tk - 1, tk / 3];
-    let b = first.len();
-    let seen = first.iter().flat_map(|&f| (0..tk).map(move |j| j >= f)).collect();
-    let vis = Visibility { dims: [b, 1, 1, tk], seen };
+    let floor = [0, tk.saturating_sub(case.window.size()), tk / 3, tk - 1, tk - tq + tq / 2];
+    let b = floor.len();
     let input = |dims: [usize; 4], s: u64| randn(dims, seed * 37 + s, device).cast(case.dtype);
-    let (q, k, v) = (input([b, hq, 1, d], 1), input([b, hkv, tk, d], 2), input([b, hkv, tk, d], 3));
-    let want = attention_reference(q.clone(), k.clone(), v.clone(), &vis, case.scale()).cast(DType::F32);
-    let got = fused_ragged_decode(q, k, v, &first, case.scale()).cast(DType::F32);
+    let (q, k, v) = (input([b, hq, tq, d], 1), input([b, hkv, tk, d], 2), input([b, hkv, tk, d], 3));
     let tol = tolerances(case.dtype, case.matmul).0;
-    Check { name: format!("fused ragged decode {} out", case.label()), diff: max_abs_diff(&got, &want), tol }
+    [Span::Full, Span::Sliding(case.window)]
+        .into_iter()
+        .map(|span| {
+            let vis = Visibility::build([b, 1, tq, tk], |r, _, t, j| j >= floor[r] && span.sees(tk - tq + t, j));
+            let want = attention_reference(q.clone(), k.clone(), v.clone(), &vis, case.scale()).cast(DType::F32);
+            let got = fused_ragged_attention(q.clone(), k.clone(), v.clone(), span, &floor, case.scale());
+            let name = if span == Span::Full { "full" } else { "sliding" };
+            let diff = max_abs_diff(&got.cast(DType::F32), &want);
+            Check { name: format!("fused ragged {name} {} out", case.label()), diff, tol }
+        })
+        .collect()
 }
 
 /// Shapes for the tensor-core kernels (bf16/f16 inputs on CUDA): lengths on both sides of their

@@ -1,9 +1,10 @@
-//! Ragged batches: caches of sequences at different positions stacked into one batch decode
-//! exactly as each sequence does on its own — and as the full forward of its whole sequence — for
-//! full, sliding and head-mixed layers, with prompts below, at and past the window, through the
-//! sliding rows' trimming and multi-token chunks. On a CubeCL backend (`SWIATTN_TEST_BACKEND=wgpu`)
-//! the one-token steps run the fused ragged decode kernel (head dim 16 is one it takes), the
-//! multi-token steps the masked tensor ops.
+//! Ragged batches: caches of sequences at different positions stacked into one batch, and prompts
+//! of different lengths prefilled left-padded together, decode exactly as each sequence does on
+//! its own — and as the full forward of its whole sequence — for full, sliding and head-mixed
+//! layers, with prompts below, at and past the window, through the sliding rows' trimming,
+//! chunks that are all padding for some rows, and multi-token steps. On a CubeCL backend
+//! (`SWIATTN_TEST_BACKEND=wgpu`) every step runs the fused ragged kernels (head dim 16 is one they
+//! take): decode for one token per row, the forward kernels otherwise.
 
 use swiattn_core::Error;
 use swiattn_core::cache::ModelCache;
@@ -90,6 +91,61 @@ fn stacked_caches_decode_like_each_sequence_alone() {
             }
         }
     }
+}
+
+/// The logits of `rows` (`[rows, vocab]` or `[rows, t, vocab]` at the last `t` positions) against
+/// each row's whole sequence (`len[r]` tokens) through the full forward.
+fn assert_like_full_forward(model: &Transformer, what: &str, got: &burn::tensor::Tensor<3>, len: &[usize]) {
+    let [_, t, v] = got.dims();
+    for (r, &n) in len.iter().enumerate() {
+        let whole: Vec<u32> = (0..n).map(|i| token(r, i)).collect();
+        let full = model.forward(model.token_tensor(&whole, [1, n]).unwrap(), &Routes::none()).unwrap();
+        let want = full.slice([0..1, n - t..n, 0..v]);
+        let diff = max_abs_diff(&got.clone().slice([r..r + 1, 0..t, 0..v]), &want);
+        assert!(diff < 1e-4, "{what}: row {r} ({n} tokens) vs its full forward differ by {diff}");
+    }
+}
+
+/// Prompts of 1, 3, 4 (= w), 5, 9 and 11 tokens prefilled left-padded together, in one chunk and
+/// in chunks of 3 (the 1-token prompt's first three chunks are all padding), then decoded on
+/// past 2w: every row's logits equal its own full forward's.
+#[test]
+fn padded_prompts_prefill_and_decode_like_each_sequence_alone() {
+    let device = test_device();
+    let prompts = [1usize, 3, 4, 5, 9, 11];
+    for pattern in ["F", "S", "H", "FSH"] {
+        let model = model(pattern, &device);
+        for chunk in [usize::MAX, 3] {
+            let ids: Vec<Vec<u32>> =
+                prompts.iter().enumerate().map(|(r, &n)| (0..n).map(|i| token(r, i)).collect()).collect();
+            let refs: Vec<&[u32]> = ids.iter().map(Vec::as_slice).collect();
+            let (mut cache, last) = model.prefill_padded(&refs, chunk).unwrap();
+            let what = if chunk == usize::MAX {
+                format!("{pattern}, one chunk")
+            } else {
+                format!("{pattern}, chunks of {chunk}")
+            };
+            assert_eq!(cache.row_positions(), Some(&prompts[..]), "{what}");
+            let vocab = last.dims()[1];
+            assert_like_full_forward(
+                &model,
+                &format!("{what}: prefill"),
+                &last.reshape([prompts.len(), 1, vocab]),
+                &prompts,
+            );
+            let mut at = prompts;
+            for t in [1, 2, 1, 1, 1, 3, 1] {
+                let ids: Vec<u32> =
+                    (0..prompts.len()).flat_map(|r| (at[r]..at[r] + t).map(move |i| token(r, i))).collect();
+                let tokens = model.token_tensor(&ids, [prompts.len(), t]).unwrap();
+                let logits = model.forward_cached(tokens, &Routes::none(), &mut cache).unwrap();
+                at.iter_mut().for_each(|p| *p += t);
+                assert_like_full_forward(&model, &format!("{what}: step to {at:?}"), &logits, &at);
+            }
+        }
+    }
+    let e = ModelCache::prompts(&[3, 0], model("F", &device).layer_attention()).unwrap_err();
+    assert!(e.to_string().contains("each non-empty"), "{e}");
 }
 
 #[test]

@@ -3,13 +3,13 @@
 //! end-of-text token is produced, or `max_new_tokens` are out. The text is cut before the first
 //! stop string, as lm-evaluation-harness cuts it.
 //!
-//! [`generate`] decodes one context; [`generate_batch`] decodes many together: each context is
-//! prefilled on its own (no padding in the prefill), their caches stack into one ragged batch
-//! ([`ModelCache::stack`]) and every step feeds one token per row, each at its own position — the
-//! same tokens as one at a time, with one forward and one read-back per step for the batch.
+//! [`generate`] decodes one context; [`generate_batch`] decodes many together: the contexts are
+//! prefilled as one ragged batch ([`Transformer::prefill_batch`]: left-padded together on the
+//! fused kernels, each on its own elsewhere) and every step feeds one token per row, each at its
+//! own position — the same tokens as one at a time, with one forward and one read-back per step
+//! for the batch.
 
 use burn::tensor::{Int, Tensor};
-use swiattn_core::cache::ModelCache;
 use swiattn_core::model::{Routes, Transformer};
 use swiattn_core::{Error, Result};
 
@@ -44,7 +44,7 @@ pub struct Generated {
 /// Greedily continue `context` (token ids, at least one).
 pub fn generate(model: &Transformer, tokenizer: &Tokenizer, context: &[u32], until: &Until) -> Result<Generated> {
     model.check_static("generate")?;
-    let (mut cache, mut logits) = prefill(model, context, until)?;
+    let (mut cache, mut logits) = model.prefill(context, until.chunk_for(model))?;
     let mut row = Row::default();
     loop {
         let next = read_ids(logits.argmax(1))?[0];
@@ -68,15 +68,8 @@ pub fn generate_batch(
     model.check_static("generate")?;
     let mut out = Vec::with_capacity(contexts.len());
     for group in contexts.chunks(batch.max(1)) {
-        let (mut caches, mut last) = (Vec::with_capacity(group.len()), Vec::with_capacity(group.len()));
-        for context in group {
-            let (cache, logits) = prefill(model, context, until)?;
-            last.push(logits);
-            caches.push(cache);
-        }
-        let mut cache = ModelCache::stack(&caches, model.layer_attention())?;
-        drop(caches);
-        let mut logits = Tensor::cat(last, 0);
+        let prompts: Vec<&[u32]> = group.iter().map(Vec::as_slice).collect();
+        let (mut cache, mut logits) = model.prefill_batch(&prompts, until.chunk_for(model))?;
         let b = logits.dims()[0];
         let mut rows: Vec<Row> = group.iter().map(|_| Row::default()).collect();
         loop {
@@ -97,20 +90,6 @@ pub fn generate_batch(
         progress(out.len());
     }
     Ok(out)
-}
-
-/// The context through the cache in chunks: the cache and the last position's logits `[1, vocab]`.
-fn prefill(model: &Transformer, context: &[u32], until: &Until) -> Result<(ModelCache, Tensor<2>)> {
-    if context.is_empty() {
-        return Err(Error::Invalid("generation needs at least one context token".into()));
-    }
-    let mut cache = model.new_cache();
-    let mut last = None;
-    for chunk in context.chunks(until.chunk_for(model)) {
-        let tokens = model.token_tensor(chunk, [1, chunk.len()])?;
-        last = Some(model.forward_cached_last(tokens, &Routes::none(), &mut cache)?);
-    }
-    Ok((cache, last.expect("at least one chunk")))
 }
 
 /// One sequence's generated tokens so far, and its result once finished.

@@ -56,7 +56,8 @@ impl Visibility {
         })
     }
 
-    fn build(dims: [usize; 4], f: impl Fn(usize, usize, usize, usize) -> bool) -> Self {
+    /// `[batch, kv_heads, q_len, k_len]` from `f(batch, kv_head, query, key)` (`true` = visible).
+    pub fn build(dims: [usize; 4], f: impl Fn(usize, usize, usize, usize) -> bool) -> Self {
         let [nb, nh, nq, nk] = dims;
         let mut seen = Vec::with_capacity(nb * nh * nq * nk);
         for b in 0..nb {

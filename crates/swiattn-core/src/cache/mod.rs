@@ -7,9 +7,9 @@
 //! | routed | [`FullCache`]: any later token may route to full attention | O(n) |
 //! | head-mixed | full cache for full heads, ring for sliding heads | O(n · h_fa + w · h_swa) |
 //!
-//! Caches of sequences at different positions stack into one ragged batch ([`ModelCache::stack`]):
-//! every layer then keeps a [`RowsCache`] (two for head-mixed layers), sliding layers only their
-//! last `w` columns.
+//! Caches of sequences at different positions stack into one ragged batch ([`ModelCache::stack`]),
+//! and prompts of different lengths prefill as one ([`ModelCache::prompts`]): every layer then
+//! keeps a [`RowsCache`] (two for head-mixed layers), sliding layers only their last `w` columns.
 
 mod full;
 mod ring;
@@ -99,12 +99,37 @@ pub struct ModelCache {
     len: usize,
     /// A ragged batch's next position per row (`len` is then unused).
     rows: Option<Vec<usize>>,
+    /// A ragged batch's padding columns still to come per row, before its first token (empty
+    /// unless built by [`Self::prompts`]).
+    pad: Vec<usize>,
 }
 
 impl ModelCache {
     /// Empty caches for a model whose layers have these attention kinds.
     pub fn new(layers: &[LayerAttention]) -> Self {
-        Self { layers: layers.iter().map(LayerCache::for_layer).collect(), len: 0, rows: None }
+        Self { layers: layers.iter().map(LayerCache::for_layer).collect(), len: 0, rows: None, pad: Vec::new() }
+    }
+
+    /// An empty ragged batch for prompts of `lens[r]` tokens, fed together right-aligned (left
+    /// padded) in `[batch, max(lens)]` tokens, in one chunk or several: row `r`'s first
+    /// `max - lens[r]` tokens are padding, which no query sees and no position counts.
+    pub fn prompts(lens: &[usize], layers: &[LayerAttention]) -> Result<Self> {
+        if lens.is_empty() || lens.contains(&0) {
+            return Err(Error::Invalid(format!("prompts of {lens:?} tokens: need at least one, each non-empty")));
+        }
+        let rows = |keep| RowsCache::prompts(lens, keep);
+        let layers = layers
+            .iter()
+            .map(|attention| match attention {
+                LayerAttention::Full | LayerAttention::Routed(_) => LayerCache::Rows(rows(None)),
+                LayerAttention::Sliding(w) => LayerCache::Rows(rows(Some(*w))),
+                LayerAttention::HeadMixed { window, .. } => {
+                    LayerCache::MixedRows { full: rows(None), sliding: rows(Some(*window)) }
+                }
+            })
+            .collect();
+        let longest = lens.iter().copied().max().unwrap_or(0);
+        Ok(Self { layers, len: 0, rows: Some(vec![0; lens.len()]), pad: lens.iter().map(|&n| longest - n).collect() })
     }
 
     /// One ragged batch from caches of sequences at different positions (of one model, each of
@@ -153,13 +178,27 @@ impl ModelCache {
                 }
             });
         }
-        Ok(Self { layers: out, len: 0, rows: Some(next) })
+        Ok(Self { layers: out, len: 0, rows: Some(next), pad: Vec::new() })
     }
 
-    /// A ragged batch's next position per row ([`Self::stack`]); `None` when every row is at
-    /// [`Self::len`].
+    /// A ragged batch's next position per row ([`Self::stack`], [`Self::prompts`]); `None` when
+    /// every row is at [`Self::len`].
     pub fn row_positions(&self) -> Option<&[usize]> {
         self.rows.as_deref()
+    }
+
+    /// The positions of a ragged batch's next `len` columns, row-major (`[rows * len]`): a row's
+    /// padding columns take position 0 (nothing sees them), its tokens count on from its next
+    /// position. `None` when the batch is not ragged.
+    pub fn chunk_positions(&self, len: usize) -> Option<Vec<usize>> {
+        let rows = self.rows.as_ref()?;
+        let mut out = Vec::with_capacity(rows.len() * len);
+        for (r, &next) in rows.iter().enumerate() {
+            let pad = self.pad.get(r).map_or(0, |&p| p.min(len));
+            out.extend(std::iter::repeat_n(0, pad));
+            out.extend(next..next + len - pad);
+        }
+        Some(out)
     }
 
     /// Positions processed so far (the position of the next token).
@@ -187,14 +226,17 @@ impl ModelCache {
                 }
             })
             .collect();
-        let rows = self.rows.as_ref().map(|r| r.iter().copied().cycle().take(r.len() * n).collect());
-        Self { layers, len: self.len, rows }
+        let cycle = |x: &[usize]| -> Vec<usize> { x.iter().copied().cycle().take(x.len() * n).collect() };
+        Self { layers, len: self.len, rows: self.rows.as_deref().map(cycle), pad: cycle(&self.pad) }
     }
 
     pub(crate) fn advance(&mut self, n: usize) {
         self.len += n;
         if let Some(rows) = &mut self.rows {
-            rows.iter_mut().for_each(|p| *p += n);
+            for (r, next) in rows.iter_mut().enumerate() {
+                let pad = self.pad.get_mut(r).map_or(0, |p| std::mem::replace(p, p.saturating_sub(n)).min(n));
+                *next += n - pad;
+            }
         }
     }
 }

@@ -1,10 +1,12 @@
-//! KV cache for a batch of sequences at different positions (ragged batched decoding, e.g.
-//! greedy generation of prompts of different lengths, each prefilled on its own).
+//! KV cache for a batch of sequences at different positions (ragged batches: greedy generation of
+//! prompts of different lengths, prefilled together or each on its own).
 //!
 //! Each row's keys are right-aligned: the newest key of every row sits in the same column, so one
 //! token per row is appended with one write. Row `r` holds its last `held[r]` positions in columns
-//! `end - held[r]..end`; columns left of them are padding, hidden by [`RowsVisible`], which
-//! builds each query's visible columns from the window definition ([`Span::first_key`]).
+//! `end - held[r]..end`; columns left of them are padding. A batch of prompts starts as
+//! [`RowsCache::prompts`]: each row's prompt right-aligned in one chunk, its left padding fed first.
+//! [`RowsVisible`] tells which columns each query sees: those its span sees in column space (the
+//! window definition, [`Span::sees`]), from its row's first held column on.
 
 use burn::tensor::{Bool, Int, Tensor, TensorData};
 
@@ -19,6 +21,8 @@ pub struct RowsCache {
     held: Vec<usize>,
     /// Position of each row's next token.
     next: Vec<usize>,
+    /// Padding columns each row's next appends start with, before its first token.
+    pad: Vec<usize>,
     /// Sliding layers keep only the columns a later query can see: the last `w`.
     keep: Option<Window>,
 }
@@ -52,13 +56,35 @@ impl RowsCache {
             }
             None => FullCache::default(),
         };
-        Self { store, held, next, keep }
+        let pad = vec![0; next.len()];
+        Self { store, held, next, pad, keep }
+    }
+
+    /// An empty cache for prompts of `lens[r]` tokens fed together, right-aligned in one
+    /// `[batch, max(lens)]` chunk (or several): row `r`'s first `max - lens[r]` columns are
+    /// padding, which no query sees.
+    pub fn prompts(lens: &[usize], keep: Option<Window>) -> Self {
+        let longest = lens.iter().copied().max().unwrap_or(0);
+        let rows = lens.len();
+        Self {
+            store: FullCache::default(),
+            held: vec![0; rows],
+            next: vec![0; rows],
+            pad: lens.iter().map(|&n| longest - n).collect(),
+            keep,
+        }
     }
 
     /// This cache tiled `n` times along the batch: row `i` continues row `i % rows`.
     pub fn repeat(&self, n: usize) -> Self {
         let cycle = |x: &[usize]| x.iter().copied().cycle().take(x.len() * n).collect();
-        Self { store: self.store.repeat(n), held: cycle(&self.held), next: cycle(&self.next), keep: self.keep }
+        Self {
+            store: self.store.repeat(n),
+            held: cycle(&self.held),
+            next: cycle(&self.next),
+            pad: cycle(&self.pad),
+            keep: self.keep,
+        }
     }
 
     /// Rows in the batch.
@@ -71,39 +97,25 @@ impl RowsCache {
         self.store.capacity()
     }
 
-    /// Append `k`, `v` (`[batch, kv_heads, new, head_dim]`, row `r` at positions
-    /// `next[r]..next[r] + new`) and return every column's keys and values and which of them each
-    /// new query sees under `span`.
+    /// Append `k`, `v` (`[batch, kv_heads, new, head_dim]`: row `r`'s padding still to come
+    /// first, then its tokens at positions `next[r]..`) and return every column's keys and values
+    /// and which of them each new query sees under `span`.
     pub fn append(&mut self, k: Tensor<4>, v: Tensor<4>, span: Span) -> (Tensor<4>, Tensor<4>, RowsVisible) {
         let new = k.dims()[2];
         let (keys, values) = self.store.append(k, v);
-        self.held.iter_mut().for_each(|h| *h += new);
-        let visible = self.visible(span, new);
-        self.next.iter_mut().for_each(|p| *p += new);
+        for ((held, next), pad) in self.held.iter_mut().zip(&mut self.next).zip(&mut self.pad) {
+            let padding = (*pad).min(new);
+            *pad -= padding;
+            *held += new - padding;
+            *next += new - padding;
+        }
+        let end = self.store.len();
+        let floor = self.held.iter().map(|&h| end - h).collect();
+        let visible = RowsVisible { floor, span, new, end };
         if let Some(w) = self.keep {
             self.trim(w.size());
         }
         (keys, values, visible)
-    }
-
-    /// The columns the `new` queries just appended (still at positions `next[r]..next[r] + new`)
-    /// see: query `i` of row `r` sees columns `lo..=hi`, where `hi` is its own column and `lo` is
-    /// the column of `span.first_key` of its position, or the row's first held column if that is
-    /// later.
-    fn visible(&self, span: Span, new: usize) -> RowsVisible {
-        let end = self.store.len();
-        let rows = self.rows();
-        let (mut lo, mut hi) = (Vec::with_capacity(rows * new), Vec::with_capacity(rows * new));
-        for (&held, &next) in self.held.iter().zip(&self.next) {
-            // Column of position p: end - (next + new - p).
-            let column = |p: usize| end as i64 - (next + new) as i64 + p as i64;
-            for i in 0..new {
-                let q = next + i;
-                lo.push(column(span.first_key(q)).max((end - held) as i64));
-                hi.push(column(q));
-            }
-        }
-        RowsVisible { lo, hi, rows, new, end }
     }
 
     /// Keep the last `w` columns once twice that many are stored: a later query sees only keys
@@ -120,32 +132,46 @@ impl RowsCache {
     }
 }
 
-/// Which key columns of a [`RowsCache`] each query of one append sees: query `i` of row `r` sees
-/// columns `lo[r * new + i]..=hi[r * new + i]`, out of `end`.
+/// Which key columns of a [`RowsCache`] the `new` queries of one append (the last `new` of `end`
+/// columns) see: query column `c` of row `r` sees column `j` iff `span` sees `j` from `c` and
+/// `j >= floor[r]`, the row's first held column. Positions and columns differ by one offset per
+/// row, so the window is the same in both; a padding query (left of its row's floor) sees nothing.
 #[derive(Clone, Debug, PartialEq)]
 pub struct RowsVisible {
-    lo: Vec<i64>,
-    hi: Vec<i64>,
-    rows: usize,
+    floor: Vec<usize>,
+    span: Span,
     new: usize,
     end: usize,
 }
 
 impl RowsVisible {
-    /// The first visible column of each row's one query (decoding: one new token per row), which
-    /// sees every column from there to the last.
-    pub fn first_columns(&self) -> Option<Vec<usize>> {
-        (self.new == 1).then(|| self.lo.iter().map(|&c| c as usize).collect())
+    /// Each row's first held column.
+    pub fn floor(&self) -> &[usize] {
+        &self.floor
     }
 
-    /// `[batch, 1, new, end]` mask of the hidden columns (`true` = hidden).
+    /// The span the queries attend under.
+    pub fn span(&self) -> Span {
+        self.span
+    }
+
+    /// `[batch, 1, new, end]` mask of the hidden columns (`true` = hidden): the span's mask in
+    /// column space, shared by the rows, joined with each row's floor on the device.
     pub fn hidden(&self, device: &burn::tensor::Device) -> Tensor<4, Bool> {
-        let (rows, new, end) = (self.rows, self.new, self.end);
-        let bounds = |b: &[i64]| Tensor::<4, Int>::from_data(TensorData::new(b.to_vec(), [rows, 1, new, 1]), device);
+        let (rows, new, end) = (self.floor.len(), self.new, self.end);
+        let mut outside = Vec::with_capacity(new * end);
+        for c in end - new..end {
+            outside.extend((0..end).map(|j| !self.span.sees(c, j)));
+        }
+        let outside = Tensor::<4, Bool>::from_data(TensorData::new(outside, [1, 1, new, end]), device);
+        let floor: Vec<i64> = self.floor.iter().map(|&f| f as i64).collect();
+        let floor = Tensor::<4, Int>::from_data(TensorData::new(floor, [rows, 1, 1, 1]), device);
+        let columns = Tensor::<1, Int>::arange(0..end as i64, device).reshape([1, 1, 1, end]);
         let dims = [rows, 1, new, end];
-        let columns = Tensor::<1, Int>::arange(0..end as i64, device).reshape([1, 1, 1, end]).expand(dims);
-        let before = columns.clone().lower(bounds(&self.lo).expand(dims));
-        let after = columns.greater(bounds(&self.hi).expand(dims));
-        before.bool_or(after)
+        columns
+            .expand([rows, 1, 1, end])
+            .lower(floor.expand([rows, 1, 1, end]))
+            .expand(dims)
+            .bool_or(outside.expand(dims))
     }
 }

@@ -64,21 +64,22 @@ impl<B: FlashAttentionOps, C: CheckpointStrategy> FlashAttentionOps for Autodiff
         (out, lse_leaf)
     }
 
-    fn flash_attention_decode_rows(
+    fn flash_attention_rows(
         q: FloatTensor<Self>,
         k: FloatTensor<Self>,
         v: FloatTensor<Self>,
-        first: IntTensor<Self>,
+        order: IntTensor<Self>,
+        split: IntTensor<Self>,
+        floor: IntTensor<Self>,
         params: FlashParams,
     ) -> FloatTensor<Self> {
         // Callers take this path only for tensors that need no gradient (the model checks).
         assert!(
             [&q, &k, &v].iter().all(|t| !t.is_tracked()),
-            "the fused ragged decode has no backward: call it on tensors that need no gradient"
+            "the fused ragged attention has no backward: call it on tensors that need no gradient"
         );
-        let out =
-            B::flash_attention_decode_rows(q.into_primitive(), k.into_primitive(), v.into_primitive(), first, params);
-        Self::from_inner(out)
+        let (q, k, v) = (q.into_primitive(), k.into_primitive(), v.into_primitive());
+        Self::from_inner(B::flash_attention_rows(q, k, v, order, split, floor, params))
     }
 
     fn flash_attention_backward(

@@ -111,7 +111,7 @@ fn empty_like(t: &CubeTensor, shape: Shape, dtype: DType) -> CubeTensor {
 }
 
 /// Launch [`decode_kernel`] and [`decode_merge_kernel`] into `out` and `lse` (see the kernel for
-/// `ragged`, `split` and `first`).
+/// `split`; `floor`, a ragged cache's first held column per sequence, when given).
 #[allow(clippy::too_many_arguments)]
 fn decode(
     g: &Geometry,
@@ -119,17 +119,18 @@ fn decode(
     k: CubeTensor,
     v: CubeTensor,
     split: CubeTensor,
-    first: CubeTensor,
-    ragged: bool,
+    floor: Option<CubeTensor>,
     p: &FlashParams,
     out: &CubeTensor,
     lse: &CubeTensor,
 ) {
+    let ragged = floor.is_some();
+    let floor = floor.unwrap_or_else(|| split.clone());
     let n_chunks = g.k_len.div_ceil(DECODE_CHUNK);
     let part = empty_like(&q, Shape::new([g.batch * g.q_heads * n_chunks * (g.head_dim + 2)]), DType::F32);
     let client = q.client.clone();
     let dtype = q.dtype;
-    let dtypes = [dtype_to_storage_type(dtype), dtype_to_storage_type(first.dtype)];
+    let dtypes = [dtype_to_storage_type(dtype), dtype_to_storage_type(floor.dtype)];
     // SAFETY: every global index is guarded in the kernels, shared ones are in range by
     // construction; `tests/kernels.rs` runs the kernels with NaN-poisoned outputs.
     unsafe {
@@ -141,7 +142,7 @@ fn decode(
             k.into_tensor_arg(),
             v.into_tensor_arg(),
             split.into_tensor_arg(),
-            first.into_tensor_arg(),
+            floor.into_tensor_arg(),
             part.clone().into_tensor_arg(),
             problem(g, p),
             g.head_dim,
@@ -164,6 +165,72 @@ fn decode(
     };
 }
 
+/// The forward of the rows in `order`: output and log-sum-exp, by the decode kernels for one query
+/// against a long cache, else the (tensor-core where possible) forward kernels. `floor`: a ragged
+/// cache's first held column per sequence, which no query looks left of.
+fn forward(
+    q: CubeTensor,
+    k: CubeTensor,
+    v: CubeTensor,
+    order: CubeTensor,
+    split: CubeTensor,
+    floor: Option<CubeTensor>,
+    p: FlashParams,
+) -> (CubeTensor, CubeTensor) {
+    let (q, k, v) = (into_contiguous(q), into_contiguous(k), into_contiguous(v));
+    let (order, split) = (into_contiguous(order), into_contiguous(split));
+    let floor = floor.map(into_contiguous);
+    let g = Geometry::of(&q, &k);
+    let out = empty_like(&q, q.shape(), q.dtype);
+    let lse = empty_like(&q, Shape::new([g.batch, g.q_heads, g.q_len]), DType::F32);
+    let dtypes = [dtype_to_storage_type(q.dtype), dtype_to_storage_type(order.dtype)];
+    if g.q_len == 1 && g.k_len >= 2 * DECODE_CHUNK {
+        decode(&g, q, k, v, split, floor, &p, &out, &lse);
+        return (out, lse);
+    }
+    let ragged = floor.is_some();
+    let floor = floor.unwrap_or_else(|| split.clone());
+    let mma = use_mma(&[&q, &k, &v]);
+    // The two forwards take the same arguments; only the kernel and its geometry differ.
+    // The tensor-core kernel also takes its load width first and its tile shape last.
+    macro_rules! launch {
+        ($kernel:ident, $count:expr, $dim:expr, [$($width:expr)?], [$($tiles:expr),*]) => {
+            // SAFETY: every global index is guarded in the kernel, shared ones are in range by
+            // construction; `tests/kernels.rs` runs the kernels with NaN-poisoned outputs.
+            unsafe {
+                $kernel::launch_unchecked(
+                    &q.client.clone(),
+                    $count,
+                    $dim,
+                    $($width,)?
+                    q.into_tensor_arg(),
+                    k.into_tensor_arg(),
+                    v.into_tensor_arg(),
+                    order.into_tensor_arg(),
+                    split.into_tensor_arg(),
+                    floor.into_tensor_arg(),
+                    out.clone().into_tensor_arg(),
+                    lse.clone().into_tensor_arg(),
+                    problem(&g, &p),
+                    g.head_dim,
+                    ragged,
+                    $($tiles,)*
+                    dtypes,
+                )
+            }
+        };
+    }
+    if mma {
+        let tiles = forward_tiles(g.head_dim);
+        let (count, dim) = (g.row_tiles(tiles.block_q()), CubeDim::new_2d(32, PLANES as u32));
+        let pipelined = use_async_copies(&q);
+        launch!(forward_mma_kernel, count, dim, [VECTOR], [tiles.m_tiles, tiles.keys, pipelined]);
+    } else {
+        launch!(forward_kernel, g.row_tiles(BLOCK_Q), CubeDim::new_1d(THREADS as u32), [], []);
+    }
+    (out, lse)
+}
+
 impl FlashAttentionOps for CubeBackend {
     fn flash_attention_forward(
         q: CubeTensor,
@@ -173,69 +240,19 @@ impl FlashAttentionOps for CubeBackend {
         split: CubeTensor,
         p: FlashParams,
     ) -> (CubeTensor, CubeTensor) {
-        let (q, k, v) = (into_contiguous(q), into_contiguous(k), into_contiguous(v));
-        let (order, split) = (into_contiguous(order), into_contiguous(split));
-        let g = Geometry::of(&q, &k);
-        let out = empty_like(&q, q.shape(), q.dtype);
-        let lse = empty_like(&q, Shape::new([g.batch, g.q_heads, g.q_len]), DType::F32);
-        let dtypes = [dtype_to_storage_type(q.dtype), dtype_to_storage_type(order.dtype)];
-        if g.q_len == 1 && g.k_len >= 2 * DECODE_CHUNK {
-            let first = split.clone();
-            decode(&g, q, k, v, split, first, false, &p, &out, &lse);
-            return (out, lse);
-        }
-        let mma = use_mma(&[&q, &k, &v]);
-        // The two forwards take the same arguments; only the kernel and its geometry differ.
-        // The tensor-core kernel also takes its load width first and its tile shape last.
-        macro_rules! launch {
-            ($kernel:ident, $count:expr, $dim:expr, [$($width:expr)?], [$($tiles:expr),*]) => {
-                // SAFETY: every global index is guarded in the kernel, shared ones are in range by
-                // construction; `tests/kernels.rs` runs the kernels with NaN-poisoned outputs.
-                unsafe {
-                    $kernel::launch_unchecked(
-                        &q.client.clone(),
-                        $count,
-                        $dim,
-                        $($width,)?
-                        q.into_tensor_arg(),
-                        k.into_tensor_arg(),
-                        v.into_tensor_arg(),
-                        order.into_tensor_arg(),
-                        split.into_tensor_arg(),
-                        out.clone().into_tensor_arg(),
-                        lse.clone().into_tensor_arg(),
-                        problem(&g, &p),
-                        g.head_dim,
-                        $($tiles,)*
-                        dtypes,
-                    )
-                }
-            };
-        }
-        if mma {
-            let tiles = forward_tiles(g.head_dim);
-            let (count, dim) = (g.row_tiles(tiles.block_q()), CubeDim::new_2d(32, PLANES as u32));
-            let pipelined = use_async_copies(&q);
-            launch!(forward_mma_kernel, count, dim, [VECTOR], [tiles.m_tiles, tiles.keys, pipelined]);
-        } else {
-            launch!(forward_kernel, g.row_tiles(BLOCK_Q), CubeDim::new_1d(THREADS as u32), [], []);
-        }
-        (out, lse)
+        forward(q, k, v, order, split, None, p)
     }
 
-    fn flash_attention_decode_rows(
+    fn flash_attention_rows(
         q: CubeTensor,
         k: CubeTensor,
         v: CubeTensor,
-        first: CubeTensor,
+        order: CubeTensor,
+        split: CubeTensor,
+        floor: CubeTensor,
         p: FlashParams,
     ) -> CubeTensor {
-        let (q, k, v, first) = (into_contiguous(q), into_contiguous(k), into_contiguous(v), into_contiguous(first));
-        let g = Geometry::of(&q, &k);
-        let out = empty_like(&q, q.shape(), q.dtype);
-        let lse = empty_like(&q, Shape::new([g.batch, g.q_heads, 1]), DType::F32);
-        decode(&g, q, k, v, first.clone(), first, true, &p, &out, &lse);
-        out
+        forward(q, k, v, order, split, Some(floor), p).0
     }
 
     fn flash_attention_backward(

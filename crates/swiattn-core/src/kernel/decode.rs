@@ -8,7 +8,7 @@
 use burn_cubecl::cubecl;
 use cubecl::prelude::*;
 
-use super::tile::{HIDDEN, Problem, key_range, row_tile_of, sees};
+use super::tile::{HIDDEN, Problem, clip_to_floor, key_range, row_tile_of, sees};
 
 /// Keys per chunk.
 pub(crate) const DECODE_CHUNK: usize = 512;
@@ -20,10 +20,8 @@ pub(crate) const DECODE_THREADS: usize = 128;
 /// `[.., 2..] = Σ exp(score - max) v` (fp32). Arguments as in [`super::forward::forward_kernel`]
 /// with `q_len == 1` (`dims.q_len` is not read).
 ///
-/// `ragged`: the rows of a ragged cache ([`crate::cache::RowsCache`]), each at its own position;
-/// sequence `b` sees key columns `first[b]..k_len` (the cache worked them out from the window
-/// definition), and `split`, the positions and the windows of `dims` are not read. Otherwise
-/// `first` is not read.
+/// `ragged`: the rows of a ragged cache ([`crate::cache::RowsCache`]); sequence `b` also sees no
+/// key column before `floor[b]`, its first held one. Otherwise `floor` is not read.
 #[cube(launch_unchecked)]
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn decode_kernel<F: Float, I: Int>(
@@ -31,7 +29,7 @@ pub(crate) fn decode_kernel<F: Float, I: Int>(
     k: &Tensor<F>,
     v: &Tensor<F>,
     split: &Tensor<I>,
-    first: &Tensor<I>,
+    floor: &Tensor<I>,
     part: &mut Tensor<f32>,
     dims: Problem,
     #[comptime] head_dim: usize,
@@ -45,25 +43,13 @@ pub(crate) fn decode_kernel<F: Float, I: Int>(
     let t = UNIT_POS as usize;
     let k_len = dims.k_len as usize;
     let hkv = h / (dims.q_heads / dims.kv_heads) as usize;
-    // A ragged row sees every column from its first on: a full-attention query after them all.
-    let mut window = 0usize;
-    let mut pos = k_len;
-    let mut k_start = 0usize;
-    let mut first_column = 0usize;
-    if ragged {
-        first_column = u32::cast_from(first[b]) as usize;
-    } else {
-        // The one row is segment A's if the sequence has one, else segment B's.
-        let tile = row_tile_of::<I>(split, b, 0, 1, dims.window_a as usize, dims.window_b as usize, 1usize);
-        window = tile.window;
-        pos = dims.q_start as usize;
-        k_start = dims.k_start as usize;
-    }
+    // The one row is segment A's if the sequence has one, else segment B's.
+    let tile = row_tile_of::<I>(split, b, 0, 1, dims.window_a as usize, dims.window_b as usize, 1usize);
+    let window = tile.window;
+    let pos = dims.q_start as usize;
+    let k_start = dims.k_start as usize;
     let keys = key_range(pos, pos, window, k_start, k_len);
-    let mut j_lo = keys.lo;
-    if first_column > j_lo {
-        j_lo = first_column;
-    }
+    let j_lo = clip_to_floor::<I>(keys.lo, floor, b, ragged);
     let j_end = keys.end;
     let mut c0 = chunk * DECODE_CHUNK;
     if c0 < j_lo {

@@ -11,12 +11,14 @@ use burn_cubecl::cubecl;
 use cubecl::prelude::*;
 
 use super::tile::{
-    BLOCK_K, BLOCK_Q, HIDDEN, HIDDEN_BELOW, Problem, key_range, load_keys, load_positions, load_rows, row_tile, sees,
-    tile_needed,
+    BLOCK_K, BLOCK_Q, HIDDEN, HIDDEN_BELOW, Problem, clip_to_floor, key_range, load_keys, load_positions, load_rows,
+    row_tile, sees, tile_needed,
 };
 
 /// `q`: `[B, Hq, Tq, D]`, `k`/`v`: `[B, Hkv, Tk, D]`, `out`: like `q`, `lse`: `[B, Hq, Tq]` (fp32),
 /// all contiguous; `order`: `[B, Tq]` query rows, `split`: `[B]` (see [`super::QueryOrder`]).
+/// `ragged`: sequence `b` also sees no key before index `floor[b]` (`[B]`, the first held column
+/// of a ragged cache, [`crate::cache::RowsCache`]); otherwise `floor` is not read.
 #[cube(launch_unchecked)]
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn forward_kernel<F: Float, I: Int>(
@@ -25,10 +27,12 @@ pub(crate) fn forward_kernel<F: Float, I: Int>(
     v: &Tensor<F>,
     order: &Tensor<I>,
     split: &Tensor<I>,
+    floor: &Tensor<I>,
     out: &mut Tensor<F>,
     lse: &mut Tensor<f32>,
     dims: Problem,
     #[comptime] head_dim: usize,
+    #[comptime] ragged: bool,
     #[define(F, I)] _dtypes: [ElemType; 2],
 ) {
     let h = CUBE_POS_X as usize;
@@ -67,7 +71,8 @@ pub(crate) fn forward_kernel<F: Float, I: Int>(
     let k_start = dims.k_start as usize;
     // Key indices `j_lo..j_end` hold every key some row of the tile sees.
     let keys = key_range(first_pos, last_pos, window, k_start, k_len);
-    let (j_lo, j_end) = (keys.lo, keys.end);
+    let j_lo = clip_to_floor::<I>(keys.lo, floor, b, ragged);
+    let j_end = keys.end;
 
     let mut acc = Array::<f32>::new(per_lane);
     #[unroll]

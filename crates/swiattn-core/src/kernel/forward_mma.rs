@@ -21,8 +21,8 @@ use super::mma::{Pair, accumulate, load_key_tiles, load_tile, mask_rows, product
 use super::parse_shape;
 use super::pipeline::{issue_key_tiles, next_tile, publish};
 use super::tile::{
-    HIDDEN, HIDDEN_BELOW, PlaneKeys, Problem, key_range, load_positions, plane_keys, plane_rows, row_tile_of,
-    tile_needed,
+    HIDDEN, HIDDEN_BELOW, PlaneKeys, Problem, clip_to_floor, key_range, load_positions, plane_keys, plane_rows,
+    row_tile_of, tile_needed,
 };
 
 /// Planes per cube.
@@ -83,7 +83,7 @@ pub(crate) fn forward_tiles(head_dim: usize) -> ForwardTiles {
     FORWARD_TILES.lock().expect("forward tiles lock").unwrap_or_else(|| ForwardTiles::for_head_dim(head_dim))
 }
 
-/// Like [`super::forward::forward_kernel`], on tensor cores; `CubeDim` is `(32, PLANES)`, a cube
+/// Like [`super::forward::forward_kernel`] (`floor` and `ragged` too), on tensor cores; `CubeDim` is `(32, PLANES)`, a cube
 /// covers `16 · PLANES · m_tiles` query rows, `N` = 8 elements (16 bytes) per global load and
 /// shared-memory vector. `pipelined`: K/V tiles double-buffered by `cp.async`
 /// ([`super::pipeline`]); else each is loaded through registers while the cube waits.
@@ -95,10 +95,12 @@ pub(crate) fn forward_mma_kernel<F: Float, I: Int, N: Size>(
     v: &Tensor<Vector<F, N>>,
     order: &Tensor<I>,
     split: &Tensor<I>,
+    floor: &Tensor<I>,
     out: &mut Tensor<F>,
     lse: &mut Tensor<f32>,
     dims: Problem,
     #[comptime] head_dim: usize,
+    #[comptime] ragged: bool,
     #[comptime] m_tiles: usize,
     #[comptime] block_n: usize,
     #[comptime] pipelined: bool,
@@ -144,7 +146,8 @@ pub(crate) fn forward_mma_kernel<F: Float, I: Int, N: Size>(
     let plane_row0 = plane * plane_rows_n;
     let span = plane_rows(&pos, rows, plane_row0, plane_rows_n);
     let range = key_range(pos[0] as usize, pos[rows - 1] as usize, window, k_start, k_len);
-    let (j_lo, j_end) = (range.lo, range.end);
+    let j_lo = clip_to_floor::<I>(range.lo, floor, b, ragged);
+    let j_end = range.end;
     let d8 = comptime!(head_dim / 8);
 
     // Per m-tile `i`: row `g` at `2i`, row `g + 8` at `2i + 1` — positions, running maxima (raw

@@ -168,19 +168,43 @@ pub fn fused_span_attention(
     fused_attention(q, k, v, &order, pos, scale)
 }
 
-/// One query per row of a ragged cache ([`crate::cache::RowsCache`]): row `b` of `q`
-/// (`[batch, q_heads, 1, d]`) attends to key columns `first[b]..k_len` of `k`, `v`
-/// (`[batch, kv_heads, k_len, d]`), which the cache works out from the window definition.
-/// Inference only: tensors that need a gradient take [`crate::attention::ragged_attention`].
-pub fn fused_ragged_decode(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>, first: &[usize], scale: f64) -> Tensor<4> {
-    let first: Vec<i64> = first.iter().map(|&c| c as i64).collect();
-    let first = Tensor::<1, Int>::from_data(TensorData::new(first.clone(), [first.len()]), &q.device());
-    let params = FlashParams { scale: scale as f32, q_start: 0, k_start: 0, window_a: 0, window_b: 0 };
-    Tensor::from_dispatch(<Dispatch as FlashAttentionOps>::flash_attention_decode_rows(
+/// The queries of a ragged cache ([`crate::cache::RowsCache`], as its [`RowsVisible`] describes
+/// them): `q` (`[batch, q_heads, q_len, d]`) are the last `q_len` key columns of `k`, `v`
+/// (`[batch, kv_heads, k_len, d]`), and query column `c` of row `b` sees column `j` iff `span`
+/// sees `j` from `c` and `j >= floor[b]`. Prefill of left-padded prompts and ragged decoding
+/// alike. Inference only: tensors that need a gradient take
+/// [`crate::attention::ragged_attention`].
+///
+/// [`RowsVisible`]: crate::cache::RowsVisible
+pub fn fused_ragged_attention(
+    q: Tensor<4>,
+    k: Tensor<4>,
+    v: Tensor<4>,
+    span: Span,
+    floor: &[usize],
+    scale: f64,
+) -> Tensor<4> {
+    let [batch, _, q_len, _] = q.dims();
+    let k_len = k.dims()[2];
+    assert!(q_len <= k_len && floor.len() == batch, "queries are the last columns of the keys; one floor per row");
+    let order = QueryOrder::uniform(span, batch, q_len, &q.device());
+    let floor: Vec<i64> = floor.iter().map(|&c| c as i64).collect();
+    let floor = Tensor::<1, Int>::from_data(TensorData::new(floor, [batch]), &q.device());
+    let code = window_code(span);
+    let params = FlashParams {
+        scale: scale as f32,
+        q_start: (k_len - q_len) as u32,
+        k_start: 0,
+        window_a: code,
+        window_b: code,
+    };
+    Tensor::from_dispatch(<Dispatch as FlashAttentionOps>::flash_attention_rows(
         q.into_dispatch(),
         k.into_dispatch(),
         v.into_dispatch(),
-        first.into_dispatch(),
+        order.order.into_dispatch(),
+        order.split.into_dispatch(),
+        floor.into_dispatch(),
         params,
     ))
 }

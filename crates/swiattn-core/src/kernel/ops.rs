@@ -47,16 +47,17 @@ pub trait FlashAttentionOps: burn::backend::Backend {
         params: FlashParams,
     ) -> (FloatTensor<Self>, FloatTensor<Self>);
 
-    /// One query per row of a ragged cache ([`crate::cache::RowsCache`]): `q` `[batch, q_heads,
-    /// 1, head_dim]`, row `b` sees key columns `first[b]..k_len` (`first` `[batch]`, worked out
-    /// by the cache from the window definition); only `params.scale` is read. Inference only:
-    /// it has no backward.
-    #[fusion(meta = |q, _k, _v, _first, _params| q.clone())]
-    fn flash_attention_decode_rows(
+    /// The queries of a ragged cache ([`crate::cache::RowsCache`]): the forward's output, where
+    /// sequence `b` also sees no key column before `floor[b]` (`[batch]`, its first held column).
+    /// Inference only: it has no backward.
+    #[fusion(meta = |q, _k, _v, _order, _split, _floor, _params| q.clone())]
+    fn flash_attention_rows(
         q: FloatTensor<Self>,
         k: FloatTensor<Self>,
         v: FloatTensor<Self>,
-        first: IntTensor<Self>,
+        order: IntTensor<Self>,
+        split: IntTensor<Self>,
+        floor: IntTensor<Self>,
         params: FlashParams,
     ) -> FloatTensor<Self>;
 

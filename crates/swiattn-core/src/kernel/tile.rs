@@ -81,6 +81,21 @@ pub(crate) struct KeyRange {
     pub end: usize,
 }
 
+/// The first key index of a tile's loop, `lo`, raised to `floor[b]` in a ragged launch (the
+/// sequence's first held key column): a key tile then never starts left of it, so every key the
+/// loop loads is held and the window predicate alone decides the rest.
+#[cube]
+pub(crate) fn clip_to_floor<I: Int>(lo: usize, floor: &Tensor<I>, b: usize, #[comptime] ragged: bool) -> usize {
+    let mut lo = lo;
+    if ragged {
+        let first = u32::cast_from(floor[b]) as usize;
+        if first > lo {
+            lo = first;
+        }
+    }
+    lo
+}
+
 #[cube]
 pub(crate) fn key_range(first_pos: usize, last_pos: usize, window: usize, k_start: usize, k_len: usize) -> KeyRange {
     let mut lo = 0usize;

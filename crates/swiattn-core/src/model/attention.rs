@@ -273,14 +273,12 @@ impl SelfAttention {
         routed_attention(q, k, v, &mask, w, pos, self.scale, default_block(w))
     }
 
-    /// The queries of a ragged batch over the columns each sees: the fused decode kernel for one
-    /// token per row (inference), else masked tensor ops.
+    /// The queries of a ragged batch over the columns each sees: the fused kernels for inference
+    /// (prefill of left-padded prompts and decoding alike), else masked tensor ops.
     fn ragged(&self, q: Tensor<4>, k: Tensor<4>, v: Tensor<4>, visible: &RowsVisible) -> Tensor<4> {
         #[cfg(feature = "kernels")]
-        if let Some(first) =
-            visible.first_columns().filter(|_| self.fused(&q) && ![&q, &k, &v].iter().any(|t| t.is_require_grad()))
-        {
-            return kernel::fused_ragged_decode(q, k, v, &first, self.scale);
+        if self.fused(&q) && ![&q, &k, &v].iter().any(|t| t.is_require_grad()) {
+            return kernel::fused_ragged_attention(q, k, v, visible.span(), visible.floor(), self.scale);
         }
         let hidden = visible.hidden(&q.device());
         ragged_attention(q, k, v, hidden, self.scale)

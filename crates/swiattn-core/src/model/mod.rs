@@ -11,6 +11,7 @@ pub mod layer;
 pub mod layout;
 pub mod mlp;
 pub mod norm;
+mod prefill;
 pub mod rope;
 pub mod transformer;
 

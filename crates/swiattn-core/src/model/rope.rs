@@ -55,25 +55,31 @@ pub struct Tables {
 
 /// The tables of `rope` for positions `start..start + len`.
 pub fn tables(rope: &Rope, head_dim: usize, start: usize, len: usize, device: &Device) -> Tables {
-    row_tables(rope, head_dim, &[start], len, device)
+    let positions: Vec<usize> = (start..start + len).collect();
+    position_tables(rope, head_dim, &positions, [1, len], device)
 }
 
-/// The tables of `rope` for positions `starts[r]..starts[r] + len` of each row `r` (a batch of
-/// sequences at different positions, as in ragged decoding), in fp32.
-pub fn row_tables(rope: &Rope, head_dim: usize, starts: &[usize], len: usize, device: &Device) -> Tables {
+/// The tables of `rope` for `positions` (`[rows, len]` row-major: a batch of sequences at
+/// different positions, as in ragged batches), in fp32.
+pub fn position_tables(
+    rope: &Rope,
+    head_dim: usize,
+    positions: &[usize],
+    [rows, len]: [usize; 2],
+    device: &Device,
+) -> Tables {
+    assert_eq!(positions.len(), rows * len, "one position per row and column");
     let freqs = inv_freq(rope, head_dim);
-    let n = starts.len() * len * head_dim;
+    let n = positions.len() * head_dim;
     let (mut cos, mut sin) = (Vec::with_capacity(n), Vec::with_capacity(n));
-    for &start in starts {
-        for p in start..start + len {
-            let angles: Vec<f32> = freqs.iter().map(|&f| p as f32 * f).collect();
-            for sign in [-1.0f32, 1.0] {
-                cos.extend(angles.iter().map(|a| a.cos()));
-                sin.extend(angles.iter().map(|a| sign * a.sin()));
-            }
+    for &p in positions {
+        let angles: Vec<f32> = freqs.iter().map(|&f| p as f32 * f).collect();
+        for sign in [-1.0f32, 1.0] {
+            cos.extend(angles.iter().map(|a| a.cos()));
+            sin.extend(angles.iter().map(|a| sign * a.sin()));
         }
     }
-    let dims = [starts.len(), 1, len, head_dim];
+    let dims = [rows, 1, len, head_dim];
     Tables {
         cos: Tensor::from_data(TensorData::new(cos, dims), device),
         sin: Tensor::from_data(TensorData::new(sin, dims), device),

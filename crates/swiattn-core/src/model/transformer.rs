@@ -146,10 +146,19 @@ impl Transformer {
             return Err(Error::shape("tokens", "[batch >= 1, len >= 1]", &[batch, len]));
         }
         let start = cache.as_ref().map_or(0, |c| c.len());
-        let rows = cache.as_ref().and_then(|c| c.row_positions()).map(<[usize]>::to_vec);
-        if let Some(rows) = rows.as_ref().filter(|r| r.len() != batch) {
-            return Err(Error::shape("tokens for a ragged cache", format!("[{}, len]", rows.len()), &[batch, len]));
-        }
+        // A ragged batch's positions per row and column, else `start..start + len` for every row.
+        let positions = cache.as_ref().and_then(|c| c.chunk_positions(len));
+        let (positions, rows) = match positions {
+            Some(p) if p.len() != batch * len => {
+                return Err(Error::shape(
+                    "tokens for a ragged cache",
+                    format!("[{}, len]", p.len() / len),
+                    &[batch, len],
+                ));
+            }
+            Some(p) => (p, batch),
+            None => ((start..start + len).collect(), 1),
+        };
         let mut x = self.model.embed_tokens.forward(tokens);
         if let Some(scale) = self.arch.embed_scale {
             // As in transformers: the scale is rounded to the embedding dtype first.
@@ -164,11 +173,9 @@ impl Transformer {
             let at = match tables.iter().position(|(r, _)| *r == layer_rope) {
                 Some(at) => at,
                 None => {
-                    let starts = rows.as_deref().unwrap_or(std::slice::from_ref(&start));
-                    tables.push((
-                        layer_rope,
-                        rope::row_tables(layer_rope, self.arch.head_dim, starts, len, &x.device()).cast(x.dtype()),
-                    ));
+                    let table =
+                        rope::position_tables(layer_rope, self.arch.head_dim, &positions, [rows, len], &x.device());
+                    tables.push((layer_rope, table.cast(x.dtype())));
                     tables.len() - 1
                 }
             };
