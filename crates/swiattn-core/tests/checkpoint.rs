@@ -141,6 +141,17 @@ fn with_config(fixture: &str, edit: impl Fn(&mut serde_json::Value)) -> tempfile
     dir
 }
 
+/// A copy of a GGUF file whose u32 metadata `key` holds `value` instead.
+fn gguf_with_u32(path: &Path, key: &str, value: u32) -> tempfile::NamedTempFile {
+    let mut bytes = std::fs::read(path).unwrap();
+    let at = bytes.windows(key.len()).position(|w| w == key.as_bytes()).expect("the key is in the file") + key.len();
+    assert_eq!(bytes[at..at + 4], 4u32.to_le_bytes(), "{key} is a u32");
+    bytes[at + 4..at + 8].copy_from_slice(&value.to_le_bytes());
+    let out = tempfile::Builder::new().suffix(".gguf").tempfile().unwrap();
+    std::fs::write(out.path(), bytes).unwrap();
+    out
+}
+
 #[test]
 fn bad_inputs_give_one_clear_error() {
     let missing = load_error(Path::new("/nonexistent/model.gguf"));
@@ -165,6 +176,26 @@ fn bad_inputs_give_one_clear_error() {
     let unsupported = GgufFile::open(&fixtures().join("gguf/unsupported.gguf")).unwrap();
     let e = unsupported.dequantize("Q2_K").unwrap_err().to_string();
     assert!(e.contains("unsupported.gguf") && e.contains("Q2_K") && e.contains("unsupported GGML tensor type"), "{e}");
+
+    // Configs that disagree with their weights are refused from the headers, before allocating.
+    let fewer = with_config("llama", |c| c["num_hidden_layers"] = 3.into());
+    let e = load_error(fewer.path());
+    assert!(
+        e.contains("model.layers.3.self_attn.q_proj.weight") && e.contains("more layers than the config's 3"),
+        "{e}"
+    );
+    let huge = with_config("llama", |c| c["hidden_size"] = (1u64 << 32).into());
+    let e = load_error(huge.path());
+    assert!(e.contains("model.embed_tokens.weight") && e.contains("does not match the config"), "{e}");
+    for (key, value, wants) in [
+        ("llama.embedding_length", 1u32 << 31, "model.embed_tokens.weight"),
+        ("llama.block_count", 1 << 30, "`llama.block_count`: 1073741824, but the file holds 4 blocks"),
+        ("llama.block_count", 3, "`llama.block_count`: 3, but the file holds 4 blocks"),
+    ] {
+        let path = gguf_with_u32(&fixtures().join("hf/llama.gguf"), key, value);
+        let e = load_error(path.path());
+        assert!(e.contains(&path.path().display().to_string()) && e.contains(wants), "{key} = {value}: {e}");
+    }
 
     let not_gguf = tempfile::Builder::new().suffix(".gguf").tempfile().unwrap();
     std::fs::write(not_gguf.path(), b"GGML garbage").unwrap();

@@ -32,6 +32,8 @@ pub trait WeightSource {
     fn origin(&self) -> String;
     /// Read a tensor, `None` if the checkpoint has no tensor of that name.
     fn read(&self, name: &str) -> Result<Option<HostTensor>>;
+    /// A tensor's shape from the file's header alone, `None` if there is no tensor of that name.
+    fn shape(&self, name: &str) -> Option<Vec<usize>>;
 }
 
 /// Options for loading a model.
@@ -94,17 +96,70 @@ pub fn load_model(path: &Path, device: &burn::tensor::Device, options: &LoadOpti
         let config = options.apply(gguf::config_from_gguf(&file)?)?;
         let tokenizer = gguf::tokenizer_from_gguf(&file).ok();
         let source = gguf::GgufSource::new(file, &config)?;
+        check_sizes(&config, &source)?;
         let model = load_weights(Transformer::new(config, device)?, &source, options)?;
         return Ok(LoadedModel { model, tokenizer, path: path.to_path_buf() });
     }
     let dir = if path.is_dir() { path } else { path.parent().unwrap_or(Path::new(".")) };
     let config = options.apply(ModelConfig::from_file(&dir.join("config.json"))?)?;
     let source = safetensors::SafetensorsSource::open(path)?;
+    check_sizes(&config, &source)?;
     let model = load_weights(Transformer::new(config, device)?, &source, options)?;
     let tokenizer_path = dir.join("tokenizer.json");
     let tokenizer =
         if tokenizer_path.exists() { Some(crate::tokenizer::load_tokenizer(&tokenizer_path)?) } else { None };
     Ok(LoadedModel { model, tokenizer, path: path.to_path_buf() })
+}
+
+/// Check, from `source`'s headers alone, the tensors whose shapes fix how much a model of `config`
+/// allocates — the embeddings, an untied LM head, the projections of its first and last layers —
+/// and that the checkpoint has no layer past its last: a config (or GGUF metadata) that disagrees
+/// with its weights is then one error naming the tensor, before a model of the wrong size (maybe
+/// terabytes) is allocated. [`load_weights`] still checks every tensor as it loads it.
+pub fn check_sizes(config: &ModelConfig, source: &dyn WeightSource) -> Result<()> {
+    let arch = config.resolve(&source.origin())?;
+    let (hidden, inter, d) = (arch.hidden_size, arch.intermediate_size, arch.head_dim);
+    let (q, kv) = (arch.num_heads * d, arch.num_kv_heads * d);
+    let layers = arch.layers.len();
+    let mut want = vec![("model.embed_tokens.weight".to_string(), vec![arch.vocab_size, hidden])];
+    if !arch.tie_word_embeddings {
+        want.push(("lm_head.weight".to_string(), vec![arch.vocab_size, hidden]));
+    }
+    for layer in [0, layers - 1] {
+        let at = |name: &str| format!("model.layers.{layer}.{name}.weight");
+        want.extend([
+            (at("self_attn.q_proj"), vec![q, hidden]),
+            (at("self_attn.k_proj"), vec![kv, hidden]),
+            (at("self_attn.v_proj"), vec![kv, hidden]),
+            (at("self_attn.o_proj"), vec![hidden, q]),
+            (at("mlp.gate_proj"), vec![inter, hidden]),
+            (at("mlp.up_proj"), vec![inter, hidden]),
+            (at("mlp.down_proj"), vec![hidden, inter]),
+        ]);
+    }
+    let origin = source.origin();
+    for (name, want) in want {
+        match source.shape(&name) {
+            None => return Err(Error::checkpoint(&origin, &name, "missing from the checkpoint")),
+            Some(shape) if shape != want => {
+                return Err(Error::checkpoint(
+                    &origin,
+                    &name,
+                    format!("shape {shape:?} does not match the config, which implies {want:?}"),
+                ));
+            }
+            Some(_) => {}
+        }
+    }
+    let past = format!("model.layers.{layers}.self_attn.q_proj.weight");
+    if source.shape(&past).is_some() {
+        return Err(Error::checkpoint(
+            &origin,
+            &past,
+            format!("the checkpoint has more layers than the config's {layers} (num_hidden_layers / block_count)"),
+        ));
+    }
+    Ok(())
 }
 
 /// Replace every parameter of `model` with the tensor of the same name from `source`.

@@ -104,6 +104,11 @@ impl WeightSource for SafetensorsSource {
         self.origin.clone()
     }
 
+    fn shape(&self, name: &str) -> Option<Vec<usize>> {
+        let shard = &self.shards[*self.index.get(name)?];
+        Some(shard.tensors[name].1.clone())
+    }
+
     fn read(&self, name: &str) -> Result<Option<HostTensor>> {
         let Some(&shard) = self.index.get(name) else {
             return Ok(None);

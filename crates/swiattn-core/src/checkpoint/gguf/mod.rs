@@ -64,6 +64,17 @@ pub fn config_from_gguf(file: &GgufFile) -> Result<ModelConfig> {
     };
     let gemma = arch == "gemma3";
     let layers = uint("block_count")?;
+    // Checked against the tensors before anything is sized by it (a corrupt count would
+    // otherwise allocate per-layer state for billions of layers).
+    let blocks = file.tensors.keys().filter_map(|n| n.strip_prefix("blk.")?.split('.').next()?.parse::<usize>().ok());
+    let blocks = blocks.max().map_or(0, |last| last + 1);
+    if layers != blocks {
+        return Err(Error::config(
+            origin,
+            key("block_count"),
+            format!("{layers}, but the file holds {blocks} blocks of tensors"),
+        ));
+    }
     let mut config = ModelConfig {
         model_type: model_type.to_string(),
         vocab_size,
@@ -200,6 +211,10 @@ impl WeightSource for GgufSource {
             data.iter_mut().for_each(|w| *w -= 1.0);
         }
         Ok(Some(HostTensor { shape, data }))
+    }
+
+    fn shape(&self, name: &str) -> Option<Vec<usize>> {
+        self.file.tensors.get(&self.gguf_name(name)?).map(|info| info.shape())
     }
 }
 
