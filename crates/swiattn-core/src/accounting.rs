@@ -25,6 +25,9 @@ use serde::Serialize;
 pub enum RoutedLayers {
     /// Every token independently on FA with this probability.
     Ratio(f64),
+    /// Every token of routed layer `l` independently on FA with probability `ratios[l]` (the
+    /// achieved ratios of an evaluation, [`crate::model::Transformer::take_fa_ratios`]).
+    Ratios(BTreeMap<usize, f64>),
     /// Measured routes of one sequence (`batch = 1`) per routed layer.
     Measured(BTreeMap<usize, RouteMask>),
 }
@@ -80,13 +83,17 @@ pub fn account(arch: &Arch, seq_len: usize, bytes_per_element: usize, routed: &R
             LayerAttention::Full => (full_keys, 1.0, (n * hkv) as f64),
             LayerAttention::Sliding(w) => (sliding(*w), 0.0, (n.min(w.size()) * hkv) as f64),
             LayerAttention::Routed(w) => {
-                let (keys, ratio) = match routed {
-                    RoutedLayers::Ratio(r) => {
-                        if !(0.0..=1.0).contains(r) {
-                            return Err(Error::Invalid(format!("an FA ratio must be in [0, 1], got {r}")));
-                        }
-                        (r * full_keys + (1.0 - r) * sliding(*w), *r)
+                let expected = |r: f64| {
+                    if !(0.0..=1.0).contains(&r) {
+                        return Err(Error::Invalid(format!("an FA ratio must be in [0, 1], got {r}")));
                     }
+                    Ok((r * full_keys + (1.0 - r) * sliding(*w), r))
+                };
+                let (keys, ratio) = match routed {
+                    RoutedLayers::Ratio(r) => expected(*r)?,
+                    RoutedLayers::Ratios(ratios) => expected(
+                        *ratios.get(&l).ok_or_else(|| Error::Invalid(format!("no FA ratio for routed layer {l}")))?,
+                    )?,
                     RoutedLayers::Measured(routes) => {
                         let route = routes
                             .get(&l)

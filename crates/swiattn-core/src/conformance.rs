@@ -528,7 +528,7 @@ pub fn three_paths(
         .map(|start| {
             let n = chunk.min(len - start);
             let part = tokens.clone().slice([0..batch, start..start + n]);
-            model.forward_cached(part, &routes.narrow(start, n), &mut cache).expect("prefill")
+            model.forward_cached(part, &mut routes.narrow(start, n), &mut cache).expect("prefill")
         })
         .collect();
     let chunked = Tensor::cat(chunks, 1);
@@ -537,7 +537,7 @@ pub fn three_paths(
     let steps: Vec<Tensor<3>> = (0..len)
         .map(|t| {
             let step = tokens.clone().slice([0..batch, t..t + 1]);
-            model.forward_cached(step, &routes.narrow(t, 1), &mut cache).expect("decode")
+            model.forward_cached(step, &mut routes.narrow(t, 1), &mut cache).expect("decode")
         })
         .collect();
     let decoded = Tensor::cat(steps, 1);

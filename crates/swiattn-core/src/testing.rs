@@ -1,10 +1,12 @@
 //! Helpers shared by the tests of every swiattn crate: the backend under test and seeded random
 //! inputs generated on the host (so every backend sees the same numbers).
 
-use burn::tensor::{Device, Tensor, TensorData};
+use burn::tensor::{Bool, Device, Tensor, TensorData};
 use rand::{Rng, SeedableRng, rngs::StdRng};
 
+use crate::Result;
 use crate::backend::BackendKind;
+use crate::model::TokenRouter;
 
 /// The backend tests run on: `SWIATTN_TEST_BACKEND` (`cpu`, `wgpu`, `cuda`), default `cpu`.
 pub fn test_backend() -> BackendKind {
@@ -104,4 +106,37 @@ pub fn word_tokenizer_json(words: &[&str]) -> String {
         "model": {"type": "WordLevel", "vocab": vocab, "unk_token": "<unk>"},
     })
     .to_string()
+}
+
+/// A stand-in for a trained router: token to full attention where its layer input projects
+/// positively on a seeded random direction (`Always` variants saturate), for the routed layers
+/// `layers`.
+#[derive(Debug)]
+pub enum TestRouter {
+    Projection { layers: Vec<usize>, direction: Tensor<2> },
+    Always { layers: Vec<usize>, full: bool },
+}
+
+impl TestRouter {
+    /// Routes from a random direction of a model of width `hidden`: about half the tokens on FA.
+    pub fn projection(layers: Vec<usize>, hidden: usize, seed: u64, device: &Device) -> Self {
+        Self::Projection { layers, direction: randn([hidden, 1], seed, device) }
+    }
+}
+
+impl TokenRouter for TestRouter {
+    fn route(&self, layer: usize, input: &Tensor<3>) -> Result<Option<Tensor<2, Bool>>> {
+        let [b, t, h] = input.dims();
+        match self {
+            Self::Projection { layers, .. } | Self::Always { layers, .. } if !layers.contains(&layer) => Ok(None),
+            Self::Projection { direction, .. } => {
+                let x = input.clone().cast(burn::tensor::DType::F32).reshape([b * t, h]);
+                Ok(Some(x.matmul(direction.clone()).reshape([b, t]).greater_elem(0.0)))
+            }
+            Self::Always { full, .. } => {
+                let route = Tensor::<2, Bool>::from_data(TensorData::new(vec![*full; b * t], [b, t]), &input.device());
+                Ok(Some(route))
+            }
+        }
+    }
 }

@@ -10,7 +10,7 @@
 //! for the batch.
 
 use burn::tensor::{Int, Tensor};
-use swiattn_core::model::{Routes, Transformer};
+use swiattn_core::model::{Real, Transformer};
 use swiattn_core::{Error, Result};
 
 use tokenizers::Tokenizer;
@@ -43,7 +43,7 @@ pub struct Generated {
 
 /// Greedily continue `context` (token ids, at least one).
 pub fn generate(model: &Transformer, tokenizer: &Tokenizer, context: &[u32], until: &Until) -> Result<Generated> {
-    model.check_static("generate")?;
+    model.check_routable("generate")?;
     let (mut cache, mut logits) = model.prefill(context, until.chunk_for(model))?;
     let mut row = Row::default();
     loop {
@@ -51,7 +51,8 @@ pub fn generate(model: &Transformer, tokenizer: &Tokenizer, context: &[u32], unt
         if row.push(next, tokenizer, until)? {
             return Ok(row.done.expect("set when finished"));
         }
-        logits = model.forward_cached_last(model.token_tensor(&[next], [1, 1])?, &Routes::none(), &mut cache)?;
+        let token = model.token_tensor(&[next], [1, 1])?;
+        logits = model.forward_cached_last(token, &mut model.routes(Real::All), &mut cache)?;
     }
 }
 
@@ -65,7 +66,7 @@ pub fn generate_batch(
     batch: usize,
     mut progress: impl FnMut(usize),
 ) -> Result<Vec<Generated>> {
-    model.check_static("generate")?;
+    model.check_routable("generate")?;
     let mut out = Vec::with_capacity(contexts.len());
     for group in contexts.chunks(batch.max(1)) {
         let prompts: Vec<&[u32]> = group.iter().map(Vec::as_slice).collect();
@@ -82,9 +83,11 @@ pub fn generate_batch(
             if rows.iter().all(|r| r.done.is_some()) {
                 break;
             }
-            // Finished rows decode on (their tokens are ignored): the batch keeps its shape.
+            // Finished rows decode on (their tokens are ignored, their routes not counted): the
+            // batch keeps its shape.
             let tokens = model.token_tensor(&next, [b, 1])?;
-            logits = model.forward_cached_last(tokens, &Routes::none(), &mut cache)?;
+            let real = Real::leading(rows.iter().map(|r| usize::from(r.done.is_none())));
+            logits = model.forward_cached_last(tokens, &mut model.routes(real), &mut cache)?;
         }
         out.extend(rows.into_iter().map(|r| r.done.expect("every row finished")));
         progress(out.len());

@@ -43,9 +43,14 @@ pub struct AttentionCost {
 impl AttentionCost {
     /// The cost of running the query positions `spans` (`start..end` of a sequence, each query
     /// attending to the keys before it: `0..n` for a whole sequence, `p..p + c` for a
-    /// continuation after a cached context) through `arch`, a static layout (routed layers need
-    /// measured routes and are refused).
-    pub fn of(arch: &Arch, spans: impl IntoIterator<Item = std::ops::Range<usize>>) -> Result<Self> {
+    /// continuation after a cached context) through `arch`; a routed layer `l` at its achieved
+    /// FA ratio `routed[l]` ([`Transformer::take_fa_ratios`](swiattn_core::model::Transformer::take_fa_ratios)),
+    /// its tokens taken as routed independently of their position (the expected cost).
+    pub fn of(
+        arch: &Arch,
+        spans: impl IntoIterator<Item = std::ops::Range<usize>>,
+        routed: &BTreeMap<usize, f64>,
+    ) -> Result<Self> {
         // Every span is the difference of two prefixes: cost(start..end) = cost(0..end) − cost(0..start).
         let mut prefixes: BTreeMap<usize, f64> = BTreeMap::new();
         for span in spans {
@@ -56,7 +61,7 @@ impl AttentionCost {
         let (mut flops, mut full, mut weighted) = (0.0, 0.0, vec![0.0; layers]);
         let mut work = 0.0;
         for (&n, &c) in prefixes.iter().filter(|&(&n, &c)| n > 0 && c != 0.0) {
-            let a = account(arch, n, 2, &RoutedLayers::Measured(BTreeMap::new()))?;
+            let a = account(arch, n, 2, &RoutedLayers::Ratios(routed.clone()))?;
             flops += c * a.attention_flops;
             full += c * a.full_attention_flops;
             work += c * a.full_attention_flops / layers.max(1) as f64;
@@ -135,8 +140,8 @@ mod tests {
     #[test]
     fn cost_counts_keys_per_layer_and_weights_by_length() {
         // Window 2, lengths 3 and 1: full layer 6 + 1 keys, sliding layer (1 + 2 + 2) + 1.
-        let a = AttentionCost::of(&arch("FS", 2), [0..3, 0..1]).unwrap();
-        let split = AttentionCost::of(&arch("FS", 2), [0..2, 2..3, 0..1]).unwrap();
+        let a = AttentionCost::of(&arch("FS", 2), [0..3, 0..1], &BTreeMap::new()).unwrap();
+        let split = AttentionCost::of(&arch("FS", 2), [0..2, 2..3, 0..1], &BTreeMap::new()).unwrap();
         assert_eq!(split, a, "a continuation after a cached context costs what the rest of the sequence does");
         let per_key = 2.0 * 4.0 * 4.0; // query heads · 4 · head_dim
         assert_eq!(a.attention_flops, (7.0 + 6.0) * per_key);

@@ -14,7 +14,7 @@
 
 use burn::tensor::{DType, Tensor, activation::log_softmax};
 use swiattn_core::host;
-use swiattn_core::model::{Routes, Transformer};
+use swiattn_core::model::{Real, Transformer};
 use swiattn_core::score::target_logprobs;
 use swiattn_core::{Error, Result};
 use tokenizers::Tokenizer;
@@ -88,15 +88,15 @@ pub fn encode_pair(tokenizer: &Tokenizer, request: &Request, eot: u32, max_len: 
     Ok(Encoded { ids: context_ids[context_ids.len() - keep..].to_vec(), scored })
 }
 
-/// Score encoded requests on `model` (any static layout; routed layers need a router and are
-/// rejected), `batch` sequences per forward; `progress(done)` after each batch.
+/// Score encoded requests on `model` (routed layers decided by its own router), `batch`
+/// sequences per forward; `progress(done)` after each batch.
 pub fn score(
     model: &Transformer,
     encoded: &[Encoded],
     batch: usize,
     mut progress: impl FnMut(usize),
 ) -> Result<Vec<Scored>> {
-    model.check_static("score")?;
+    model.check_routable("score")?;
     let mut order: Vec<usize> = (0..encoded.len()).collect();
     order.sort_by_key(|&i| std::cmp::Reverse(encoded[i].ids.len()));
     let mut out = vec![Scored { logprob: 0.0, greedy: false, tokens: 0 }; encoded.len()];
@@ -111,7 +111,8 @@ pub fn score(
             target.extend(ids[1..].iter().copied().chain(std::iter::repeat_n(0, len - n)));
         }
         let b = group.len();
-        let hidden = model.hidden_states(model.token_tensor(&input, [b, len])?, &mut Routes::none(), None)?;
+        let real = Real::leading(group.iter().map(|&i| encoded[i].ids.len() - 1));
+        let hidden = model.hidden_states(model.token_tensor(&input, [b, len])?, &mut model.routes(real), None)?;
         let (picked, greedy) = pick(model, hidden, &target, [b, len])?;
         for (row, &i) in group.iter().enumerate() {
             let Encoded { ids, scored } = &encoded[i];
@@ -148,7 +149,7 @@ pub fn score_shared(
     questions: &[Vec<Encoded>],
     mut progress: impl FnMut(usize),
 ) -> Result<Vec<Vec<Scored>>> {
-    model.check_static("score")?;
+    model.check_routable("score")?;
     let mut out = Vec::with_capacity(questions.len());
     for (q, choices) in questions.iter().enumerate() {
         let Some(context) = shared_context(choices) else {
@@ -159,8 +160,11 @@ pub fn score_shared(
         // The context once: the last position predicts every choice's first token.
         let p = context.len();
         let mut cache = model.new_cache();
-        let hidden =
-            model.hidden_states(model.token_tensor(context, [1, p])?, &mut Routes::none(), Some(&mut cache))?;
+        let hidden = model.hidden_states(
+            model.token_tensor(context, [1, p])?,
+            &mut model.routes(Real::All),
+            Some(&mut cache),
+        )?;
         let [_, _, h] = hidden.dims();
         let last = log_softmax(model.logits(hidden.slice([0..1, p - 1..p, 0..h])).cast(DType::F32), 2);
         let first = host::floats(last, "scores")?;
@@ -186,7 +190,8 @@ pub fn score_shared(
             }
             let mut copies = cache.repeat(b);
             let tokens = model.token_tensor(&input, [b, len])?;
-            let hidden = model.hidden_states(tokens, &mut Routes::none(), Some(&mut copies))?;
+            let real = Real::leading(choices.iter().map(|c| c.scored - 1));
+            let hidden = model.hidden_states(tokens, &mut model.routes(real), Some(&mut copies))?;
             let (picked, greedy) = pick(model, hidden, &target, [b, len])?;
             for (row, (c, s)) in choices.iter().zip(&mut scored).enumerate() {
                 let positions = row * len..row * len + c.scored - 1;

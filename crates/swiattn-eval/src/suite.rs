@@ -107,6 +107,7 @@ pub fn run_task(
     let started = Instant::now();
     let in_task = |e: Error| Error::Invalid(format!("task {}: {e}", spec.name));
     let prepared = spec.prepare(data_dir, limit).map_err(in_task)?;
+    model.take_fa_ratios()?;
     let outcome = evaluate(&prepared, model, tokenizer, options, progress).map_err(in_task)?;
     let output_type = match (&prepared, spec.output_type) {
         // An OLMES file of single continuations (LAMBADA) is a loglikelihood task.
@@ -121,7 +122,7 @@ pub fn run_task(
         metrics: outcome.metrics,
         sequences: outcome.spans.len(),
         tokens: outcome.spans.iter().map(|s| s.len()).sum(),
-        attention: AttentionCost::of(&model.arch, outcome.spans)?,
+        attention: AttentionCost::of(&model.arch, outcome.spans, &model.take_fa_ratios()?)?,
         seconds: started.elapsed().as_secs_f64(),
     };
     Ok((result, outcome.decisions))

@@ -26,13 +26,17 @@
 //! Config keys ([`RouterConfig`], see docs/policies.md): `mlp_hidden`, `estimator`, `gradient`,
 //! `init_bias`, `warmup_steps`, `seed`.
 
+use std::path::Path;
+
 use burn::module::{Initializer, Module};
 use burn::nn::{Linear, LinearConfig};
-use burn::tensor::{Device, Tensor, TensorData, activation};
+use burn::tensor::{Bool, Device, Tensor, TensorData, activation};
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 use swiattn_core::attention::RouteMask;
-use swiattn_core::model::{LayerControl, Route};
+use swiattn_core::checkpoint::safetensors::SafetensorsSource;
+use swiattn_core::checkpoint::{LoadOptions, WeightSource, load_weights};
+use swiattn_core::model::{LayerControl, Route, TokenRouter};
 use swiattn_core::{Error, Result};
 
 use crate::{Decision, Hard, Policy};
@@ -152,6 +156,59 @@ impl Routers {
         let routers = layers.iter().map(|_| Router::new(hidden_size, config, device)).collect();
         Self { routers, layers }
     }
+
+    /// Trained routers of the model layers `layers` (a model of width `hidden_size`), read from
+    /// `path` (a training checkpoint's `routers.safetensors`): the routers are linear or MLPs as
+    /// the file's tensors say, and the file must hold one router per routed layer.
+    pub fn load(path: &Path, layers: Vec<usize>, hidden_size: usize, device: &Device) -> Result<Self> {
+        let source = SafetensorsSource::open(path)?;
+        let held = (0..).take_while(|i| source.shape(&format!("routers.{i}.output.weight")).is_some()).count();
+        if held != layers.len() {
+            return Err(Error::Invalid(format!(
+                "{}: {held} routers for a model with {} routed layers ({layers:?})",
+                source.origin(),
+                layers.len()
+            )));
+        }
+        let mlp_hidden = source.shape("routers.0.hidden.weight").map(|shape| shape[0]);
+        let config = RouterConfig { mlp_hidden, ..RouterConfig::default() };
+        load_weights(Self::new(layers, hidden_size, &config, device), &source, &LoadOptions::default())
+    }
+
+    /// The position of layer `layer`'s router, after checking that `input` (`[batch, len,
+    /// hidden]`) has the width it reads; `None` when no router serves the layer.
+    fn serving(&self, layer: usize, input: &Tensor<3>) -> Result<Option<usize>> {
+        let Some(router) = self.layers.iter().position(|&l| l == layer) else {
+            return Ok(None);
+        };
+        let [batch, len, hidden] = input.dims();
+        let r = &self.routers[router];
+        let expected = r.hidden.as_ref().map_or_else(|| r.output.weight.dims()[0], |h| h.weight.dims()[0]);
+        if hidden != expected {
+            return Err(Error::shape(
+                format!("router input of layer {layer}"),
+                format!("[batch, len, {expected}]"),
+                &[batch, len, hidden],
+            ));
+        }
+        Ok(Some(router))
+    }
+}
+
+/// The hard route of FA probabilities `p`: full attention where `p > 1/2`.
+fn hard(p: Tensor<2>) -> Tensor<2, Bool> {
+    p.greater_elem(0.5)
+}
+
+/// Inference routes: each token to full attention where its router's probability exceeds 1/2,
+/// SwiAttn's evaluation decision (no noise; a Gumbel temperature does not move the threshold).
+impl TokenRouter for Routers {
+    fn route(&self, layer: usize, input: &Tensor<3>) -> Result<Option<Tensor<2, Bool>>> {
+        let Some(router) = self.serving(layer, input)? else {
+            return Ok(None);
+        };
+        Ok(Some(hard(activation::sigmoid(self.routers[router].forward(input.clone())))))
+    }
 }
 
 /// The SwiAttn policy: routers, their settings and the training step (which sets the temperature,
@@ -198,21 +255,10 @@ impl SwiAttn {
 
 impl Policy for SwiAttn {
     fn decide(&mut self, layer: usize, input: &Tensor<3>) -> Result<Option<Decision>> {
-        let Some(router) = self.routers.layers.iter().position(|&l| l == layer) else {
+        let Some(router) = self.routers.serving(layer, input)? else {
             return Ok(None);
         };
-        let [batch, len, hidden] = input.dims();
-        let expected_width = self.routers.routers[router]
-            .hidden
-            .as_ref()
-            .map_or_else(|| self.routers.routers[router].output.weight.dims()[0], |h| h.weight.dims()[0]);
-        if hidden != expected_width {
-            return Err(Error::shape(
-                format!("router input of layer {layer}"),
-                format!("[batch, len, {expected_width}]"),
-                &[batch, len, hidden],
-            ));
-        }
+        let [batch, len, _] = input.dims();
         let device = input.device();
         if self.training && self.step < self.config.warmup_steps {
             let ones = Tensor::<1>::ones([1], &device);
@@ -225,7 +271,7 @@ impl Policy for SwiAttn {
         let p = self.probability(router, input);
         // The hard route stays on the device: the fused kernels order their rows from it there,
         // so the forward does not wait for the router (statistics read it back after the step).
-        let fa = p.clone().greater_elem(0.5);
+        let fa = hard(p.clone());
         let route = Route::Device(fa.clone());
         let surrogate = match self.config.gradient {
             GradientPath::Mix => {

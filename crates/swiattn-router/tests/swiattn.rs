@@ -210,3 +210,39 @@ fn a_router_given_the_wrong_width_names_the_layer_and_shape() {
         "{e}"
     );
 }
+
+/// Saved routers reload from their file alone (linear or MLP, as the tensors say) and route at
+/// inference exactly as the policy's evaluation decision; a file for another model is refused.
+#[test]
+fn saved_routers_reload_and_route_like_the_evaluating_policy() {
+    use swiattn_core::checkpoint::named_tensors;
+    use swiattn_core::checkpoint::safetensors::save;
+    use swiattn_core::model::TokenRouter;
+    let device = test_device();
+    let dir = tempfile::tempdir().unwrap();
+    for mlp_hidden in [None, Some(6)] {
+        let schedule = TemperatureSchedule { start: 4.0, end: 0.5, steps: 10 };
+        let config = RouterConfig { mlp_hidden, estimator: Estimator::Gumbel { schedule }, ..RouterConfig::default() };
+        let routers = swiattn_core::testing::randomize(Routers::new(vec![1, 3], HIDDEN, &config, &device), 4, 0.5);
+        let path = dir.path().join("routers.safetensors");
+        save(&named_tensors(&routers), &path).unwrap();
+        let loaded = Routers::load(&path, vec![1, 3], HIDDEN, &device).unwrap();
+        let mut policy = SwiAttn::new(routers, config);
+        policy.training = false;
+        policy.step = 3;
+        let x = randn([2, 50, HIDDEN], 8, &device);
+        for layer in [1, 3] {
+            let want = match policy.decide(layer, &x).unwrap().unwrap().hard {
+                swiattn_router::Hard::Tokens(route) => route.host().unwrap().into_owned(),
+                other => panic!("expected token routes, got {other:?}"),
+            };
+            let got =
+                swiattn_core::attention::RouteMask::from_tensor(&loaded.route(layer, &x).unwrap().unwrap()).unwrap();
+            assert_eq!(got, want, "layer {layer}, mlp_hidden {mlp_hidden:?}");
+            assert!(want.fa_ratio() > 0.0 && want.fa_ratio() < 1.0, "the routes should split: {}", want.fa_ratio());
+        }
+        assert!(loaded.route(0, &x).unwrap().is_none(), "no router serves layer 0");
+        let e = Routers::load(&path, vec![1, 2, 3], HIDDEN, &device).unwrap_err().to_string();
+        assert!(e.contains("2 routers for a model with 3 routed layers"), "{e}");
+    }
+}

@@ -23,7 +23,9 @@ use burn::optim::{AdamConfig, AdamWConfig};
 use burn::tensor::Device;
 use serde::{Deserialize, Serialize};
 use swiattn_core::checkpoint::safetensors::{SafetensorsSource, save as save_safetensors};
-use swiattn_core::checkpoint::{LoadOptions, load_weights_with_ids, named_tensors, param_ids, save_model};
+use swiattn_core::checkpoint::{
+    LoadOptions, LoadedModel, load_model, load_weights_with_ids, named_tensors, param_ids, save_model,
+};
 use swiattn_core::model::ModelShape;
 use swiattn_core::model::{ModelConfig, Transformer};
 use swiattn_core::{Error, Result};
@@ -244,4 +246,47 @@ pub fn load(
         trainer.set_router_optimizer(router_optim);
     }
     Ok((trainer, state))
+}
+
+/// The training checkpoint `path` is, or whose `model/` it is (a directory with `state.json` and
+/// `model/`); `None` for any other path.
+pub fn training_checkpoint(path: &Path) -> Option<&Path> {
+    [Some(path), path.parent().filter(|_| path.file_name().is_some_and(|n| n == "model"))]
+        .into_iter()
+        .flatten()
+        .find(|dir| dir.join("state.json").is_file() && dir.join("model").is_dir())
+}
+
+/// A model for inference from `path`: anything [`load_model`] opens (GGUF, safetensors, a Hugging
+/// Face directory), or a training checkpoint — `checkpoints/step-N` or its `model/` — whose
+/// SwiAttn routers then decide the routed layers ([`Transformer::with_router`]). The routers'
+/// shape comes from `routers.safetensors` itself, so no run config is needed. A ConSA checkpoint
+/// still in stage 1 is refused: its model alone is not what was trained.
+pub fn open_model(path: &Path, device: &Device, options: &LoadOptions) -> Result<LoadedModel> {
+    let Some(checkpoint) = training_checkpoint(path) else {
+        return load_model(path, device, options);
+    };
+    if checkpoint.join("gates.safetensors").exists() {
+        return Err(Error::Invalid(format!(
+            "{}: a ConSA checkpoint from stage 1, whose gates are not binarized yet; evaluate a \
+             checkpoint from after `stage1_steps`, whose layout holds the allocation",
+            checkpoint.display()
+        )));
+    }
+    let mut loaded = load_model(&checkpoint.join("model"), device, options)?;
+    let routed: Vec<usize> =
+        loaded.model.layer_attention().iter().enumerate().filter(|(_, l)| l.is_routed()).map(|(i, _)| i).collect();
+    if !routed.is_empty() {
+        let file = checkpoint.join("routers.safetensors");
+        if !file.exists() {
+            return Err(Error::Invalid(format!(
+                "{}: the model has routed layers {routed:?} but the checkpoint has no routers.safetensors",
+                checkpoint.display()
+            )));
+        }
+        let routers = Routers::load(&file, routed, loaded.model.arch.hidden_size, device)?;
+        loaded.model = loaded.model.with_router(std::sync::Arc::new(routers));
+    }
+    loaded.path = path.to_path_buf();
+    Ok(loaded)
 }

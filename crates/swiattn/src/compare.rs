@@ -8,10 +8,10 @@ use burn::optim::{GradientsParams, SgdConfig};
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use swiattn_core::BackendKind;
 use swiattn_core::attention::RouteMask;
-use swiattn_core::checkpoint::load_model;
 use swiattn_core::host;
 use swiattn_core::model::{Arch, ModelConfig, Routes, Transformer};
 use swiattn_core::testing::{random_bools, randomize};
+use swiattn_train::checkpoint::open_model;
 use swiattn_train::loss::next_token_nll;
 
 use crate::model_config::{AttentionArgs, read_config_with};
@@ -21,8 +21,8 @@ pub struct Args {
     /// Backends to compare, the first one being the baseline; those not compiled in are skipped.
     #[arg(long, value_delimiter = ',', default_value = "cpu,wgpu,cuda")]
     backends: Vec<BackendKind>,
-    /// A GGUF file or a Hugging Face directory [default: the embedded default model, weights drawn
-    /// from --seed on the host, so every backend gets the same ones].
+    /// A GGUF file, a Hugging Face directory or a training checkpoint [default: the embedded default
+    /// model, weights drawn from --seed on the host, so every backend gets the same ones].
     #[arg(long)]
     model: Option<PathBuf>,
     #[command(flatten)]
@@ -32,7 +32,8 @@ pub struct Args {
     len: usize,
     #[arg(long, default_value_t = 2)]
     batch: usize,
-    /// FA ratio of the random routes given to routed layers.
+    /// FA ratio of the random routes given to routed layers (a checkpoint's routers too are set
+    /// aside: the same host routes on every backend leave no ties to explain).
     #[arg(long, default_value_t = 0.25)]
     fa_ratio: f64,
     /// Learning rate of the SGD step.
@@ -57,7 +58,7 @@ fn default_config() -> swiattn_core::Result<ModelConfig> {
 
 fn build(args: &Args, device: &Device) -> anyhow::Result<Transformer> {
     Ok(match &args.model {
-        Some(path) => load_model(path, device, &args.attention.load_options()?)?.model,
+        Some(path) => open_model(path, device, &args.attention.load_options()?)?.model,
         None => randomize(Transformer::new(default_config()?, device)?, args.seed, 0.2),
     })
 }

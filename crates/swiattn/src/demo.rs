@@ -70,7 +70,7 @@ pub fn run(args: Args, backend: BackendKind, device: &Device) -> anyhow::Result<
     let mut cache = model.new_cache();
     let ids: Vec<i64> = (0..batch * len).map(|i| ((i * 131 + 7) % arch.vocab_size) as i64).collect();
     let tokens = Tensor::<2, Int>::from_data(TensorData::new(ids, [batch, len]), device);
-    let prefilled = model.forward_cached(tokens.clone(), &routes, &mut cache)?;
+    let prefilled = model.forward_cached(tokens.clone(), &mut routes.clone(), &mut cache)?;
     let (mut sum_keys, mut sum_kv) = (0.0, 0usize);
     for (i, (layer, layer_cache)) in arch.layers.iter().zip(&cache.layers).enumerate() {
         let (ratio, keys) = match layer {
@@ -114,7 +114,7 @@ pub fn run(args: Args, backend: BackendKind, device: &Device) -> anyhow::Result<
         let n = 48.min(len - start);
         chunks.push(model.forward_cached(
             tokens.clone().slice([0..batch, start..start + n]),
-            &routes.narrow(start, n),
+            &mut routes.narrow(start, n),
             &mut cache,
         )?);
     }
@@ -128,7 +128,7 @@ pub fn run(args: Args, backend: BackendKind, device: &Device) -> anyhow::Result<
     for t in 0..len {
         steps.push(model.forward_cached(
             tokens.clone().slice([0..batch, t..t + 1]),
-            &routes.narrow(t, 1),
+            &mut routes.narrow(t, 1),
             &mut cache,
         )?);
     }

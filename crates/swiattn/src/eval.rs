@@ -10,7 +10,7 @@ use anyhow::Context;
 use burn::tensor::{DType, Device};
 use indicatif::{ProgressBar, ProgressStyle};
 use swiattn_core::BackendKind;
-use swiattn_core::checkpoint::{LoadOptions, load_model};
+use swiattn_core::checkpoint::LoadOptions;
 use swiattn_core::model::Transformer;
 use swiattn_core::paths::expand_home;
 use swiattn_core::tokenizer::load_tokenizer;
@@ -18,6 +18,7 @@ use swiattn_eval::evaluate::Options;
 use swiattn_eval::results::{AttentionCost, TaskResult, markdown};
 use swiattn_eval::suite::{self, Task, default_data_dir, end_of_text, resolve, task_name};
 use swiattn_eval::task::{OutputType, Prepared, TaskSpec};
+use swiattn_train::checkpoint::open_model;
 use tokenizers::Tokenizer;
 
 use crate::info::describe;
@@ -137,7 +138,7 @@ pub fn run(args: Args, backend: BackendKind, device: &Device) -> anyhow::Result<
     }
     let model_path = args.model.as_ref().expect("clap requires --model");
     let load_options = LoadOptions { dtype: args.dtype, ..args.attention.load_options()? };
-    let loaded = load_model(model_path, device, &load_options)?;
+    let loaded = open_model(model_path, device, &load_options)?;
     let model = &loaded.model;
     let tokenizer = match &args.tokenizer {
         Some(path) => load_tokenizer(path)?,
@@ -227,6 +228,7 @@ pub fn run(args: Args, backend: BackendKind, device: &Device) -> anyhow::Result<
         let (policy, budget) = match (&load_options.allocation, &args.attention.attention_pattern) {
             (Some(a), _) => (a.policy.clone(), a.budget),
             (None, Some(pattern)) => (format!("pattern:{pattern}"), None),
+            (None, None) if model.router.is_some() => ("swiattn (the checkpoint's routers)".to_string(), None),
             (None, None) => ("as loaded".to_string(), None),
         };
         let out = serde_json::json!({
@@ -241,7 +243,7 @@ pub fn run(args: Args, backend: BackendKind, device: &Device) -> anyhow::Result<
                 "pattern": args.attention.attention_pattern,
                 "window": args.attention.window,
                 "allocation": args.attention.allocation.as_ref().map(|p| p.display().to_string()),
-                "fa_ratio": AttentionCost::of(&model.arch, [0..args.max_len])?.fa_ratio,
+                "fa_ratio": layout_fa_ratio(model, &results, args.max_len)?,
             },
             "backend": backend.to_string(),
             "dtype": format!("{:?}", args.dtype).to_lowercase(),
@@ -256,6 +258,16 @@ pub fn run(args: Args, backend: BackendKind, device: &Device) -> anyhow::Result<
         std::fs::write(path, serde_json::to_string_pretty(&out)?).with_context(|| format!("{}", path.display()))?;
     }
     Ok(())
+}
+
+/// The layout's FA ratio at `max_len` tokens; a routed model's is the token-weighted mean of the
+/// ratios its router achieved over the tasks.
+fn layout_fa_ratio(model: &Transformer, results: &[TaskResult], max_len: usize) -> anyhow::Result<f64> {
+    if model.router.is_none() {
+        return Ok(AttentionCost::of(&model.arch, [0..max_len], &Default::default())?.fa_ratio);
+    }
+    let tokens: usize = results.iter().map(|r| r.tokens).sum();
+    Ok(results.iter().map(|r| r.attention.fa_ratio * r.tokens as f64).sum::<f64>() / tokens.max(1) as f64)
 }
 
 /// One regular task with a progress bar; its decisions go to `decisions`.

@@ -3,8 +3,8 @@
 use std::path::PathBuf;
 
 use burn::tensor::Device;
-use swiattn_core::checkpoint::load_model;
 use swiattn_core::model::{Arch, LayerAttention};
+use swiattn_train::checkpoint::open_model;
 
 use crate::model_config::AttentionArgs;
 
@@ -18,7 +18,7 @@ pub struct Args {
 }
 
 pub fn run(args: Args, device: &Device) -> anyhow::Result<()> {
-    let loaded = load_model(&args.model, device, &args.attention.load_options()?)?;
+    let loaded = open_model(&args.model, device, &args.attention.load_options()?)?;
     let arch = &loaded.model.arch;
     println!("{}", args.model.display());
     println!("  {}", describe(arch));

@@ -44,12 +44,14 @@ pub fn parse_dtype(s: &str) -> anyhow::Result<DType> {
     })
 }
 
-/// The config of a `config.json`, a directory holding one, or a GGUF file.
+/// The config of a `config.json`, a directory holding one, a training checkpoint
+/// (`checkpoints/step-N`), or a GGUF file.
 pub fn read_config(path: &Path) -> anyhow::Result<ModelConfig> {
     if path.extension().is_some_and(|e| e == "gguf") {
         return Ok(config_from_gguf(&GgufFile::open(path)?)?);
     }
-    let file = if path.is_dir() { path.join("config.json") } else { path.to_path_buf() };
+    let dir = swiattn_train::checkpoint::training_checkpoint(path).map_or(path.to_path_buf(), |c| c.join("model"));
+    let file = if dir.is_dir() { dir.join("config.json") } else { dir };
     Ok(ModelConfig::from_file(&file)?)
 }
 

@@ -7,9 +7,10 @@ use anyhow::Context;
 use burn::tensor::{DType, Device};
 use indicatif::{ProgressBar, ProgressStyle};
 use swiattn_core::BackendKind;
-use swiattn_core::checkpoint::{LoadOptions, load_model};
+use swiattn_core::checkpoint::LoadOptions;
 use swiattn_core::score::token_nll;
 use swiattn_core::tokenizer::{encode, load_tokenizer};
+use swiattn_train::checkpoint::open_model;
 
 use crate::info::describe;
 use crate::model_config::{AttentionArgs, check_trained_context};
@@ -53,7 +54,7 @@ pub struct Args {
 
 pub fn run(args: Args, backend: BackendKind, device: &Device) -> anyhow::Result<()> {
     let options = LoadOptions { dtype: args.dtype, ..args.attention.load_options()? };
-    let loaded = load_model(&args.model, device, &options)?;
+    let loaded = open_model(&args.model, device, &options)?;
     let tokenizer = match &args.tokenizer {
         Some(path) => load_tokenizer(path)?,
         None => loaded.tokenizer.context("the model ships no tokenizer; pass --tokenizer tokenizer.json")?,
@@ -92,6 +93,9 @@ pub fn run(args: Args, backend: BackendKind, device: &Device) -> anyhow::Result<
     let nll = token_nll(&loaded.model, &ids, args.chunk, |done| bar.set_position(done as u64))?;
     bar.finish_and_clear();
     let seconds = started.elapsed().as_secs_f64();
+    // A routed model's achieved FA ratio per routed layer (its router's decisions over the text).
+    let routed = loaded.model.take_fa_ratios()?;
+    let routed_mean = (!routed.is_empty()).then(|| routed.values().sum::<f64>() / routed.len() as f64);
 
     let mean = |x: &[f64]| x.iter().sum::<f64>() / x.len().max(1) as f64;
     let all = mean(&nll);
@@ -115,6 +119,11 @@ pub fn run(args: Args, backend: BackendKind, device: &Device) -> anyhow::Result<
         if let Some((p, n, m)) = past {
             out["past"] = serde_json::json!({"position": p, "scored": n, "mean_nll": m, "perplexity": m.exp()});
         }
+        if let Some(mean) = routed_mean {
+            let per_layer: serde_json::Map<String, serde_json::Value> =
+                routed.iter().map(|(l, r)| (l.to_string(), (*r).into())).collect();
+            out["routed_fa_ratio"] = serde_json::json!({"mean": mean, "per_layer": per_layer});
+        }
         println!("{out}");
     } else {
         println!("model:      {} ({})", args.model.display(), describe(&loaded.model.arch));
@@ -124,6 +133,10 @@ pub fn run(args: Args, backend: BackendKind, device: &Device) -> anyhow::Result<
         println!("perplexity: {:.4}", all.exp());
         if let Some((p, n, m)) = past {
             println!("past {p}:   {n} tokens, mean NLL {m:.5}, perplexity {:.4}", m.exp());
+        }
+        if let Some(mean) = routed_mean {
+            let per_layer: Vec<String> = routed.iter().map(|(l, r)| format!("{l}: {r:.3}")).collect();
+            println!("routed FA:  {mean:.4} achieved ({})", per_layer.join(", "));
         }
         println!("time:       {seconds:.1} s on {backend} ({:.0} tokens/s)", nll.len() as f64 / seconds);
     }

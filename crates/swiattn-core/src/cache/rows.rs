@@ -155,6 +155,11 @@ impl RowsVisible {
         self.span
     }
 
+    /// The same queries and columns under another span (a routed layer's other branch).
+    pub fn with_span(&self, span: Span) -> Self {
+        Self { span, ..self.clone() }
+    }
+
     /// `[batch, 1, new, end]` mask of the hidden columns (`true` = hidden): the span's mask in
     /// column space, shared by the rows, joined with each row's floor on the device.
     pub fn hidden(&self, device: &burn::tensor::Device) -> Tensor<4, Bool> {

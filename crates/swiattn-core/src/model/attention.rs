@@ -158,9 +158,10 @@ impl SelfAttention {
                 self.attention.type_name()
             )));
         }
-        if matches!(cache, Some(LayerCache::Rows(_) | LayerCache::MixedRows { .. })) {
+        let ragged = matches!(cache, Some(LayerCache::Rows(_) | LayerCache::MixedRows { .. }));
+        if ragged && !(self.attention.is_routed() && matches!(control, LayerControl::Route(_))) {
             return Err(Error::Invalid(format!(
-                "layer {layer}: a ragged (stacked) cache runs the layers' own attention; controls need a plain cache"
+                "layer {layer}: a ragged (stacked) cache takes only the routes of a routed layer; other controls need a plain cache"
             )));
         }
         match control {
@@ -284,6 +285,26 @@ impl SelfAttention {
         ragged_attention(q, k, v, hidden, self.scale)
     }
 
+    /// Per-token routes over a ragged batch (`visible` under the full span): each query under the
+    /// full span or the window, as its route says. The ragged paths take one span per call, so
+    /// both run for every query and the route picks each token's output — inference only, where
+    /// a step's attention is a small part of its cost.
+    fn ragged_routed(
+        &self,
+        q: Tensor<4>,
+        k: Tensor<4>,
+        v: Tensor<4>,
+        visible: &RowsVisible,
+        route: &Route,
+    ) -> Tensor<4> {
+        let w = self.window.expect("checked by check_control");
+        let full = self.ragged(q.clone(), k.clone(), v.clone(), visible);
+        let sliding = self.ragged(q, k, v, &visible.with_span(Span::Sliding(w)));
+        let [b, h, t, d] = full.dims();
+        let fa = route.on_device(&full.device()).reshape([b, 1, t, 1]).expand([b, h, t, d]);
+        sliding.mask_where(fa, full)
+    }
+
     fn attend_cached(
         &self,
         q: Tensor<4>,
@@ -321,7 +342,10 @@ impl SelfAttention {
                     _ => Span::Full,
                 };
                 let (k, v, visible) = rows.append(k, v, span);
-                self.ragged(q, k, v, &visible)
+                match control {
+                    Some(LayerControl::Route(route)) => self.ragged_routed(q, k, v, &visible, route),
+                    _ => self.ragged(q, k, v, &visible),
+                }
             }
             (LayerCache::MixedRows { full, sliding }, LayerAttention::HeadMixed { window, full_kv_heads }) => {
                 let split = HeadSplit::new(full_kv_heads, self.num_heads);

@@ -53,13 +53,17 @@ impl Route {
         }
     }
 
-    /// `+1` for full-attention tokens and `−1` for sliding ones, `[batch, len]` fp32 on `device`.
-    pub fn sign(&self, device: &Device) -> Tensor<2> {
-        let fa = match self {
+    /// The route as a `[batch, len]` bool tensor on `device` (a host mask uploaded).
+    pub fn on_device(&self, device: &Device) -> Tensor<2, Bool> {
+        match self {
             Route::Host(mask) => mask.to_tensor(device),
             Route::Device(route) => route.clone(),
-        };
-        fa.float() * 2.0 - 1.0
+        }
+    }
+
+    /// `+1` for full-attention tokens and `−1` for sliding ones, `[batch, len]` fp32 on `device`.
+    pub fn sign(&self, device: &Device) -> Tensor<2> {
+        self.on_device(device).float() * 2.0 - 1.0
     }
 
     /// Fraction of tokens routed to full attention (of a device route: its count, read back).

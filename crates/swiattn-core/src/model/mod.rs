@@ -13,10 +13,12 @@ pub mod mlp;
 pub mod norm;
 mod prefill;
 pub mod rope;
+pub mod router;
 pub mod transformer;
 
 pub use crate::attention::LayerAttention;
 pub use allocation::{Allocation, Granularity, ModelShape};
 pub use config::{Activation, Arch, Family, ModelConfig, Rope, RopeScaling};
 pub use control::{AttentionController, LayerControl, Route, Routes};
+pub use router::{ModelRouter, OwnRoutes, Real, TokenRouter};
 pub use transformer::{TextModel, Transformer};

@@ -12,7 +12,7 @@ use burn::tensor::Tensor;
 
 use super::Transformer;
 use super::attention::runs_fused;
-use super::control::Routes;
+use super::router::Real;
 use crate::cache::ModelCache;
 use crate::{Error, Result};
 
@@ -27,7 +27,7 @@ impl Transformer {
         let mut last = None;
         for part in prompt.chunks(chunk.max(1)) {
             let tokens = self.token_tensor(part, [1, part.len()])?;
-            last = Some(self.forward_cached_last(tokens, &Routes::none(), &mut cache)?);
+            last = Some(self.forward_cached_last(tokens, &mut self.routes(Real::All), &mut cache)?);
         }
         Ok((cache, last.expect("at least one chunk")))
     }
@@ -48,7 +48,6 @@ impl Transformer {
     /// fed in chunks of at most `chunk` columns: no query sees a padding column, and positions
     /// count each prompt from its own first token ([`ModelCache::prompts`]).
     pub fn prefill_padded(&self, prompts: &[&[u32]], chunk: usize) -> Result<(ModelCache, Tensor<2>)> {
-        self.check_static("a ragged prefill")?;
         let lens: Vec<usize> = prompts.iter().map(|p| p.len()).collect();
         let mut cache = ModelCache::prompts(&lens, self.layer_attention())?;
         let longest = lens.iter().copied().max().unwrap_or(0);
@@ -57,12 +56,14 @@ impl Transformer {
         while at < longest {
             let end = (at + chunk.max(1)).min(longest);
             let mut ids = Vec::with_capacity(prompts.len() * (end - at));
+            let mut real = Vec::with_capacity(prompts.len());
             for prompt in prompts {
                 let pad = longest - prompt.len();
                 ids.extend((at..end).map(|c| if c < pad { 0 } else { prompt[c - pad] }));
+                real.push(pad.clamp(at, end) - at..end - at);
             }
             let tokens = self.token_tensor(&ids, [prompts.len(), end - at])?;
-            last = Some(self.forward_cached_last(tokens, &Routes::none(), &mut cache)?);
+            last = Some(self.forward_cached_last(tokens, &mut self.routes(Real::Rows(real)), &mut cache)?);
             at = end;
         }
         Ok((cache, last.expect("at least one chunk")))
@@ -71,7 +72,6 @@ impl Transformer {
     /// Each prompt through its own cache ([`Self::prefill`]), the caches stacked into one ragged
     /// batch.
     pub fn prefill_each(&self, prompts: &[&[u32]], chunk: usize) -> Result<(ModelCache, Tensor<2>)> {
-        self.check_static("a ragged prefill")?;
         let (mut caches, mut last) = (Vec::with_capacity(prompts.len()), Vec::with_capacity(prompts.len()));
         for prompt in prompts {
             let (cache, logits) = self.prefill(prompt, chunk)?;

@@ -10,6 +10,7 @@ use super::control::{AttentionController, Routes};
 use super::layer::DecoderLayer;
 use super::norm::RmsNorm;
 use super::rope;
+use super::router::ModelRouter;
 use crate::attention::LayerAttention;
 use crate::cache::ModelCache;
 use crate::{Error, Result};
@@ -31,6 +32,10 @@ pub struct Transformer {
     pub config: ModelConfig,
     #[module(skip)]
     pub arch: Arch,
+    /// Decides the routed layers at inference ([`Self::with_router`]); `None` for static layouts
+    /// and while training (policies decide there).
+    #[module(skip)]
+    pub router: Option<ModelRouter>,
 }
 
 impl Transformer {
@@ -45,7 +50,7 @@ impl Transformer {
         let norm = RmsNorm::new(arch.hidden_size, arch.rms_norm_eps, arch.family == Family::Gemma3, device);
         let lm_head = (!arch.tie_word_embeddings)
             .then(|| linear(arch.hidden_size, arch.vocab_size, false, arch.initializer_range, device));
-        Ok(Self { model: TextModel { embed_tokens, layers, norm }, lm_head, config, arch })
+        Ok(Self { model: TextModel { embed_tokens, layers, norm }, lm_head, config, arch, router: None })
     }
 
     /// The same weights with another attention layout (one kind per layer): how a full-attention
@@ -75,17 +80,6 @@ impl Transformer {
         &self.arch.layers
     }
 
-    /// Refuse routed layers for `what` (scoring, generation): they need per-token routes from a
-    /// router, which those paths do not have yet.
-    pub fn check_static(&self, what: &str) -> Result<()> {
-        if self.arch.layers.iter().any(LayerAttention::is_routed) {
-            return Err(Error::Invalid(format!(
-                "routed layers need routes from a router; {what} with a static layout"
-            )));
-        }
-        Ok(())
-    }
-
     /// Empty KV caches for this model.
     pub fn new_cache(&self) -> ModelCache {
         ModelCache::new(&self.arch.layers)
@@ -99,9 +93,15 @@ impl Transformer {
     }
 
     /// Logits of the next chunk of tokens, continuing from (and extending) `cache`: chunked
-    /// prefill when `len > 1`, decoding when `len == 1`. Routes cover this chunk only.
-    pub fn forward_cached(&self, tokens: Tensor<2, Int>, routes: &Routes, cache: &mut ModelCache) -> Result<Tensor<3>> {
-        let hidden = self.hidden_states(tokens, &mut routes.clone(), Some(cache))?;
+    /// prefill when `len > 1`, decoding when `len == 1`. `controller` decides this chunk's
+    /// attention controls ([`Routes`] of this chunk only, or the model's own, [`Self::routes`]).
+    pub fn forward_cached(
+        &self,
+        tokens: Tensor<2, Int>,
+        controller: &mut dyn AttentionController,
+        cache: &mut ModelCache,
+    ) -> Result<Tensor<3>> {
+        let hidden = self.hidden_states(tokens, controller, Some(cache))?;
         Ok(self.logits(hidden))
     }
 
@@ -111,10 +111,10 @@ impl Transformer {
     pub fn forward_cached_last(
         &self,
         tokens: Tensor<2, Int>,
-        routes: &Routes,
+        controller: &mut dyn AttentionController,
         cache: &mut ModelCache,
     ) -> Result<Tensor<2>> {
-        let hidden = self.hidden_states(tokens, &mut routes.clone(), Some(cache))?;
+        let hidden = self.hidden_states(tokens, controller, Some(cache))?;
         let [b, len, h] = hidden.dims();
         let logits = self.logits(hidden.slice([0..b, len - 1..len, 0..h]));
         let vocab = logits.dims()[2];

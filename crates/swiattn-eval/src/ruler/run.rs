@@ -108,7 +108,9 @@ pub fn run(
         }
         let contexts: Vec<Vec<u32>> =
             task_samples.iter().map(|s| encode(tokenizer, &s.input)).collect::<Result<_>>()?;
+        model.take_fa_ratios()?;
         let generated = generate_batch(model, tokenizer, &contexts, &until, options.batch, |n| progress(done + n))?;
+        let routed = model.take_fa_ratios()?;
         done += contexts.len();
         let mut lengths = Vec::with_capacity(contexts.len());
         let mut values = Vec::with_capacity(contexts.len());
@@ -138,7 +140,7 @@ pub fn run(
             }],
             sequences: lengths.len(),
             tokens: lengths.iter().sum(),
-            attention: AttentionCost::of(&model.arch, lengths.into_iter().map(|n| 0..n))?,
+            attention: AttentionCost::of(&model.arch, lengths.into_iter().map(|n| 0..n), &routed)?,
             seconds: started.elapsed().as_secs_f64(),
         });
     }
