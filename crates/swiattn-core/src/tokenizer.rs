@@ -26,3 +26,31 @@ pub fn encode(tokenizer: &Tokenizer, text: &str) -> Result<Vec<u32>> {
         .map(|e| e.get_ids().to_vec())
         .map_err(|e| Error::Invalid(format!("tokenization failed: {e}")))
 }
+
+/// FNV-1a 64 of `bytes`: a stable fingerprint (std's hasher is not stable across releases).
+pub fn fingerprint(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| (h ^ b as u64).wrapping_mul(0x0100_0000_01b3))
+}
+
+/// A fingerprint of a tokenizer's vocabulary alone, as hex: [`fingerprint`] of every id's token in
+/// id order (added tokens included; each token length-prefixed, an unused id marked). A
+/// `tokenizer.json` and the same vocabulary rebuilt from a GGUF file's metadata agree here, where
+/// their JSON differs; two tokenizers that map any id to different tokens do not.
+pub fn vocabulary_fingerprint(tokenizer: &Tokenizer) -> String {
+    let vocab = tokenizer.get_vocab(true);
+    let mut by_id: Vec<Option<&str>> = vec![None; vocab.values().map(|&id| id as usize + 1).max().unwrap_or(0)];
+    for (token, &id) in &vocab {
+        by_id[id as usize] = Some(token);
+    }
+    let mut bytes = Vec::new();
+    for token in by_id {
+        match token {
+            Some(t) => {
+                bytes.extend((t.len() as u32).to_le_bytes());
+                bytes.extend(t.as_bytes());
+            }
+            None => bytes.extend(u32::MAX.to_le_bytes()),
+        }
+    }
+    format!("{:016x}", fingerprint(&bytes))
+}

@@ -184,6 +184,9 @@ fn bad_inputs_give_one_clear_error() {
         e.contains("model.layers.3.self_attn.q_proj.weight") && e.contains("more layers than the config's 3"),
         "{e}"
     );
+    let deep = with_config("llama", |c| c["num_hidden_layers"] = (1u64 << 40).into());
+    let e = load_error(deep.path());
+    assert!(e.contains("config.json") && e.contains("num_hidden_layers") && e.contains("at most 4096"), "{e}");
     let huge = with_config("llama", |c| c["hidden_size"] = (1u64 << 32).into());
     let e = load_error(huge.path());
     assert!(e.contains("model.embed_tokens.weight") && e.contains("does not match the config"), "{e}");

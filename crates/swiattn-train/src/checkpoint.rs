@@ -9,11 +9,14 @@
 //! | `routers.safetensors`, `router_ids.json`, `router_optimizer.bpk` | routers and their Adam state |
 //! | `gates.safetensors`, `gate_ids.json`, `router_optimizer.bpk` | ConSA's gates and their Adam state |
 //! | `state.json` | step, regularizer coefficients, router step, ConSA's multipliers, best validation |
+//! | `checksums.json` | the SHA-256 of every other file, checked before anything is loaded |
 //!
 //! Data and noise are functions of `(seed, step)`, so the step is the data cursor and the RNG state.
 //! A checkpoint is written into `.step-000500.tmp/`, every file is synced, then the directory is
 //! renamed into place and its parent synced: a process killed mid-save leaves only a `.tmp`
-//! directory, which resuming ignores and the next save replaces.
+//! directory, which resuming ignores and the next save replaces. A file changed after the save (a
+//! flipped bit, a truncated copy) fails its checksum: [`load`] and [`open_model`] refuse the
+//! checkpoint naming the file, and resuming falls back to the newest checkpoint that is intact.
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -99,6 +102,64 @@ fn sync_tree(dir: &Path) -> Result<()> {
     File::open(dir).and_then(|f| f.sync_all()).map_err(io(dir))
 }
 
+/// `checksums.json`: each file's SHA-256 (lower-case hex), keyed by its path in the checkpoint.
+const CHECKSUMS: &str = "checksums.json";
+
+/// The SHA-256 of the file at `path`, streamed.
+fn sha256(path: &Path) -> Result<String> {
+    use sha2::Digest;
+    let mut hasher = sha2::Sha256::new();
+    let mut file = File::open(path).map_err(io(path))?;
+    std::io::copy(&mut file, &mut hasher).map_err(io(path))?;
+    Ok(hasher.finalize().iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// Every file under `dir` (recursively), as paths relative to `root` with `/` separators.
+fn files(root: &Path, dir: &Path, out: &mut Vec<String>) -> Result<()> {
+    for entry in std::fs::read_dir(dir).map_err(io(dir))? {
+        let path = entry.map_err(io(dir))?.path();
+        if path.is_dir() {
+            files(root, &path, out)?;
+        } else if let Ok(rel) = path.strip_prefix(root) {
+            out.push(rel.components().map(|c| c.as_os_str().to_string_lossy()).collect::<Vec<_>>().join("/"));
+        }
+    }
+    Ok(())
+}
+
+/// Write `checksums.json` for every file now in `dir`.
+fn write_checksums(dir: &Path) -> Result<()> {
+    let mut names = Vec::new();
+    files(dir, dir, &mut names)?;
+    let sums = names.into_iter().map(|n| Ok((sha256(&dir.join(&n))?, n))).collect::<Result<Vec<_>>>()?;
+    let sums: BTreeMap<String, String> = sums.into_iter().map(|(sum, name)| (name, sum)).collect();
+    write_json(&dir.join(CHECKSUMS), &sums)
+}
+
+/// Check every file of a checkpoint against its `checksums.json`: a missing or changed file is an
+/// error naming it. Checkpoints written before checksums existed (no `checksums.json`) pass.
+pub fn verify(dir: &Path) -> Result<()> {
+    let path = dir.join(CHECKSUMS);
+    if !path.exists() {
+        return Ok(());
+    }
+    let sums: BTreeMap<String, String> = read_json(&path)?;
+    for (name, want) in &sums {
+        let file = dir.join(name);
+        if !file.is_file() {
+            return Err(Error::Invalid(format!("{}: missing (listed in {CHECKSUMS})", file.display())));
+        }
+        let got = sha256(&file)?;
+        if got != *want {
+            return Err(Error::Invalid(format!(
+                "{}: SHA-256 {got} differs from the {want} saved with it: the file changed after the save",
+                file.display()
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// A test hook: `SWIATTN_FAIL_AT=save:<step>` aborts the process half-way through writing that
 /// step's checkpoint (after the model, before the optimizer), to prove that resuming survives it.
 fn fail_point(step: usize) {
@@ -142,6 +203,7 @@ pub fn save(dir: &Path, trainer: &Trainer, best: Option<Best>) -> Result<PathBuf
         }
     };
     write_json(&tmp.join("state.json"), &State { step, router_step, regularizer, consa, best })?;
+    write_checksums(&tmp)?;
     sync_tree(&tmp)?;
 
     let done = checkpoints.join(name(step));
@@ -197,6 +259,7 @@ pub fn load(
     consa: Option<&ConsaSection>,
     settings: crate::trainer::OptimizerSettings,
 ) -> Result<(Trainer, State)> {
+    verify(path)?;
     let state: State = read_json(&path.join("state.json"))?;
     let model_dir = path.join("model");
     let config = ModelConfig::from_file(&model_dir.join("config.json"))?;
@@ -266,6 +329,7 @@ pub fn open_model(path: &Path, device: &Device, options: &LoadOptions) -> Result
     let Some(checkpoint) = training_checkpoint(path) else {
         return load_model(path, device, options);
     };
+    verify(checkpoint)?;
     if checkpoint.join("gates.safetensors").exists() {
         return Err(Error::Invalid(format!(
             "{}: a ConSA checkpoint from stage 1, whose gates are not binarized yet; evaluate a \

@@ -12,7 +12,8 @@
 //! | `micro` | the forward and backward passes of one step's micro-batches, on one or several devices |
 //! | [`precision`] | mixed precision: fp32 master weights, a bf16/f16 compute copy |
 //! | [`clip`], [`finite`], [`schedule`] | gradient clipping, NaN/Inf detection naming the tensor, the learning-rate schedule |
-//! | [`checkpoint`] | atomic checkpoints that resume bitwise |
+//! | [`checkpoint`] | atomic, checksummed checkpoints that resume bitwise; opening one for inference |
+//! | [`interrupt`] | SIGINT/SIGTERM: stop after the current step with a checkpoint |
 //! | [`data`] | data of a run: synthetic tasks or tokenized text shards, packed into sequences |
 //! | [`synthetic`] | far-back recall tasks that need no asset |
 //! | [`quickstart`] | full, sliding, a rule and SwiAttn trained on a synthetic task and compared |
@@ -24,6 +25,7 @@ pub mod clip;
 pub mod config;
 pub mod data;
 pub mod finite;
+pub mod interrupt;
 pub mod loss;
 pub mod mfu;
 mod micro;

@@ -10,7 +10,8 @@
 //! <run>/checkpoints/      step-NNNNNN/ (see checkpoint.rs)
 //! ```
 //!
-//! Resuming restores the latest complete checkpoint and drops the metric lines logged after it, so
+//! Resuming restores the latest complete checkpoint that passes its checksums (an older one when
+//! the latest is corrupt, with a warning naming it) and drops the metric lines logged after it, so
 //! the metrics of an interrupted-and-resumed run are those of an uninterrupted one.
 
 use std::io::Write;
@@ -30,7 +31,7 @@ use swiattn_router::consa::Consa;
 use swiattn_router::router::{Routers, SwiAttn};
 use swiattn_router::rules::Rule;
 
-use crate::checkpoint::{self, Best};
+use crate::checkpoint::{self, Best, State};
 use crate::config::TrainConfig;
 use crate::data::Batch;
 use crate::data::Dataset;
@@ -102,7 +103,11 @@ fn initial_model(config: &TrainConfig, data: &Dataset, device: &Device) -> Resul
         )?
     } else {
         let options = LoadOptions { sliding_window: Some(m.sliding_window), ..Default::default() };
-        load_model(&expand_home(&m.from), device, &options)?.model
+        let loaded = load_model(&expand_home(&m.from), device, &options)?;
+        if let (Dataset::Text(packed), Some(tokenizer)) = (data, &loaded.tokenizer) {
+            packed.meta.check_vocabulary(tokenizer, &m.from)?;
+        }
+        loaded.model
     };
     if model.arch.vocab_size < data.vocab_size() {
         return Err(Error::Invalid(format!(
@@ -249,10 +254,9 @@ fn open(config: &TrainConfig, run_dir: &Path, resume: bool, data: &Dataset, devi
             config.steps
         )));
     }
-    let (trainer, best, resumed_from) = match latest {
-        Some((step, path)) => {
-            let (trainer, state) =
-                checkpoint::load(&path, device, &config.routing.router, config.consa.as_ref(), settings(config))?;
+    let restored = if resume { restore(run_dir, config, device)? } else { None };
+    let (trainer, best, resumed_from) = match restored {
+        Some((step, trainer, state)) => {
             truncate_metrics(&metrics_path, step)?;
             (trainer, state.best, Some(step))
         }
@@ -268,6 +272,31 @@ fn open(config: &TrainConfig, run_dir: &Path, resume: bool, data: &Dataset, devi
     };
     let file = std::fs::OpenOptions::new().create(true).append(true).open(&metrics_path).map_err(io(&metrics_path))?;
     Ok(Opened { trainer, best, resumed_from, log: MetricsLog { file, path: metrics_path }, _lock: lock })
+}
+
+/// The newest checkpoint of `run_dir` that loads: one that fails (a checksum, a missing or
+/// unreadable file) is skipped with a warning naming it and why, and the next older one tried;
+/// `None` without checkpoints, an error when none loads.
+fn restore(run_dir: &Path, config: &TrainConfig, device: &Device) -> Result<Option<(usize, Trainer, State)>> {
+    let all = checkpoint::list(run_dir)?;
+    let mut failed = Vec::new();
+    for (step, path) in all.iter().rev() {
+        match checkpoint::load(path, device, &config.routing.router, config.consa.as_ref(), settings(config)) {
+            Ok((trainer, state)) => {
+                for why in &failed {
+                    eprintln!("warning: skipped {why}");
+                }
+                return Ok(Some((*step, trainer, state)));
+            }
+            Err(e) => failed.push(format!("checkpoint {}: {e}", path.display())),
+        }
+    }
+    match failed.is_empty() {
+        true => Ok(None),
+        false => {
+            Err(Error::Invalid(format!("no checkpoint of {} loads:\n  {}", run_dir.display(), failed.join("\n  "))))
+        }
+    }
 }
 
 /// The first key (as `a.b.c`) where two configs differ, with both values.
@@ -389,9 +418,19 @@ pub fn train(
             )?;
             last_eval = Some(e);
         }
-        if (config.save_every > 0 && m.step % config.save_every == 0) || done {
+        let stop = crate::interrupt::requested() && !done;
+        if (config.save_every > 0 && m.step % config.save_every == 0) || done || stop {
             checkpoint::save(run_dir, &trainer, best)?;
             checkpoint::prune(run_dir, config.keep_last, best)?;
+        }
+        if stop {
+            return Err(Error::Invalid(format!(
+                "interrupted after step {} of {}: checkpoint {} saved; continue with `swiattn train --resume --run-dir {}`",
+                m.step,
+                config.steps,
+                checkpoint::name(m.step),
+                run_dir.display()
+            )));
         }
         last = Some(m);
     }

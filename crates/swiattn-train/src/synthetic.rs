@@ -40,6 +40,23 @@ pub const BOS: u32 = 1;
 pub const QUERY: u32 = 2;
 const MARKERS: u32 = 3;
 
+/// The largest synthetic vocabulary (2^20 ids, above any real tokenizer's): the model's embedding
+/// is `[vocab, hidden]`, so a symbol count from a typo must not size it.
+pub const MAX_VOCAB: usize = 1 << 20;
+
+/// Refuse symbol counts whose vocabulary (markers included) passes [`MAX_VOCAB`].
+fn check_vocab(task: &str, symbols: &[(&str, u32)]) -> Result<()> {
+    let vocab = MARKERS as usize + symbols.iter().map(|&(_, n)| n as usize).sum::<usize>();
+    if vocab > MAX_VOCAB {
+        let counts: Vec<String> = symbols.iter().map(|(k, n)| format!("{k} = {n}")).collect();
+        return Err(Error::Invalid(format!(
+            "{task}: {} give a vocabulary of {vocab} ids, more than the {MAX_VOCAB} a synthetic task may have",
+            counts.join(", ")
+        )));
+    }
+    Ok(())
+}
+
 /// Shape of the span-recall task.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -105,12 +122,13 @@ impl Default for LaggedCopy {
 impl LaggedCopy {
     /// Vocabulary size: markers and filler symbols.
     pub fn vocab_size(&self) -> usize {
-        (MARKERS + self.filler_symbols) as usize
+        MARKERS as usize + self.filler_symbols as usize
     }
 
     /// Check that at least one marker fits and the filler has symbols to repeat.
     pub fn validate(&self) -> Result<()> {
-        if self.lag < 2 || self.lag + 2 > self.seq_len || self.filler_symbols < 4 {
+        check_vocab("lagged copy", &[("filler_symbols", self.filler_symbols)])?;
+        if self.lag < 2 || self.lag > self.seq_len.saturating_sub(2) || self.filler_symbols < 4 {
             return Err(Error::Invalid(format!(
                 "lagged copy: need 2 ≤ lag ≤ seq_len − 2 and filler_symbols ≥ 4 (lag {}, seq_len {}, {} symbols)",
                 self.lag, self.seq_len, self.filler_symbols
@@ -147,7 +165,7 @@ pub struct Example {
 impl RecallConfig {
     /// Vocabulary size: markers, content and filler symbols.
     pub fn vocab_size(&self) -> usize {
-        (MARKERS + self.content_symbols + self.filler_symbols) as usize
+        MARKERS as usize + self.content_symbols as usize + self.filler_symbols as usize
     }
 
     fn content(&self, i: u32) -> u32 {
@@ -156,10 +174,17 @@ impl RecallConfig {
 
     /// Check that the layout fits: the passage, the gap and the queries within `seq_len`.
     pub fn validate(&self) -> Result<()> {
-        let need = 1 + self.passage + self.min_gap + self.queries * (self.span + 1);
-        if need > self.seq_len {
+        check_vocab(
+            "synthetic recall",
+            &[("content_symbols", self.content_symbols), ("filler_symbols", self.filler_symbols)],
+        )?;
+        let need = self
+            .queries
+            .checked_mul(self.span.saturating_add(1))
+            .and_then(|q| q.checked_add(self.passage)?.checked_add(self.min_gap)?.checked_add(1));
+        if need.is_none_or(|n| n > self.seq_len) {
             return Err(Error::Invalid(format!(
-                "synthetic recall: a passage of {}, a gap of {} and {} queries of {} need {need} tokens, seq_len is {}",
+                "synthetic recall: a passage of {}, a gap of {} and {} queries of {} need more than seq_len = {} tokens",
                 self.passage, self.min_gap, self.queries, self.span, self.seq_len
             )));
         }
@@ -253,8 +278,16 @@ mod tests {
     #[test]
     fn layouts_that_do_not_fit_are_errors() {
         let config = RecallConfig { seq_len: 40, ..RecallConfig::default() };
-        assert!(config.validate().unwrap_err().to_string().contains("seq_len is 40"));
+        assert!(config.validate().unwrap_err().to_string().contains("more than seq_len = 40"));
         let config = RecallConfig { span: 1, ..RecallConfig::default() };
         assert!(config.validate().is_err());
+        // Extremes give an error naming the key, never an overflow or a vocabulary of 2^32.
+        let e = RecallConfig { queries: usize::MAX, ..RecallConfig::default() }.validate().unwrap_err();
+        assert!(e.to_string().contains("more than seq_len"), "{e}");
+        let e = RecallConfig { filler_symbols: u32::MAX, ..RecallConfig::default() }.validate().unwrap_err();
+        assert!(e.to_string().contains("filler_symbols = 4294967295"), "{e}");
+        let e = LaggedCopy { filler_symbols: u32::MAX, ..LaggedCopy::default() }.validate().unwrap_err();
+        assert!(e.to_string().contains("vocabulary of 4294967298 ids"), "{e}");
+        assert!(LaggedCopy { lag: usize::MAX, ..LaggedCopy::default() }.validate().is_err());
     }
 }

@@ -74,3 +74,51 @@ fn malformed_input_names_file_and_line() {
     let err = prepare(&with_eod, &|_, _| {}).unwrap_err().to_string();
     assert!(err.contains("</s>"), "{err}");
 }
+
+/// The vocabulary fingerprint follows the vocabulary, not the JSON around it; continuing a
+/// checkpoint on shards made with another vocabulary is refused before training, naming the fix.
+#[test]
+fn shards_of_another_vocabulary_do_not_continue_a_checkpoint() {
+    use swiattn_core::tokenizer::vocabulary_fingerprint;
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    let docs = dir.join("docs");
+    std::fs::create_dir(&docs).unwrap();
+    std::fs::write(docs.join("a.txt"), "the window sees near keys the far keys ".repeat(3)).unwrap();
+    let meta = prepare(&options(dir, vec![docs], 64), &|_, _| {}).unwrap();
+    let ours = tokenizers::Tokenizer::from_file(tokenizer(dir)).unwrap();
+    assert_eq!(meta.vocabulary_fingerprint.as_deref(), Some(vocabulary_fingerprint(&ours).as_str()));
+    let pretty = ours.to_string(true).unwrap();
+    assert_ne!(pretty, std::fs::read_to_string(tokenizer(dir)).unwrap(), "other JSON");
+    let pretty = tokenizers::Tokenizer::from_bytes(pretty.as_bytes()).unwrap();
+    assert_eq!(vocabulary_fingerprint(&pretty), vocabulary_fingerprint(&ours), "the same vocabulary");
+    let mut other_words = WORDS;
+    other_words.swap(3, 4);
+    let other = swiattn_core::testing::word_tokenizer_json(&other_words);
+    let other = tokenizers::Tokenizer::from_bytes(other.as_bytes()).unwrap();
+    assert_ne!(vocabulary_fingerprint(&other), vocabulary_fingerprint(&ours), "two ids swapped");
+
+    // A checkpoint (the llama fixture) whose tokenizer.json has the two ids swapped.
+    let model = dir.join("model");
+    std::fs::create_dir(&model).unwrap();
+    let fixture: PathBuf =
+        [env!("CARGO_MANIFEST_DIR"), "..", "swiattn-core", "tests", "fixtures", "hf", "llama"].iter().collect();
+    for file in ["config.json", "model.safetensors"] {
+        std::fs::copy(fixture.join(file), model.join(file)).unwrap();
+    }
+    std::fs::write(model.join("tokenizer.json"), swiattn_core::testing::word_tokenizer_json(&other_words)).unwrap();
+    let toml = format!(
+        "steps = 1\nbatch_size = 1\neval_every = 0\neval_sequences = 1\nsave_every = 0\n[data]\ntask = \"text\"\n\
+         shards = \"{}\"\nseq_len = 4\n[model]\nfrom = \"{}\"\nsliding_window = 4\n",
+        dir.join("out").display(),
+        model.display()
+    );
+    let config = swiattn_train::config::TrainConfig::from_toml(&toml, "run.toml").unwrap();
+    let device = swiattn_core::testing::test_device().autodiff();
+    let train = |run: &str| swiattn_train::run::train(&config, &dir.join(run), false, &[device.clone()], &mut |_| {});
+    let e = train("refused").unwrap_err().to_string();
+    assert!(e.contains("vocabulary") && e.contains("swiattn data prepare --tokenizer"), "{e}");
+    // With the shards' own vocabulary the run trains.
+    std::fs::write(model.join("tokenizer.json"), swiattn_core::testing::word_tokenizer_json(&WORDS)).unwrap();
+    train("trains").unwrap();
+}

@@ -136,6 +136,11 @@ pub fn run(args: Args, backend: BackendKind, device: &Device) -> anyhow::Result<
     if let Some(path) = &args.write_requests {
         return write_requests(&tasks, &data_dir, args.limit, path);
     }
+    for (flag, path) in [("--results", &args.results), ("--table", &args.table)] {
+        if let Some(path) = path {
+            check_writable(flag, path)?;
+        }
+    }
     let model_path = args.model.as_ref().expect("clap requires --model");
     let load_options = LoadOptions { dtype: args.dtype, ..args.attention.load_options()? };
     let loaded = open_model(model_path, device, &load_options)?;
@@ -256,6 +261,21 @@ pub fn run(args: Args, backend: BackendKind, device: &Device) -> anyhow::Result<
             "unix_time": std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),
         });
         std::fs::write(path, serde_json::to_string_pretty(&out)?).with_context(|| format!("{}", path.display()))?;
+    }
+    Ok(())
+}
+
+/// Refuse an output path that cannot be written before anything is scored: open it for appending
+/// (which changes no existing file), and remove it again if this check created it.
+fn check_writable(flag: &str, path: &Path) -> anyhow::Result<()> {
+    let existed = path.exists();
+    std::fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .open(path)
+        .with_context(|| format!("{flag} {}: cannot be written", path.display()))?;
+    if !existed {
+        std::fs::remove_file(path).with_context(|| format!("{flag} {}", path.display()))?;
     }
     Ok(())
 }

@@ -28,11 +28,21 @@ pub fn run(args: Args, backend: BackendKind) -> anyhow::Result<()> {
         .or_else(|| sweep.out.clone())
         .unwrap_or_else(|| PathBuf::from("sweeps").join(args.sweep.file_stem().unwrap_or_default()));
     let cells = sweep.cells(&base);
+    // Every cell's config before the first trains: a bad cell late in the grid is found now, not
+    // after hours of the cells before it.
+    let (mut configs, mut bad) = (Vec::with_capacity(cells.len()), Vec::new());
+    for cell in &cells {
+        match cell.config(&base) {
+            Ok(config) => configs.push(config),
+            Err(e) => bad.push(format!("  {}: {e}", cell.name())),
+        }
+    }
+    anyhow::ensure!(bad.is_empty(), "{}: {} cell(s) cannot run:\n{}", args.sweep.display(), bad.len(), bad.join("\n"));
     let devices: Vec<Device> = backend.devices(base.devices)?.into_iter().map(|d| d.autodiff()).collect();
+    swiattn_train::interrupt::install()?;
     let mut results = Vec::new();
     let mut failed = Vec::new();
-    for (i, cell) in cells.iter().enumerate() {
-        let config = cell.config(&base)?;
+    for (i, (cell, config)) in cells.iter().zip(configs).enumerate() {
         let dir = out.join("cells").join(cell.name());
         let state = cell_state(&dir, &config)?;
         println!("[{}/{}] {} ({state:?})", i + 1, cells.len(), cell.name());
@@ -50,6 +60,8 @@ pub fn run(args: Args, backend: BackendKind) -> anyhow::Result<()> {
             });
             bar.finish_and_clear();
             if let Err(e) = result {
+                // A signal stops the sweep with its cell's checkpoint; rerunning it resumes there.
+                anyhow::ensure!(!swiattn_train::interrupt::requested(), "{e}; rerun the sweep to continue");
                 eprintln!("  failed: {e}");
                 failed.push(cell.name());
                 continue;

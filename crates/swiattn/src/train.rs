@@ -91,6 +91,7 @@ pub fn run(args: Args, backend: BackendKind) -> anyhow::Result<()> {
     let bar = ProgressBar::new(config.steps as u64);
     bar.set_style(ProgressStyle::with_template("{bar:40} {pos}/{len} {msg} eta {eta}").expect("valid template"));
     let devices: Vec<Device> = backend.devices(config.devices)?.into_iter().map(|d| d.autodiff()).collect();
+    swiattn_train::interrupt::install()?;
     let summary = swiattn_train::run::train(&config, &run_dir, args.resume, &devices, &mut |p| {
         let m = p.metrics;
         bar.set_position(m.step as u64);

@@ -89,4 +89,10 @@ fn bad_requests_are_named() {
     assert!(e.contains("RULER tasks: nothing to evaluate"), "{e}");
     let e = err(&["--rolling", empty.to_str().unwrap(), "--max-len", "64"]);
     assert!(e.contains("empty.jsonl") && e.contains("nothing to evaluate"), "{e}");
+    // An output that cannot be written is refused before anything is scored.
+    let nowhere = dir.path().join("no/such/dir/run.json");
+    for flag in ["--results", "--table"] {
+        let e = err(&["--tasks", "piqa", "--dataset", &dataset, "--max-len", "64", flag, nowhere.to_str().unwrap()]);
+        assert!(e.contains(flag) && e.contains("no/such/dir/run.json") && !e.contains("piqa "), "{e}");
+    }
 }

@@ -145,6 +145,26 @@ fn resumed_runs_continue_exactly() {
     assert!(train(&mid_run, &["--resume"], None));
     assert_eq!(metrics(&mid_run), want, "resumed from step 20 after a crash mid-run");
 
+    // A bit flipped in the latest checkpoint (step 20 of a run killed after step 25): its checksum
+    // fails, the resume says so and falls back to step 10, and the metrics still come out exact.
+    let flipped = root.path().join("flipped");
+    assert!(!train(&flipped, &[config], Some("step:25")));
+    let weights = flipped.join("run/checkpoints/step-000020/model/model.safetensors");
+    let mut bytes = std::fs::read(&weights).unwrap();
+    let at = bytes.len() - 7;
+    bytes[at] ^= 0x10;
+    std::fs::write(&weights, bytes).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_swiattn"))
+        .args(["train", "--resume", "--run-dir"])
+        .arg(flipped.join("run"))
+        .env("SWIATTN_TEST_QUIET", "1")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("skipped checkpoint") && stderr.contains("step-000020/model/model.safetensors: SHA-256"));
+    assert_eq!(metrics(&flipped), want, "resumed from step 10, past the corrupt step 20");
+
     // A finished run refuses to start over in the same directory.
     assert!(!train(&reference, &[config], None));
 }
@@ -205,6 +225,7 @@ fn text_runs_with_accumulation_resume_exactly() {
     let meta = Meta {
         tokenizer: "synthetic".into(),
         tokenizer_fingerprint: "0".into(),
+        vocabulary_fingerprint: None,
         vocab_size: 64,
         eod: 0,
         documents: 41,
@@ -256,4 +277,45 @@ fn a_run_directory_trains_in_one_process_at_a_time() {
     assert!(!out.status.success(), "a second training of one run directory must not start");
     assert!(stderr.contains("is being trained by another process (pid 4242)"), "{stderr}");
     assert!(!run.join("config.toml").exists(), "nothing written while another process holds the run");
+}
+
+#[test]
+fn a_signal_stops_training_with_a_checkpoint_and_the_resume_is_exact() {
+    let root = tempfile::tempdir().unwrap();
+    let long = CONFIG.replace("steps = 30", "steps = 300").replace("eval_every = 15", "eval_every = 150");
+    let config = root.path().join("long.toml");
+    std::fs::write(&config, long.replace("save_every = 10", "save_every = 100")).unwrap();
+    let config = config.to_str().unwrap();
+    let reference = root.path().join("reference");
+    assert!(train(&reference, &[config], None));
+    let want = metrics(&reference);
+
+    // SIGTERM once the run has logged a few steps: it stops after the step in flight, saves it,
+    // and says how to resume.
+    let stopped = root.path().join("stopped");
+    let child = Command::new(env!("CARGO_BIN_EXE_swiattn"))
+        .args(["train", config, "--run-dir"])
+        .arg(stopped.join("run"))
+        .env("SWIATTN_TEST_QUIET", "1")
+        .env_remove("SWIATTN_FAIL_AT")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let log = stopped.join("run/metrics.jsonl");
+    let started = std::time::Instant::now();
+    while std::fs::read_to_string(&log).map_or(0, |t| t.lines().count()) < 3 {
+        assert!(started.elapsed().as_secs() < 120, "the run logged nothing");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let kill = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    assert!(kill.success());
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && stderr.contains("interrupted after step"), "{stderr}");
+    assert!(stderr.contains("swiattn train --resume --run-dir"), "{stderr}");
+    let step = metrics(&stopped).iter().filter_map(|m| m.get("loss").and(m["step"].as_u64())).max().unwrap();
+    assert!(step < 300, "the signal came before the end");
+    assert!(checkpoints(&stopped).contains(&format!("step-{step:06}")), "the last step's checkpoint: {step}");
+    assert!(train(&stopped, &["--resume"], None));
+    assert_eq!(metrics(&stopped), want, "stopped by a signal at step {step}, resumed exactly");
 }

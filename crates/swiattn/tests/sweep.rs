@@ -82,3 +82,17 @@ fn sweeps_skip_finished_cells_and_resume_the_interrupted_one() {
     assert_eq!(stdout.matches("(Done)").count(), 8, "{stdout}");
     assert_eq!(results(&killed), want, "the same table as the uninterrupted sweep");
 }
+
+#[test]
+fn a_bad_cell_stops_the_sweep_before_the_first_cell_trains() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = SWEEP.replace(r#""rule:interleave:1"]"#, r#""rule:interleave:1", "rule:nonsense:3"]"#);
+    std::fs::write(dir.path().join("sweep.toml"), bad).unwrap();
+    let output = sweep(dir.path(), None);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        !output.status.success() && stderr.contains("cell(s) cannot run") && stderr.contains("nonsense"),
+        "{stderr}"
+    );
+    assert!(!dir.path().join("out/cells").exists(), "no cell trained before the check");
+}

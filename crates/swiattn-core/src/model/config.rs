@@ -213,6 +213,9 @@ impl Arch {
     }
 }
 
+/// The most decoder layers a config may ask for (the deepest open models have under 200).
+pub const MAX_LAYERS: usize = 4096;
+
 impl ModelConfig {
     /// Parse a `config.json` text; `origin` names the file in errors.
     pub fn from_json_str(text: &str, origin: &str) -> Result<Self> {
@@ -259,6 +262,14 @@ impl ModelConfig {
             if value == 0 {
                 return Err(err(field, "must be positive".into()));
             }
+        }
+        // Per-layer tables are allocated here, before any weight is read: a layer count from a
+        // corrupt or mistyped config must not size them.
+        if self.num_hidden_layers > MAX_LAYERS {
+            return Err(err(
+                "num_hidden_layers",
+                format!("{} layers; at most {MAX_LAYERS} are supported", self.num_hidden_layers),
+            ));
         }
         let num_heads = self.num_attention_heads;
         let num_kv_heads = self.num_key_value_heads.unwrap_or(num_heads);

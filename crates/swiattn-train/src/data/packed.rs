@@ -133,6 +133,7 @@ mod tests {
         let meta = Meta {
             tokenizer: "test".into(),
             tokenizer_fingerprint: "0".into(),
+            vocabulary_fingerprint: None,
             vocab_size: 1 << 20,
             eod: 0,
             documents: 1,

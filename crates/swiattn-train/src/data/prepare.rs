@@ -6,10 +6,10 @@ use std::path::PathBuf;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use swiattn_core::text::documents;
-use swiattn_core::tokenizer::load_tokenizer;
+use swiattn_core::tokenizer::{fingerprint, load_tokenizer, vocabulary_fingerprint};
 use swiattn_core::{Error, Result};
 
-use super::shard::{fingerprint, write};
+use super::shard::write;
 
 /// `meta.json` of a shard directory.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -17,6 +17,10 @@ pub struct Meta {
     pub tokenizer: String,
     /// FNV-1a 64 of the tokenizer's JSON, as hex.
     pub tokenizer_fingerprint: String,
+    /// [`vocabulary_fingerprint`] of the tokenizer: what continuing a checkpoint on these shards
+    /// checks against the checkpoint's own tokenizer (absent in shards made before it existed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vocabulary_fingerprint: Option<String>,
     pub vocab_size: usize,
     /// The end-of-document id appended after every document.
     pub eod: u32,
@@ -110,6 +114,7 @@ pub fn prepare(options: &PrepareOptions, progress: &(dyn Fn(usize, usize) + Sync
     let meta = Meta {
         tokenizer: options.tokenizer.display().to_string(),
         tokenizer_fingerprint: format!("{:016x}", fingerprint(json.as_bytes())),
+        vocabulary_fingerprint: Some(vocabulary_fingerprint(&tokenizer)),
         vocab_size,
         eod,
         documents: encoded.len(),
@@ -119,4 +124,22 @@ pub fn prepare(options: &PrepareOptions, progress: &(dyn Fn(usize, usize) + Sync
     let path = options.out.join("meta.json");
     std::fs::write(&path, serde_json::to_string_pretty(&meta).expect("serializes")).map_err(|e| Error::io(&path, e))?;
     Ok(meta)
+}
+
+impl Meta {
+    /// Check that `tokenizer` (the model's, from `model`) has the vocabulary these shards were
+    /// made with; shards without a vocabulary fingerprint pass.
+    pub fn check_vocabulary(&self, tokenizer: &tokenizers::Tokenizer, model: &str) -> Result<()> {
+        let Some(want) = &self.vocabulary_fingerprint else { return Ok(()) };
+        let got = vocabulary_fingerprint(tokenizer);
+        if got != *want {
+            return Err(Error::Invalid(format!(
+                "the shards were tokenized with {} (vocabulary fingerprint {want}), whose vocabulary is not \
+                 that of {model} ({got}): prepare them with the model's tokenizer \
+                 (`swiattn data prepare --tokenizer {model} …`)",
+                self.tokenizer
+            )));
+        }
+        Ok(())
+    }
 }

@@ -3,7 +3,7 @@
 //!
 //! Header (32 bytes): `"SWTOKENS"`, format version `u32` (1), bytes per token `u32` (2 or 4),
 //! vocabulary size `u32`, end-of-document id `u32`, token count `u64`; then the tokens. The
-//! tokenizer's fingerprint (FNV-1a of its JSON) is in the shard set's `meta.json`.
+//! tokenizer's fingerprints (of its JSON and of its vocabulary) are in the shard set's `meta.json`.
 
 use std::io::Write;
 use std::path::Path;
@@ -83,11 +83,6 @@ impl Shard {
             _ => bytes.chunks_exact(4).map(|b| u32::from_le_bytes(b.try_into().unwrap())).collect(),
         }
     }
-}
-
-/// FNV-1a 64 of `bytes`: a stable fingerprint (std's hasher is not stable across releases).
-pub fn fingerprint(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| (h ^ b as u64).wrapping_mul(0x0100_0000_01b3))
 }
 
 #[cfg(test)]
