@@ -12,7 +12,14 @@
 //! budget = [0.125, 0.25]          # SwiAttn's FA target, ConSA's budget, `{budget}` in a rule
 //! window = [8, 16]                # [default: the base's sliding_window]
 //! seed = [0, 1]                   # [default: the base's seed]
+//!
+//! [eval]                          # optional: the harness on every finished cell's last checkpoint
+//! args = ["--tasks", "regular", "--limit", "500", "--dtype", "bf16"]   # `swiattn eval`'s flags
 //! ```
+//!
+//! With `[eval]`, each finished cell is scored once (`cells/<cell>/eval.json`, skipped when present)
+//! and the results table gains a column per task's first metric and the FA ratio the cell's
+//! layout or routers achieved over the harness's tokens.
 //!
 //! Policies: `full` and `sliding` (every layer), `swiattn` (every layer routed, regularizer target =
 //! budget), `consa` (ConSA's two stages, gates budget = budget; the base's `[consa]` section or
@@ -37,6 +44,16 @@ pub struct SweepConfig {
     #[serde(default)]
     pub out: Option<PathBuf>,
     pub grid: Grid,
+    #[serde(default)]
+    pub eval: Option<SweepEval>,
+}
+
+/// `[eval]`: the harness run on each finished cell.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SweepEval {
+    /// `swiattn eval`'s flags, without `--model` and `--results` (the sweep sets both).
+    pub args: Vec<String>,
 }
 
 /// The base training config: a file or an inline table.
@@ -236,6 +253,38 @@ impl From<&Summary> for CellSummary {
     }
 }
 
+/// A cell's harness results (`eval.json` of `swiattn eval --results`): each task's first metric,
+/// and the FA ratio achieved over the harness's tokens.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CellEval {
+    pub metrics: Vec<(String, f64)>,
+    pub fa_ratio: f64,
+}
+
+/// A cell's `eval.json`, if the harness has run on it.
+pub fn read_eval(dir: &Path) -> Result<Option<CellEval>> {
+    let path = dir.join("eval.json");
+    if !path.exists() {
+        return Ok(None);
+    }
+    let bad = |what: &str| Error::format(path.display().to_string(), format!("no {what}"));
+    let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
+    let run: serde_json::Value =
+        serde_json::from_str(&text).map_err(|e| Error::format(path.display().to_string(), e.to_string()))?;
+    let mut metrics = Vec::new();
+    for task in run["tasks"].as_array().ok_or_else(|| bad("tasks"))? {
+        let metric = &task["metrics"][0];
+        let (Some(name), Some(metric_name), Some(value)) =
+            (task["task"].as_str(), metric["name"].as_str(), metric["value"].as_f64())
+        else {
+            return Err(bad("task name, metric name and value"));
+        };
+        metrics.push((format!("{name}:{metric_name}"), value));
+    }
+    let fa_ratio = run["attention"]["fa_ratio"].as_f64().ok_or_else(|| bad("attention.fa_ratio"))?;
+    Ok(Some(CellEval { metrics, fa_ratio }))
+}
+
 const COLUMNS: [&str; 13] = [
     "policy",
     "budget",
@@ -271,16 +320,44 @@ fn row(cell: &Cell, s: &CellSummary, dir: &str) -> Vec<String> {
     ]
 }
 
-/// Write `results.csv`, `results.md` and `quality_vs_fa.png` into `out` for the finished cells.
-pub fn write_results(out: &Path, results: &[(Cell, CellSummary)]) -> Result<()> {
-    let rows: Vec<Vec<String>> = results.iter().map(|(c, s)| row(c, s, &format!("cells/{}", c.name()))).collect();
+/// Write `results.csv`, `results.md` and `quality_vs_fa.png` into `out` for the finished cells,
+/// with the harness's columns (`eval_fa_ratio`, then `task:metric` in first-seen order) when any
+/// cell has them.
+pub fn write_results(out: &Path, results: &[(Cell, CellSummary, Option<CellEval>)]) -> Result<()> {
+    let mut columns: Vec<String> = COLUMNS.iter().map(|c| c.to_string()).collect();
+    let mut metrics: Vec<String> = Vec::new();
+    for (_, _, eval) in results {
+        for (name, _) in eval.iter().flat_map(|e| &e.metrics) {
+            if !metrics.contains(name) {
+                metrics.push(name.clone());
+            }
+        }
+    }
+    if results.iter().any(|(_, _, e)| e.is_some()) {
+        columns.push("eval_fa_ratio".into());
+        columns.extend(metrics.iter().cloned());
+    }
+    let rows: Vec<Vec<String>> = results
+        .iter()
+        .map(|(c, s, eval)| {
+            let mut r = row(c, s, &format!("cells/{}", c.name()));
+            if columns.len() > COLUMNS.len() {
+                r.push(eval.as_ref().map(|e| format!("{:.3}", e.fa_ratio)).unwrap_or_default());
+                for name in &metrics {
+                    let value = eval.as_ref().and_then(|e| e.metrics.iter().find(|(n, _)| n == name));
+                    r.push(value.map(|(_, v)| format!("{v:.4}")).unwrap_or_default());
+                }
+            }
+            r
+        })
+        .collect();
     let csv_field =
         |f: &String| if f.contains([',', '"']) { format!("\"{}\"", f.replace('"', "\"\"")) } else { f.clone() };
-    let mut csv = COLUMNS.join(",") + "\n";
+    let mut csv = columns.join(",") + "\n";
     for r in &rows {
         csv += &(r.iter().map(csv_field).collect::<Vec<_>>().join(",") + "\n");
     }
-    let mut md = format!("| {} |\n|{}\n", COLUMNS.join(" | "), "---|".repeat(COLUMNS.len()));
+    let mut md = format!("| {} |\n|{}\n", columns.join(" | "), "---|".repeat(columns.len()));
     for r in &rows {
         md += &format!("| {} |\n", r.join(" | "));
     }
@@ -289,7 +366,7 @@ pub fn write_results(out: &Path, results: &[(Cell, CellSummary)]) -> Result<()> 
         std::fs::write(&path, text).map_err(|e| Error::io(&path, e))?;
     }
     let mut series: Vec<(String, Vec<(f64, f64)>)> = Vec::new();
-    for (cell, s) in results {
+    for (cell, s, _) in results {
         let label = if cell.window == results[0].0.window {
             cell.policy.clone()
         } else {

@@ -1,13 +1,15 @@
 //! `swiattn sweep sweep.toml`: run a grid of training runs (see swiattn-train's `sweep.rs`),
 //! skipping finished cells and resuming unfinished ones, then write the results table and plot.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use burn::tensor::Device;
 use indicatif::{ProgressBar, ProgressStyle};
 use swiattn_core::backend::BackendKind;
-use swiattn_train::sweep::{CellState, CellSummary, SweepConfig, cell_state, read_summary, write_results};
+use swiattn_train::sweep::{
+    CellState, CellSummary, SweepConfig, SweepEval, cell_state, read_eval, read_summary, write_results,
+};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -38,6 +40,10 @@ pub fn run(args: Args, backend: BackendKind) -> anyhow::Result<()> {
         }
     }
     anyhow::ensure!(bad.is_empty(), "{}: {} cell(s) cannot run:\n{}", args.sweep.display(), bad.len(), bad.join("\n"));
+    if let Some(eval) = &sweep.eval {
+        // The harness's flags parse now, not after the first cell has trained.
+        eval_command(eval, &out, &out)?;
+    }
     let devices: Vec<Device> = backend.devices(base.devices)?.into_iter().map(|d| d.autodiff()).collect();
     swiattn_train::interrupt::install()?;
     let mut results = Vec::new();
@@ -69,7 +75,21 @@ pub fn run(args: Args, backend: BackendKind) -> anyhow::Result<()> {
         }
         let summary: CellSummary =
             read_summary(&dir)?.with_context(|| format!("{}: no summary.json after the run", dir.display()))?;
-        results.push((cell.clone(), summary));
+        if let Some(eval) = &sweep.eval
+            && !dir.join("eval.json").exists()
+        {
+            let (_, last) = swiattn_train::checkpoint::list(&dir)?
+                .pop()
+                .with_context(|| format!("{}: a finished cell without a checkpoint to evaluate", dir.display()))?;
+            println!("  eval: {}", last.display());
+            let device = backend.device()?;
+            let scored = crate::eval::run(eval_command(eval, &last, &dir.join("eval.json"))?, backend, &device);
+            if let Err(e) = scored {
+                eprintln!("  eval failed: {e:#}");
+                failed.push(format!("{} (eval)", cell.name()));
+            }
+        }
+        results.push((cell.clone(), summary, read_eval(&dir)?));
     }
     if args.dry_run {
         return Ok(());
@@ -81,4 +101,19 @@ pub fn run(args: Args, backend: BackendKind) -> anyhow::Result<()> {
     }
     anyhow::ensure!(failed.is_empty(), "{} cell(s) failed: {}", failed.len(), failed.join(", "));
     Ok(())
+}
+
+/// `swiattn eval` with the sweep's `[eval]` flags on `model`, its results written to `results`.
+fn eval_command(eval: &SweepEval, model: &Path, results: &Path) -> anyhow::Result<crate::eval::Args> {
+    #[derive(clap::Parser)]
+    struct Eval {
+        #[command(flatten)]
+        args: crate::eval::Args,
+    }
+    let argv = ["eval".as_ref(), "--model".as_ref(), model.as_os_str(), "--results".as_ref(), results.as_os_str()]
+        .into_iter()
+        .map(std::ffi::OsString::from)
+        .chain(eval.args.iter().map(std::ffi::OsString::from));
+    let parsed = <Eval as clap::Parser>::try_parse_from(argv).context("[eval] args (the flags of `swiattn eval`)")?;
+    Ok(parsed.args)
 }

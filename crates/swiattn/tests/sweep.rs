@@ -96,3 +96,45 @@ fn a_bad_cell_stops_the_sweep_before_the_first_cell_trains() {
     );
     assert!(!dir.path().join("out/cells").exists(), "no cell trained before the check");
 }
+
+/// `[eval]`: every finished cell is scored once by the harness (its routers too), and the table
+/// gains the achieved FA ratio and each task's metric; a rerun neither trains nor scores again.
+#[test]
+fn sweeps_score_their_cells_with_the_harness() {
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    let words = ["<|endoftext|>", "<unk>", "the", "a", "is", "of", "magic", "number", "for", "What", "?", ":", "."];
+    std::fs::write(dir.join("tokenizer.json"), swiattn_core::testing::word_tokenizer_json(&words)).unwrap();
+    let piqa = Path::new(env!("CARGO_MANIFEST_DIR")).join("../swiattn-eval/tests/fixtures/tasks/piqa");
+    let eval = format!(
+        "\n[eval]\nargs = [\"--tasks\", \"piqa,niah_single_1\", \"--dataset\", \"piqa={}\", \"--limit\", \"2\", \
+         \"--max-len\", \"64\", \"--length\", \"100\", \"--max-new-tokens\", \"4\", \"--tokenizer\", \"{}\", \
+         \"--data-dir\", \"{}\"]\n",
+        piqa.display(),
+        dir.join("tokenizer.json").display(),
+        dir.display()
+    );
+    let grid = SWEEP.replace(r#"policy = ["full", "swiattn", "rule:interleave:1"]"#, r#"policy = ["full", "swiattn"]"#);
+    let grid = grid.replace("budget = [0.25, 0.5]", "budget = [0.5]").replace("seed = [0, 1]", "seed = [0]");
+    std::fs::write(dir.join("sweep.toml"), grid + &eval).unwrap();
+    let output = sweep(dir, None);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let table = results(dir);
+    let header: Vec<&str> = table[0].split(',').collect();
+    let at = |c: &str| header.iter().position(|h| *h == c).unwrap_or_else(|| panic!("no column {c}: {header:?}"));
+    let (fa, acc, score) = (at("eval_fa_ratio"), at("piqa:acc"), at("niah_single_1:score"));
+    for row in &table[1..] {
+        let fields: Vec<&str> = row.split(',').collect();
+        let fa: f64 = fields[fa].parse().unwrap();
+        match fields[0] {
+            "full" => assert_eq!(fa, 1.0, "{row}"),
+            _ => assert!((0.0..=1.0).contains(&fa), "the routers' achieved ratio: {row}"),
+        }
+        assert!(!fields[acc].is_empty() && !fields[score].is_empty(), "{row}");
+    }
+    assert!(dir.join("out/cells/swiattn-b0.5-w4-s0/eval.json").exists());
+    let again = sweep(dir, None);
+    let stdout = String::from_utf8_lossy(&again.stdout);
+    assert!(again.status.success() && !stdout.contains("  eval:"), "nothing scored twice: {stdout}");
+    assert_eq!(results(dir), table);
+}
