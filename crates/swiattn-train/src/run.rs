@@ -221,6 +221,14 @@ fn lock(run_dir: &Path) -> Result<std::fs::File> {
 /// Write the config into `run_dir` (or check it against the saved one when resuming), then start
 /// fresh or restore the latest checkpoint.
 fn open(config: &TrainConfig, run_dir: &Path, resume: bool, data: &Dataset, device: &Device) -> Result<Opened> {
+    let from = expand_home(&config.model.from);
+    if !resume && config.model.from != "scratch" && !from.exists() {
+        return Err(Error::config(
+            "the training config",
+            "model.from",
+            format!("{}: no such file or directory (nothing was written to {})", from.display(), run_dir.display()),
+        ));
+    }
     std::fs::create_dir_all(run_dir).map_err(io(run_dir))?;
     let lock = lock(run_dir)?;
     let config_path = run_dir.join("config.toml");

@@ -167,6 +167,22 @@ fn resumed_runs_continue_exactly() {
 
     // A finished run refuses to start over in the same directory.
     assert!(!train(&reference, &[config], None));
+
+    // A checkpoint to continue from that is not there: refused before the run directory exists.
+    let missing = root.path().join("missing.toml");
+    std::fs::write(&missing, CONFIG.replace("[model]", "[model]\nfrom = \"no/such/model.gguf\"")).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_swiattn"))
+        .args(["train", missing.to_str().unwrap(), "--run-dir"])
+        .arg(root.path().join("never"))
+        .env("SWIATTN_TEST_QUIET", "1")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && stderr.contains("model.from") && stderr.contains("no/such/model.gguf"),
+        "{stderr}"
+    );
+    assert!(!root.path().join("never").exists(), "nothing written");
 }
 
 #[test]
