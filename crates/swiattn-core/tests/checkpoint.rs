@@ -184,6 +184,15 @@ fn bad_inputs_give_one_clear_error() {
         e.contains("model.layers.3.self_attn.q_proj.weight") && e.contains("more layers than the config's 3"),
         "{e}"
     );
+    // A type error names its key, nested ones by their path.
+    let theta = with_config("llama", |c| c["rope_theta"] = "big".into());
+    let e = load_error(theta.path());
+    assert!(e.contains("config.json") && e.contains("`rope_theta`") && e.contains("expected f64"), "{e}");
+    let factor = with_config("llama", |c| {
+        c["rope_scaling"] = serde_json::json!({"rope_type": "linear", "factor": "twice"});
+    });
+    let e = load_error(factor.path());
+    assert!(e.contains("`rope_scaling.factor`"), "{e}");
     let deep = with_config("llama", |c| c["num_hidden_layers"] = (1u64 << 40).into());
     let e = load_error(deep.path());
     assert!(e.contains("config.json") && e.contains("num_hidden_layers") && e.contains("at most 4096"), "{e}");

@@ -224,8 +224,11 @@ impl ModelConfig {
         if let Some(text_config) = value.get_mut("text_config").map(serde_json::Value::take) {
             value = text_config;
         }
-        let config: ModelConfig = serde_json::from_value(value)
-            .map_err(|e| Error::config(origin, field_of(&e.to_string()), e.to_string()))?;
+        let config: ModelConfig = serde_path_to_error::deserialize(value).map_err(|e| {
+            let (path, message) = (e.path().to_string(), e.inner().to_string());
+            let field = if path == "." { field_of(&message) } else { path };
+            Error::config(origin, field, message)
+        })?;
         config.resolve(origin)?;
         Ok(config)
     }
