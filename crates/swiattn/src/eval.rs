@@ -103,12 +103,15 @@ enum Share {
 
 /// The tasks the arguments name, in order, each once.
 fn tasks(args: &Args) -> anyhow::Result<Vec<Task>> {
+    // Paths given on the command line are the user's, relative to the working directory; a task
+    // spec's own relative paths are under --data-dir.
+    let given = |path: &Path| std::path::absolute(expand_home(path)).with_context(|| format!("{}", path.display()));
     let mut out = resolve(&args.tasks)?;
     if let Some(path) = &args.olmes {
-        out.push(Task::Spec(TaskSpec::from_requests(&task_name(path), &expand_home(path))));
+        out.push(Task::Spec(TaskSpec::from_requests(&task_name(path), &given(path)?)));
     }
     for path in &args.rolling {
-        out.push(Task::Spec(TaskSpec::rolling(&task_name(path), &expand_home(path))));
+        out.push(Task::Spec(TaskSpec::rolling(&task_name(path), &given(path)?)));
     }
     anyhow::ensure!(!out.is_empty(), "no tasks: give --tasks (regular, long, all or names), --olmes or --rolling");
     for assignment in &args.datasets {
@@ -118,7 +121,7 @@ fn tasks(args: &Args) -> anyhow::Result<Vec<Task>> {
             _ => None,
         });
         let spec = spec.with_context(|| format!("--dataset {assignment}: no task `{name}` among those to run"))?;
-        (spec.dataset, spec.requests) = (Some(expand_home(path)), None);
+        (spec.dataset, spec.requests) = (Some(given(Path::new(path))?), None);
         if spec.output_type == OutputType::Loglikelihood && spec.doc_to_text.is_none() {
             anyhow::bail!("--dataset {assignment}: `{name}` reads ready requests; give a .toml spec with templates");
         }

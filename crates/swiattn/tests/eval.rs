@@ -89,6 +89,27 @@ fn bad_requests_are_named() {
     assert!(e.contains("RULER tasks: nothing to evaluate"), "{e}");
     let e = err(&["--rolling", empty.to_str().unwrap(), "--max-len", "64"]);
     assert!(e.contains("empty.jsonl") && e.contains("nothing to evaluate"), "{e}");
+    // A relative --olmes path is the user's, from the working directory, not under --data-dir.
+    std::fs::copy(
+        root().join("crates/swiattn-eval/tests/fixtures/toy_requests.jsonl.gz"),
+        dir.path().join("toy.jsonl.gz"),
+    )
+    .unwrap();
+    let model = root().join("crates/swiattn-core/tests/fixtures/hf/llama.gguf");
+    let out = Command::new(env!("CARGO_BIN_EXE_swiattn"))
+        .current_dir(dir.path())
+        .args(["eval", "--olmes", "toy.jsonl.gz", "--max-len", "64", "--data-dir", "/nonexistent", "--model"])
+        .arg(&model)
+        .arg("--tokenizer")
+        .arg(dir.path().join("tokenizer.json"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("| toy.jsonl.gz | 3 |"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
     // An output that cannot be written is refused before anything is scored.
     let nowhere = dir.path().join("no/such/dir/run.json");
     for flag in ["--results", "--table"] {
