@@ -321,8 +321,8 @@ fn row(cell: &Cell, s: &CellSummary, dir: &str) -> Vec<String> {
 }
 
 /// Write `results.csv`, `results.md` and `quality_vs_fa.png` into `out` for the finished cells,
-/// with the harness's columns (`eval_fa_ratio`, then `task:metric` in first-seen order) when any
-/// cell has them.
+/// with the harness's columns (`eval_fa_ratio`, then `task:metric` in first-seen order) and
+/// `tasks_vs_fa.png` (question accuracy and RULER score against that ratio) when any cell has them.
 pub fn write_results(out: &Path, results: &[(Cell, CellSummary, Option<CellEval>)]) -> Result<()> {
     let mut columns: Vec<String> = COLUMNS.iter().map(|c| c.to_string()).collect();
     let mut metrics: Vec<String> = Vec::new();
@@ -365,17 +365,16 @@ pub fn write_results(out: &Path, results: &[(Cell, CellSummary, Option<CellEval>
         let path = out.join(name);
         std::fs::write(&path, text).map_err(|e| Error::io(&path, e))?;
     }
-    let mut series: Vec<(String, Vec<(f64, f64)>)> = Vec::new();
-    for (cell, s, _) in results {
-        let label = if cell.window == results[0].0.window {
+    let label = |cell: &Cell| {
+        if cell.window == results[0].0.window {
             cell.policy.clone()
         } else {
             format!("{} w{}", cell.policy, cell.window)
-        };
-        match series.iter_mut().find(|(l, _)| *l == label) {
-            Some((_, points)) => points.push((s.fa_ratio, s.eval_loss)),
-            None => series.push((label, vec![(s.fa_ratio, s.eval_loss)])),
         }
+    };
+    let mut series: Vec<(String, Vec<(f64, f64)>)> = Vec::new();
+    for (cell, s, _) in results {
+        add_point(&mut series, label(cell), (s.fa_ratio, s.eval_loss));
     }
     swiattn_router::plot::series(
         &series,
@@ -383,5 +382,41 @@ pub fn write_results(out: &Path, results: &[(Cell, CellSummary, Option<CellEval>
         "FA ratio (all layers)",
         "eval loss",
         &out.join("quality_vs_fa.png"),
+    )?;
+    // The harness's two families against the FA ratio achieved on its own tokens: the mean
+    // accuracy of the question tasks and the mean RULER score (as a fraction).
+    let mut families: Vec<(String, Vec<(f64, f64)>)> = Vec::new();
+    for (cell, _, eval) in results {
+        let Some(eval) = eval else { continue };
+        let mean = |keep: &dyn Fn(&str) -> bool, scale: f64| {
+            let values: Vec<f64> = eval.metrics.iter().filter(|(n, _)| keep(n)).map(|(_, v)| v / scale).collect();
+            (!values.is_empty()).then(|| values.iter().sum::<f64>() / values.len() as f64)
+        };
+        for (family, value) in [
+            ("questions", mean(&|n: &str| n.ends_with(":acc"), 1.0)),
+            ("RULER", mean(&|n: &str| n.ends_with(":score"), 100.0)),
+        ] {
+            if let Some(value) = value {
+                add_point(&mut families, format!("{} ({family})", label(cell)), (eval.fa_ratio, value));
+            }
+        }
+    }
+    if families.is_empty() {
+        return Ok(());
+    }
+    swiattn_router::plot::series(
+        &families,
+        "task quality against the FA ratio achieved in the harness",
+        "FA ratio (harness tokens)",
+        "mean accuracy / RULER score",
+        &out.join("tasks_vs_fa.png"),
     )
+}
+
+/// Add `point` to the series named `label` (a new one if there is none yet).
+fn add_point(series: &mut Vec<(String, Vec<(f64, f64)>)>, label: String, point: (f64, f64)) {
+    match series.iter_mut().find(|(l, _)| *l == label) {
+        Some((_, points)) => points.push(point),
+        None => series.push((label, vec![point])),
+    }
 }

@@ -97,7 +97,8 @@ pub fn run(args: Args, backend: BackendKind) -> anyhow::Result<()> {
     if !results.is_empty() {
         write_results(&out, &results)?;
         print!("{}", std::fs::read_to_string(out.join("results.md"))?);
-        println!("{}: results.csv, results.md, quality_vs_fa.png", out.display());
+        let tasks = if sweep.eval.is_some() { ", tasks_vs_fa.png" } else { "" };
+        println!("{}: results.csv, results.md, quality_vs_fa.png{tasks}", out.display());
     }
     anyhow::ensure!(failed.is_empty(), "{} cell(s) failed: {}", failed.len(), failed.join(", "));
     Ok(())

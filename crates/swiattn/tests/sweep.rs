@@ -133,6 +133,7 @@ fn sweeps_score_their_cells_with_the_harness() {
         assert!(!fields[acc].is_empty() && !fields[score].is_empty(), "{row}");
     }
     assert!(dir.join("out/cells/swiattn-b0.5-w4-s0/eval.json").exists());
+    assert!(dir.join("out/tasks_vs_fa.png").exists(), "the harness's families against the FA ratio");
     let again = sweep(dir, None);
     let stdout = String::from_utf8_lossy(&again.stdout);
     assert!(again.status.success() && !stdout.contains("  eval:"), "nothing scored twice: {stdout}");
