@@ -2,11 +2,13 @@
 //! around [`swiattn_eval::ruler::run`], which generates, decodes and scores the samples.
 
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context;
+use burn::tensor::Tensor;
 use indicatif::{ProgressBar, ProgressStyle};
-use swiattn_core::model::Transformer;
+use swiattn_core::model::{AttentionController, LayerControl, OwnRoutes, Real, Transformer};
+use swiattn_core::tokenizer::encode;
 use swiattn_eval::results::TaskResult;
 use swiattn_eval::ruler::qa::read_items;
 use swiattn_eval::ruler::run::{RulerOptions, essay_sentences, generate_samples, needs_essays, run as run_ruler};
@@ -44,6 +46,10 @@ pub struct RulerArgs {
     /// Read samples from this JSONL instead of generating them.
     #[arg(long)]
     pub read_samples: Option<PathBuf>,
+    /// Draw a routed model's routing map of the first sample's prompt (which tokens each routed
+    /// layer sent to full attention) as a PNG here.
+    #[arg(long)]
+    pub routing_map: Option<PathBuf>,
 }
 
 /// Generate (or read) `samples` samples of each task, decode and score them; predictions go to
@@ -90,6 +96,9 @@ pub fn run(
     for task in tasks {
         anyhow::ensure!(samples.iter().any(|s| s.task == *task), "no samples of {task} (--read-samples holds none)");
     }
+    if let (Some(path), Some(first)) = (&args.routing_map, samples.first()) {
+        routing_map(model, tokenizer, first, path)?;
+    }
     let bar = ProgressBar::new(samples.len() as u64);
     bar.set_style(ProgressStyle::with_template("{bar:40} {pos}/{len} samples eta {eta}").expect("valid template"));
     let (results, predictions) =
@@ -112,4 +121,33 @@ pub fn run(
         }
     }
     Ok(results)
+}
+
+/// The routes a routed model's own router takes over `sample`'s prompt, drawn tokens × routed
+/// layers into `path` (one forward, its routes recorded as they are decided).
+fn routing_map(model: &Transformer, tokenizer: &Tokenizer, sample: &Sample, path: &Path) -> anyhow::Result<()> {
+    struct Recorder<'a> {
+        own: OwnRoutes<'a>,
+        routes: Vec<(usize, Vec<bool>)>,
+    }
+    impl AttentionController for Recorder<'_> {
+        fn control(&mut self, layer: usize, input: &Tensor<3>) -> swiattn_core::Result<Option<LayerControl>> {
+            let control = self.own.control(layer, input)?;
+            if let Some(LayerControl::Route(route)) = &control {
+                self.routes.push((layer, route.host()?.fa.clone()));
+            }
+            Ok(control)
+        }
+    }
+    anyhow::ensure!(
+        model.router.is_some(),
+        "--routing-map needs a routed model with its routers (a SwiAttn checkpoint)"
+    );
+    let ids = encode(tokenizer, &sample.input)?;
+    let mut recorder = Recorder { own: model.routes(Real::All), routes: Vec::new() };
+    model.hidden_states(model.token_tensor(&ids, [1, ids.len()])?, &mut recorder, None)?;
+    let title = format!("{} sample {}: {} tokens (dark: full attention)", sample.task, sample.index, ids.len());
+    swiattn_router::plot::routing(&recorder.routes, &title, path)?;
+    println!("routing map: {}", path.display());
+    Ok(())
 }

@@ -87,7 +87,9 @@ fn a_swiattn_checkpoint_scores_generates_and_reports_its_routes() {
         "eval", "--model", checkpoint.to_str().unwrap(), "--tokenizer", dir.join("tokenizer.json").to_str().unwrap(),
         "--data-dir", dir.to_str().unwrap(), "--tasks", "piqa,niah_single_1", "--dataset", &piqa, "--limit", "2",
         "--length", "100", "--max-new-tokens", "4", "--max-len", "64", "--results", results.to_str().unwrap(),
+        "--routing-map", dir.join("map.png").to_str().unwrap(),
     ]));
+    assert!(std::fs::metadata(dir.join("map.png")).unwrap().len() > 1000, "the routing map of the RULER prompt");
     let out: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&results).unwrap()).unwrap();
     assert_eq!(out["layers"], "SR");
     let mut weighted = 0.0;
