@@ -104,8 +104,10 @@ pub fn run(args: Args, backend: BackendKind) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `swiattn eval` with the sweep's `[eval]` flags on `model`, its results written to `results`.
+/// `swiattn eval` with the sweep's `[eval]` flags on `model`, its results written to `results`;
+/// `{cell}` in a flag stands for the cell's directory (e.g. `--routing-map {cell}/routing.png`).
 fn eval_command(eval: &SweepEval, model: &Path, results: &Path) -> anyhow::Result<crate::eval::Args> {
+    let cell = results.parent().unwrap_or(Path::new(".")).to_string_lossy().into_owned();
     #[derive(clap::Parser)]
     struct Eval {
         #[command(flatten)]
@@ -114,7 +116,7 @@ fn eval_command(eval: &SweepEval, model: &Path, results: &Path) -> anyhow::Resul
     let argv = ["eval".as_ref(), "--model".as_ref(), model.as_os_str(), "--results".as_ref(), results.as_os_str()]
         .into_iter()
         .map(std::ffi::OsString::from)
-        .chain(eval.args.iter().map(std::ffi::OsString::from));
+        .chain(eval.args.iter().map(|a| std::ffi::OsString::from(a.replace("{cell}", &cell))));
     let parsed = <Eval as clap::Parser>::try_parse_from(argv).context("[eval] args (the flags of `swiattn eval`)")?;
     Ok(parsed.args)
 }

@@ -109,7 +109,7 @@ fn sweeps_score_their_cells_with_the_harness() {
     let eval = format!(
         "\n[eval]\nargs = [\"--tasks\", \"piqa,niah_single_1\", \"--dataset\", \"piqa={}\", \"--limit\", \"2\", \
          \"--max-len\", \"64\", \"--length\", \"100\", \"--max-new-tokens\", \"4\", \"--tokenizer\", \"{}\", \
-         \"--data-dir\", \"{}\"]\n",
+         \"--data-dir\", \"{}\", \"--routing-map\", \"{{cell}}/routing_ruler.png\"]\n",
         piqa.display(),
         dir.join("tokenizer.json").display(),
         dir.display()
@@ -134,6 +134,8 @@ fn sweeps_score_their_cells_with_the_harness() {
     }
     assert!(dir.join("out/cells/swiattn-b0.5-w4-s0/eval.json").exists());
     assert!(dir.join("out/tasks_vs_fa.png").exists(), "the harness's families against the FA ratio");
+    assert!(dir.join("out/cells/swiattn-b0.5-w4-s0/routing_ruler.png").exists(), "the routed cell's map");
+    assert!(!dir.join("out/cells/full-w4-s0/routing_ruler.png").exists(), "a static layout has none");
     let again = sweep(dir, None);
     let stdout = String::from_utf8_lossy(&again.stdout);
     assert!(again.status.success() && !stdout.contains("  eval:"), "nothing scored twice: {stdout}");
