@@ -52,6 +52,34 @@ pub fn random_bools(len: usize, p: f64, seed: u64) -> Vec<bool> {
     (0..len).map(|_| rng.random_bool(p)).collect()
 }
 
+/// One seeded mutation of a text file's contents, by `case % 4`: truncated, a bit flipped, a
+/// number replaced by an extreme (0, ±1, 2^32 − 1, 10^10, 2^63, 2^64 − 1, 1e308, 1e309), or a
+/// character replaced by a random printable one. For the mutation tests of the text readers.
+pub fn mutate_text(text: &str, case: usize, rng: &mut StdRng) -> String {
+    const EXTREMES: [&str; 9] =
+        ["0", "1", "-1", "4294967295", "10000000000", "9223372036854775808", "18446744073709551615", "1e308", "1e309"];
+    let mut bytes = text.as_bytes().to_vec();
+    match case % 4 {
+        0 => bytes.truncate(rng.random_range(0..bytes.len())),
+        1 => {
+            let at = rng.random_range(0..bytes.len());
+            bytes[at] ^= 1 << rng.random_range(0..7);
+        }
+        2 => {
+            let digits: Vec<usize> = (0..bytes.len()).filter(|&i| bytes[i].is_ascii_digit()).collect();
+            if let Some(&at) = digits.get(rng.random_range(0..digits.len().max(1))) {
+                let end = (at..bytes.len()).find(|&i| !bytes[i].is_ascii_digit()).unwrap_or(bytes.len());
+                bytes.splice(at..end, EXTREMES[rng.random_range(0..EXTREMES.len())].bytes());
+            }
+        }
+        _ => {
+            let at = rng.random_range(0..bytes.len());
+            bytes[at] = rng.random_range(0x20..0x7f);
+        }
+    }
+    String::from_utf8_lossy(&bytes).into_owned()
+}
+
 /// Largest absolute difference between two tensors (read back to the host).
 pub fn max_abs_diff<const D: usize>(a: &Tensor<D>, b: &Tensor<D>) -> f32 {
     assert_eq!(a.dims(), b.dims(), "shapes differ");

@@ -26,7 +26,7 @@ fn model(pattern: &str, device: &burn::tensor::Device) -> Transformer {
     );
     let model =
         randomize(Transformer::new(ModelConfig::from_json_str(&json, "test").unwrap(), device).unwrap(), 11, 0.2);
-    let routed: Vec<usize> = (0..3).filter(|&l| model.layer_attention()[l].is_routed()).collect();
+    let routed = model.routed_layers();
     match routed.is_empty() {
         true => model,
         false => model.with_router(Arc::new(TestRouter::projection(routed, 32, 3, device))),

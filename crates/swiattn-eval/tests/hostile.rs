@@ -5,40 +5,15 @@
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
 
+use rand::SeedableRng;
 use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
+use swiattn_core::testing::mutate_text;
 use swiattn_eval::dataset::read_documents;
 use swiattn_eval::request::{Question, read_olmes};
 use swiattn_eval::task::{Prepared, TaskSpec};
 
 fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
-}
-
-/// One seeded mutation of a text: truncated, a bit flipped, a number replaced by an extreme, or a
-/// character replaced by a random printable one.
-fn mutate(text: &str, case: usize, rng: &mut StdRng) -> String {
-    let mut bytes = text.as_bytes().to_vec();
-    let extremes = ["0", "-1", "1", "4294967295", "10000000000", "18446744073709551615", "1e309"];
-    match case % 4 {
-        0 => bytes.truncate(rng.random_range(0..bytes.len())),
-        1 => {
-            let at = rng.random_range(0..bytes.len());
-            bytes[at] ^= 1 << rng.random_range(0..7);
-        }
-        2 => {
-            let digits: Vec<usize> = (0..bytes.len()).filter(|&i| bytes[i].is_ascii_digit()).collect();
-            if let Some(&at) = digits.get(rng.random_range(0..digits.len().max(1))) {
-                let end = (at..bytes.len()).find(|&i| !bytes[i].is_ascii_digit()).unwrap_or(bytes.len());
-                bytes.splice(at..end, extremes[rng.random_range(0..extremes.len())].bytes());
-            }
-        }
-        _ => {
-            let at = rng.random_range(0..bytes.len());
-            bytes[at] = rng.random_range(0x20..0x7f);
-        }
-    }
-    String::from_utf8_lossy(&bytes).into_owned()
 }
 
 fn well_formed(questions: &[Question], label: &str) {
@@ -72,7 +47,7 @@ fn mutated_olmes_requests_error_or_read_well_formed_questions() {
     let (mut errors, mut read) = (0, 0);
     for case in 0..1500 {
         let label = format!("case {case}");
-        std::fs::write(&path, mutate(&text, case, &mut rng)).unwrap();
+        std::fs::write(&path, mutate_text(&text, case, &mut rng)).unwrap();
         match outcome(&label, "requests.jsonl", || read_olmes(&path)) {
             Ok(questions) => {
                 well_formed(&questions, &label);
@@ -93,7 +68,7 @@ fn mutated_task_specs_error_or_build_well_formed_questions() {
     let (mut errors, mut built) = (0, 0);
     for case in 0..1500 {
         let label = format!("case {case}");
-        let mutated = mutate(&spec, case, &mut rng);
+        let mutated = mutate_text(&spec, case, &mut rng);
         let result = outcome(&label, "spec.toml", || TaskSpec::parse(&mutated, "spec.toml"))
             .and_then(|task| outcome(&label, "docs", || task.build(&docs, "docs")));
         match result {

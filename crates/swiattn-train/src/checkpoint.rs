@@ -284,9 +284,7 @@ pub fn load(
         (None, None) => Routing::None,
         (Some(regularizer), _) => {
             let ids: BTreeMap<String, u64> = read_json(&path.join("router_ids.json"))?;
-            let layers: Vec<usize> =
-                model.layer_attention().iter().enumerate().filter(|(_, l)| l.is_routed()).map(|(i, _)| i).collect();
-            let routers = Routers::new(layers, model.arch.hidden_size, router_config, device);
+            let routers = Routers::new(model.routed_layers(), model.arch.hidden_size, router_config, device);
             let source = SafetensorsSource::open(&path.join("routers.safetensors"))?;
             let routers = load_weights_with_ids(routers, &source, &LoadOptions::default(), Some(&ids))?;
             let mut policy = swiattn_router::router::SwiAttn::new(routers, router_config.clone());
@@ -338,8 +336,7 @@ pub fn open_model(path: &Path, device: &Device, options: &LoadOptions) -> Result
         )));
     }
     let mut loaded = load_model(&checkpoint.join("model"), device, options)?;
-    let routed: Vec<usize> =
-        loaded.model.layer_attention().iter().enumerate().filter(|(_, l)| l.is_routed()).map(|(i, _)| i).collect();
+    let routed = loaded.model.routed_layers();
     if !routed.is_empty() {
         let file = checkpoint.join("routers.safetensors");
         if !file.exists() {

@@ -373,12 +373,12 @@ mod tests {
     }
 
     /// Seeded mutations of a fully resolved config (every key written, a ConSA section and the
-    /// recall task included): truncations, flipped bits, numbers set to 0, 1, −1, 2^32 − 1, 2^63
-    /// and 2^64 − 1, random bytes. Each parses to a config that validates, or to one error naming
+    /// recall task included; `testing::mutate_text`: truncations, flipped bits, numbers set to
+    /// extremes, random characters). Each parses to a config that validates, or to one error naming
     /// the file — never a panic.
     #[test]
     fn mutated_configs_error_or_parse_never_panic() {
-        use rand::{Rng, SeedableRng};
+        use rand::SeedableRng;
         let mut base = TrainConfig::default();
         base.data = DataConfig::SpanRecall(crate::synthetic::RecallConfig::default());
         base.consa = Some(ConsaSection {
@@ -388,28 +388,9 @@ mod tests {
         });
         let text = base.to_toml();
         let mut rng = rand::rngs::StdRng::seed_from_u64(18);
-        let extremes = ["0", "1", "-1", "4294967295", "9223372036854775808", "18446744073709551615", "1e308"];
         let (mut errors, mut parsed) = (0, 0);
         for case in 0..2000 {
-            let mut bytes = text.clone().into_bytes();
-            match case % 4 {
-                0 => bytes.truncate(rng.random_range(0..bytes.len())),
-                1 => {
-                    let at = rng.random_range(0..bytes.len());
-                    bytes[at] ^= 1 << rng.random_range(0..7);
-                }
-                2 => {
-                    let digits: Vec<usize> = (0..bytes.len()).filter(|&i| bytes[i].is_ascii_digit()).collect();
-                    let at = digits[rng.random_range(0..digits.len())];
-                    let end = (at..bytes.len()).find(|&i| !bytes[i].is_ascii_digit()).unwrap_or(bytes.len());
-                    bytes.splice(at..end, extremes[rng.random_range(0..extremes.len())].bytes());
-                }
-                _ => {
-                    let at = rng.random_range(0..bytes.len());
-                    bytes[at] = rng.random_range(0x20..0x7f);
-                }
-            }
-            let mutated = String::from_utf8_lossy(&bytes).into_owned();
+            let mutated = swiattn_core::testing::mutate_text(&text, case, &mut rng);
             let result = std::panic::catch_unwind(|| TrainConfig::from_toml(&mutated, "run.toml"));
             match result {
                 Ok(Ok(config)) => {

@@ -147,8 +147,7 @@ fn routing_for(model: &Transformer, config: &TrainConfig, device: &Device) -> Re
         let window = Window::new(config.model.sliding_window)?;
         return Ok(Routing::Consa(Consa::new(section.gates.clone(), ModelShape::of(&model.config), window, device)));
     }
-    let routed: Vec<usize> =
-        model.layer_attention().iter().enumerate().filter(|(_, l)| l.is_routed()).map(|(i, _)| i).collect();
+    let routed = model.routed_layers();
     if routed.is_empty() {
         return Ok(Routing::None);
     }

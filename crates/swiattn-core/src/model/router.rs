@@ -34,12 +34,9 @@ pub struct ModelRouter {
     tally: Arc<Mutex<Tally>>,
 }
 
-/// Real tokens routed to full attention per layer, summed on the device (no read-back per call).
-#[derive(Debug, Default)]
-struct Tally {
-    full: BTreeMap<usize, Tensor<1, Int>>,
-    tokens: BTreeMap<usize, usize>,
-}
+/// Per routed layer: its real tokens routed to full attention, summed on the device (no read-back
+/// per call), and its real tokens.
+type Tally = BTreeMap<usize, (Tensor<1, Int>, usize)>;
 
 /// The real tokens of a `[batch, len]` call; the other columns are padding.
 #[derive(Clone, Debug, PartialEq)]
@@ -95,8 +92,7 @@ impl Transformer {
         let Some(router) = &self.router else { return Ok(BTreeMap::new()) };
         let tally = std::mem::take(&mut *router.tally.lock().map_err(|_| poisoned())?);
         let mut out = BTreeMap::new();
-        for (layer, full) in tally.full {
-            let tokens = tally.tokens[&layer];
+        for (layer, (full, tokens)) in tally {
             let full = crate::host::ints(full, "the route tally")?[0];
             out.insert(layer, if tokens == 0 { 0.0 } else { full as f64 / tokens as f64 });
         }
@@ -130,12 +126,11 @@ impl AttentionController for OwnRoutes<'_> {
         };
         let full = counted.int().sum();
         let mut tally = own.tally.lock().map_err(|_| poisoned())?;
-        let sum = match tally.full.remove(&layer) {
-            Some(before) => before + full,
-            None => full,
+        let sum = match tally.remove(&layer) {
+            Some((full_before, tokens_before)) => (full_before + full, tokens_before + tokens),
+            None => (full, tokens),
         };
-        tally.full.insert(layer, sum);
-        *tally.tokens.entry(layer).or_default() += tokens;
+        tally.insert(layer, sum);
         Ok(Some(LayerControl::Route(Route::Device(route))))
     }
 }

@@ -80,6 +80,11 @@ impl Transformer {
         &self.arch.layers
     }
 
+    /// The indices of the routed layers, in order (what a router serves).
+    pub fn routed_layers(&self) -> Vec<usize> {
+        self.arch.layers.iter().enumerate().filter(|(_, l)| l.is_routed()).map(|(i, _)| i).collect()
+    }
+
     /// Empty KV caches for this model.
     pub fn new_cache(&self) -> ModelCache {
         ModelCache::new(&self.arch.layers)
