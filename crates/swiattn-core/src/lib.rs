@@ -18,6 +18,7 @@ pub mod kernel;
 pub mod model;
 pub mod paths;
 pub mod score;
+pub mod tagged;
 pub mod testing;
 pub mod text;
 pub mod tokenizer;

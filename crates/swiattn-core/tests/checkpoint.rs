@@ -200,7 +200,8 @@ fn bad_inputs_give_one_clear_error() {
     let e = load_error(huge.path());
     assert!(e.contains("model.embed_tokens.weight") && e.contains("does not match the config"), "{e}");
     for (key, value, wants) in [
-        ("llama.embedding_length", 1u32 << 31, "model.embed_tokens.weight"),
+        ("llama.embedding_length", 1u32 << 31, "hidden_size`: a weight of more than 1099511627776 elements"),
+        ("llama.embedding_length", 1u32 << 20, "model.embed_tokens.weight"),
         ("llama.block_count", 1 << 30, "`llama.block_count`: 1073741824, but the file holds 4 blocks"),
         ("llama.block_count", 3, "`llama.block_count`: 3, but the file holds 4 blocks"),
     ] {

@@ -4,15 +4,59 @@
 //! towards the sliding window. [`DuoGates::binarize`] keeps the `round(budget · heads)` heads with
 //! the largest gates on full attention — a quantile threshold that meets the budget exactly.
 //!
-//! Config keys: `budget`, `l1` (λ), `init_gate` (default 1: start as full attention).
+//! In a training run (`[duo]`, docs/policies.md) the gates train with the model for
+//! `stage1_steps`, are binarized to the budget, and the model trains on with that allocation, as
+//! ConSA's two stages do.
+//!
+//! Config keys ([`DuoConfig`]): `budget`, `l1` (λ), `init_gate` (default 1: start as full attention).
 
 use burn::module::{Module, Param};
 use burn::tensor::{Device, Tensor, TensorData};
-use swiattn_core::Result;
+use serde::{Deserialize, Serialize};
 use swiattn_core::attention::Window;
 use swiattn_core::model::{Allocation, Granularity, LayerControl, ModelShape};
+use swiattn_core::{Error, Result};
 
 use crate::{Budget, Decision, Hard, Policy, host};
+
+/// Duo's settings: `budget` is required.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DuoConfig {
+    /// The fraction of KV heads kept on full attention when the gates are binarized.
+    pub budget: Budget,
+    /// λ of the penalty `λ·mean(α)` added to the loss (0.05: a start, not a tuned value).
+    #[serde(default = "default_l1")]
+    pub l1: f64,
+    /// Every gate's first value (1: the model starts as full attention).
+    #[serde(default = "default_init_gate")]
+    pub init_gate: f64,
+}
+
+fn default_l1() -> f64 {
+    0.05
+}
+
+fn default_init_gate() -> f64 {
+    1.0
+}
+
+impl DuoConfig {
+    pub fn new(budget: Budget) -> Self {
+        Self { budget, l1: default_l1(), init_gate: default_init_gate() }
+    }
+
+    /// Check the values that parse but cannot train; errors name the key.
+    pub fn validate(&self) -> Result<()> {
+        if !(self.l1 >= 0.0 && self.l1.is_finite()) {
+            return Err(Error::Invalid(format!("l1 = {} must be a finite λ ≥ 0", self.l1)));
+        }
+        if !(0.0..=1.0).contains(&self.init_gate) {
+            return Err(Error::Invalid(format!("init_gate = {} must be in [0, 1]", self.init_gate)));
+        }
+        Ok(())
+    }
+}
 
 /// The gate parameters, `[layers, kv_heads]`, kept in `[0, 1]` by [`DuoGates::project`].
 #[derive(Module, Debug)]
@@ -38,6 +82,11 @@ impl DuoGates {
         self.alpha.val().mean() * lambda
     }
 
+    /// The gates on the host, layer-major.
+    pub fn values(&self) -> Vec<f32> {
+        host(self.alpha.val())
+    }
+
     /// Clip the gates back into `[0, 1]` (after an optimizer step; the clip is not part of the
     /// graph).
     pub fn project(self) -> Self {
@@ -51,7 +100,7 @@ impl DuoGates {
     /// The `round(budget · heads)` heads with the largest gates (ties by position) on full
     /// attention.
     pub fn binarize(&self, budget: Budget) -> Result<Allocation> {
-        let alpha = host(self.alpha.val());
+        let alpha = self.values();
         let k = budget.units(alpha.len());
         let mut order: Vec<usize> = (0..alpha.len()).collect();
         order.sort_by(|&a, &b| alpha[b].total_cmp(&alpha[a]).then(a.cmp(&b)));

@@ -24,13 +24,43 @@ use serde::{Deserialize, Serialize};
 
 use crate::{Budget, Decision, Scope};
 
-/// How the penalty coefficient is set.
-#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+/// How the penalty coefficient is set. Read as a tagged table whose errors name their key
+/// ([`swiattn_core::tagged`]).
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
 #[serde(rename_all = "snake_case", tag = "kind")]
 pub enum Coefficient {
     Fixed { mu: f64 },
     DualAscent { lr: f64 },
     Pi { kp: f64, ki: f64 },
+}
+
+impl<'de> Deserialize<'de> for Coefficient {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> std::result::Result<Self, D::Error> {
+        use swiattn_core::tagged::{fields, split};
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Mu {
+            mu: f64,
+        }
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Lr {
+            lr: f64,
+        }
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Gains {
+            kp: f64,
+            ki: f64,
+        }
+        let (kind, table) = split(deserializer, "kind")?;
+        match kind.as_str() {
+            "fixed" => fields(table).map(|Mu { mu }| Coefficient::Fixed { mu }),
+            "dual_ascent" => fields(table).map(|Lr { lr }| Coefficient::DualAscent { lr }),
+            "pi" => fields(table).map(|Gains { kp, ki }| Coefficient::Pi { kp, ki }),
+            other => Err(serde::de::Error::unknown_variant(other, &["fixed", "dual_ascent", "pi"])),
+        }
+    }
 }
 
 /// The state of one coefficient (one global, or one per layer).

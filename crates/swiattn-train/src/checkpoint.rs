@@ -8,6 +8,7 @@
 //! | `model_ids.json`, `optimizer.bpk` | parameter ids and AdamW state (optimizer state is keyed by id) |
 //! | `routers.safetensors`, `router_ids.json`, `router_optimizer.bpk` | routers and their Adam state |
 //! | `gates.safetensors`, `gate_ids.json`, `router_optimizer.bpk` | ConSA's gates and their Adam state |
+//! | `duo_gates.safetensors`, `duo_gate_ids.json`, `router_optimizer.bpk` | Duo's head gates and their Adam state |
 //! | `state.json` | step, regularizer coefficients, router step, ConSA's multipliers, best validation |
 //! | `checksums.json` | the SHA-256 of every other file, checked before anything is loaded |
 //!
@@ -22,22 +23,23 @@ use std::collections::BTreeMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
-use burn::optim::{AdamConfig, AdamWConfig};
+use burn::optim::{AdamConfig, AdamWConfig, ModuleOptimizer};
 use burn::tensor::Device;
 use serde::{Deserialize, Serialize};
 use swiattn_core::checkpoint::safetensors::{SafetensorsSource, save as save_safetensors};
 use swiattn_core::checkpoint::{
-    LoadOptions, LoadedModel, load_model, load_weights_with_ids, named_tensors, param_ids, save_model,
+    LoadOptions, LoadedModel, check_sizes, load_model, load_weights_with_ids, named_tensors, param_ids, save_model,
 };
 use swiattn_core::model::ModelShape;
 use swiattn_core::model::{ModelConfig, Transformer};
 use swiattn_core::{Error, Result};
 use swiattn_router::consa::Consa;
+use swiattn_router::duo::DuoGates;
 use swiattn_router::lagrangian::AugmentedLagrangian;
 use swiattn_router::regularizer::EfficiencyRegularizer;
-use swiattn_router::router::{RouterConfig, Routers};
+use swiattn_router::router::Routers;
 
-use crate::config::ConsaSection;
+use crate::config::TrainConfig;
 use crate::routing::Routing;
 use crate::trainer::Trainer;
 
@@ -72,6 +74,14 @@ fn io(path: &Path) -> impl Fn(std::io::Error) -> Error + '_ {
 
 fn record_err(path: &Path) -> impl Fn(burn::store::RecordError) -> Error + '_ {
     move |e| Error::format(path.display().to_string(), format!("{e:?}"))
+}
+
+/// `optimizer` with its state read from `path`. burn's reader panics on some damaged records (a
+/// tensor that lost its parameter id): that is an error naming the file here, not a crash.
+fn load_optimizer(optimizer: ModuleOptimizer, path: &Path) -> Result<ModuleOptimizer> {
+    let read = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| optimizer.load(path)));
+    read.map_err(|_| Error::format(path.display().to_string(), "a damaged optimizer record (burn's reader failed)"))?
+        .map_err(record_err(path))
 }
 
 /// The directory name of step `step`'s checkpoint.
@@ -201,6 +211,12 @@ pub fn save(dir: &Path, trainer: &Trainer, best: Option<Best>) -> Result<PathBuf
             trainer.router_optimizer().save(&router_optimizer).map_err(record_err(&router_optimizer))?;
             (None, 0, Some(ConsaState { step: consa.step, constraints: consa.constraints.clone() }))
         }
+        Routing::Duo { gates, .. } => {
+            save_safetensors(&named_tensors(gates), &tmp.join(DUO_GATES))?;
+            write_json(&tmp.join("duo_gate_ids.json"), &param_ids(gates))?;
+            trainer.router_optimizer().save(&router_optimizer).map_err(record_err(&router_optimizer))?;
+            (None, 0, None)
+        }
     };
     write_json(&tmp.join("state.json"), &State { step, router_step, regularizer, consa, best })?;
     write_checksums(&tmp)?;
@@ -250,13 +266,15 @@ pub fn prune(dir: &Path, keep: usize, best: Option<Best>) -> Result<()> {
     Ok(())
 }
 
-/// Restore a trainer from a checkpoint directory; the router and ConSA settings and the optimizer
-/// settings come from the run's config.
+/// Duo's gates in a checkpoint of its first stage.
+const DUO_GATES: &str = "duo_gates.safetensors";
+
+/// Restore a trainer from a checkpoint directory; the router, ConSA and Duo settings come from the
+/// run's config `run`, with the optimizer `settings` made from it.
 pub fn load(
     path: &Path,
     device: &Device,
-    router_config: &RouterConfig,
-    consa: Option<&ConsaSection>,
+    run: &TrainConfig,
     settings: crate::trainer::OptimizerSettings,
 ) -> Result<(Trainer, State)> {
     verify(path)?;
@@ -265,10 +283,25 @@ pub fn load(
     let config = ModelConfig::from_file(&model_dir.join("config.json"))?;
     let ids: BTreeMap<String, u64> = read_json(&path.join("model_ids.json"))?;
     let source = SafetensorsSource::open(&model_dir)?;
+    check_sizes(&config, &source)?;
     let model = load_weights_with_ids(Transformer::new(config, device)?, &source, &LoadOptions::default(), Some(&ids))?;
+    let router_config = &run.routing.router;
+    let duo = path.join(DUO_GATES);
     let routing = match (&state.regularizer, &state.consa) {
+        (None, None) if duo.exists() => {
+            let section = run.duo.as_ref().ok_or_else(|| {
+                Error::Invalid(format!("{}: a Duo checkpoint, but the run's config has no [duo]", path.display()))
+            })?;
+            let window =
+                model.arch.sliding_window.ok_or_else(|| Error::Invalid("Duo needs a sliding_window".into()))?;
+            let gates = DuoGates::new(ModelShape::of(&model.config), window, section.gates.init_gate, device);
+            let ids: BTreeMap<String, u64> = read_json(&path.join("duo_gate_ids.json"))?;
+            let gates =
+                load_weights_with_ids(gates, &SafetensorsSource::open(&duo)?, &LoadOptions::default(), Some(&ids))?;
+            Routing::Duo { gates, l1: section.gates.l1 }
+        }
         (None, Some(saved)) => {
-            let section = consa.ok_or_else(|| {
+            let section = run.consa.as_ref().ok_or_else(|| {
                 Error::Invalid(format!("{}: a ConSA checkpoint, but the run's config has no [consa]", path.display()))
             })?;
             let window =
@@ -295,16 +328,11 @@ pub fn load(
     let mut trainer = Trainer::new(model, routing, settings);
     trainer.step = state.step;
     let optimizer = path.join("optimizer.bpk");
-    let model_optim = AdamWConfig::new()
-        .with_weight_decay(trainer.settings().weight_decay as f32)
-        .init()
-        .load(&optimizer)
-        .map_err(record_err(&optimizer))?;
-    trainer.set_model_optimizer(model_optim);
-    if state.regularizer.is_some() || state.consa.is_some() {
+    let model_optim = AdamWConfig::new().with_weight_decay(trainer.settings().weight_decay as f32).init();
+    trainer.set_model_optimizer(load_optimizer(model_optim, &optimizer)?);
+    if !matches!(trainer.routing, Routing::None) {
         let path = path.join("router_optimizer.bpk");
-        let router_optim = AdamConfig::new().init().load(&path).map_err(record_err(&path))?;
-        trainer.set_router_optimizer(router_optim);
+        trainer.set_router_optimizer(load_optimizer(AdamConfig::new().init(), &path)?);
     }
     Ok((trainer, state))
 }
@@ -328,12 +356,14 @@ pub fn open_model(path: &Path, device: &Device, options: &LoadOptions) -> Result
         return load_model(path, device, options);
     };
     verify(checkpoint)?;
-    if checkpoint.join("gates.safetensors").exists() {
-        return Err(Error::Invalid(format!(
-            "{}: a ConSA checkpoint from stage 1, whose gates are not binarized yet; evaluate a \
-             checkpoint from after `stage1_steps`, whose layout holds the allocation",
-            checkpoint.display()
-        )));
+    for (gates, policy) in [("gates.safetensors", "ConSA"), (DUO_GATES, "Duo")] {
+        if checkpoint.join(gates).exists() {
+            return Err(Error::Invalid(format!(
+                "{}: a {policy} checkpoint from stage 1, whose gates are not binarized yet; evaluate a \
+                 checkpoint from after `stage1_steps`, whose layout holds the allocation",
+                checkpoint.display()
+            )));
+        }
     }
     let mut loaded = load_model(&checkpoint.join("model"), device, options)?;
     let routed = loaded.model.routed_layers();

@@ -34,6 +34,7 @@ use serde::{Deserialize, Serialize};
 use swiattn_core::{Error, Result};
 use swiattn_router::Scope;
 use swiattn_router::consa::{Binarize, ConsaConfig};
+use swiattn_router::duo::DuoConfig;
 use swiattn_router::regularizer::{Coefficient, EfficiencyRegularizer};
 use swiattn_router::router::RouterConfig;
 
@@ -71,6 +72,9 @@ pub struct TrainConfig {
     /// ConSA: learn a static allocation for `stage1_steps`, binarize it, train on with it fixed.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub consa: Option<ConsaSection>,
+    /// DuoAttention-style head gates, in the same two stages as ConSA.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub duo: Option<DuoSection>,
 }
 
 /// ConSA's two stages in one run.
@@ -83,6 +87,29 @@ pub struct ConsaSection {
     pub binarize: Binarize,
     /// The gates (keys in docs/policies.md): `{ granularity = "kv_head", budget = 0.25, ... }`.
     pub gates: ConsaConfig,
+}
+
+/// Duo's two stages in one run.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DuoSection {
+    /// Steps of stage 1 (gates learned with their L1 penalty); stage 2 (the `budget`'s heads on
+    /// full attention, fixed) runs until `steps`.
+    pub stage1_steps: usize,
+    /// The gates (keys in docs/policies.md): `{ budget = 0.25, l1 = 0.05, init_gate = 1.0 }`.
+    pub gates: DuoConfig,
+}
+
+impl TrainConfig {
+    /// The step that ends the first stage of a policy that learns a static allocation (ConSA,
+    /// Duo), and the section's key.
+    pub fn stage1_steps(&self) -> Option<(usize, &'static str)> {
+        match (&self.consa, &self.duo) {
+            (Some(c), _) => Some((c.stage1_steps, "consa")),
+            (None, Some(d)) => Some((d.stage1_steps, "duo")),
+            (None, None) => None,
+        }
+    }
 }
 
 fn top_k() -> Binarize {
@@ -107,18 +134,33 @@ impl Default for TrainConfig {
             optim: OptimConfig::default(),
             routing: RoutingConfig::default(),
             consa: None,
+            duo: None,
         }
     }
 }
 
 /// Where the training sequences come from: a synthetic task, or text shards from
-/// `swiattn data prepare`.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "task", rename_all = "snake_case", deny_unknown_fields)]
+/// `swiattn data prepare`. Read as a tagged table whose errors name their key
+/// ([`swiattn_core::tagged`]).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(tag = "task", rename_all = "snake_case")]
 pub enum DataConfig {
     LaggedCopy(LaggedCopy),
     SpanRecall(RecallConfig),
     Text(TextData),
+}
+
+impl<'de> Deserialize<'de> for DataConfig {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> std::result::Result<Self, D::Error> {
+        use swiattn_core::tagged::{fields, split};
+        let (task, table) = split(deserializer, "task")?;
+        match task.as_str() {
+            "lagged_copy" => fields(table).map(DataConfig::LaggedCopy),
+            "span_recall" => fields(table).map(DataConfig::SpanRecall),
+            "text" => fields(table).map(DataConfig::Text),
+            other => Err(serde::de::Error::unknown_variant(other, &["lagged_copy", "span_recall", "text"])),
+        }
+    }
 }
 
 impl Default for DataConfig {
@@ -275,23 +317,29 @@ impl TrainConfig {
         if !self.model.rule.is_empty() {
             let rule: Result<swiattn_router::rules::Rule> = self.model.rule.parse();
             rule.map_err(|e| err("model.rule", e.to_string()))?;
-            if self.consa.is_some() {
-                return Err(err("model.rule", "a rule's layout and [consa] exclude each other".into()));
-            }
         }
-        if let Some(c) = &self.consa {
-            if c.stage1_steps == 0 || c.stage1_steps >= self.steps {
+        if self.consa.is_some() && self.duo.is_some() {
+            return Err(err("duo", "[consa] and [duo] exclude each other: a run learns one allocation".into()));
+        }
+        if let Some((stage1, section)) = self.stage1_steps() {
+            if !self.model.rule.is_empty() {
+                return Err(err("model.rule", format!("a rule's layout and [{section}] exclude each other")));
+            }
+            if stage1 == 0 || stage1 >= self.steps {
                 return Err(err(
-                    "consa.stage1_steps",
-                    format!("{} must be in 1..steps ({})", c.stage1_steps, self.steps),
+                    &format!("{section}.stage1_steps"),
+                    format!("{stage1} must be in 1..steps ({})", self.steps),
                 ));
             }
             if self.model.attention_pattern.chars().any(|ch| ch.eq_ignore_ascii_case(&'R')) {
                 return Err(err(
-                    "consa",
-                    "ConSA learns a static allocation; the layout must not have routed layers".into(),
+                    section,
+                    format!("[{section}] learns a static allocation; the layout must not have routed layers"),
                 ));
             }
+        }
+        if let Some(d) = &self.duo {
+            d.gates.validate().map_err(|e| err("duo.gates", e.to_string()))?;
         }
         match &self.data {
             DataConfig::LaggedCopy(t) => t.validate(),
@@ -351,6 +399,28 @@ mod tests {
     }
 
     #[test]
+    fn type_errors_inside_tagged_tables_name_the_key() {
+        let cases = [
+            ("[data]\ntask = \"lagged_copy\"\nlag = \"x\"", "lag: invalid type: string"),
+            ("[data]\ntask = \"text\"\nshards = \"s\"\nseq_len = -4", "seq_len: invalid value: integer `-4`"),
+            ("[data]\ntask = \"lagged_copy\"\nlagg = 3", "unknown field `lagg`"),
+            ("[data]\ntask = \"copy\"", "unknown variant `copy`"),
+            (
+                "[routing]\nregularizer = { target = 0.2, coefficient = { kind = \"pi\", kp = \"1\", ki = 0.1 }, scope = \"global\" }",
+                "kp: invalid type: string",
+            ),
+            (
+                "[routing]\nregularizer = { target = 0.2, coefficient = { kind = \"fixed\", mu = 1.0, lr = 0.1 }, scope = \"global\" }",
+                "unknown field `lr`",
+            ),
+        ];
+        for (text, want) in cases {
+            let e = TrainConfig::from_toml(text, "run.toml").unwrap_err().to_string();
+            assert!(e.contains("run.toml") && e.contains(want), "{text}: {e}");
+        }
+    }
+
+    #[test]
     fn values_that_parse_but_cannot_train_name_the_key() {
         let cases = [
             ("eval_sequences = 0", "eval_sequences"),
@@ -362,12 +432,22 @@ mod tests {
             ("[optim]\nrouter_lr = -1e-2", "optim.router_lr"),
             ("[optim]\ngrad_clip = -1.0", "optim.grad_clip"),
             ("[optim]\ngrad_clip = inf", "optim.grad_clip"),
+            ("steps = 10\n[duo]\nstage1_steps = 10\ngates = { budget = 0.25 }", "duo.stage1_steps"),
+            ("[duo]\nstage1_steps = 5\ngates = { budget = 0.25, l1 = -1.0 }", "duo.gates"),
+            ("[duo]\nstage1_steps = 5\ngates = { budget = 0.25, init_gate = 2.0 }", "duo.gates"),
+            ("[model]\nattention_pattern = \"FR\"\n[duo]\nstage1_steps = 5\ngates = { budget = 0.25 }", "duo"),
+            ("[model]\nrule = \"interleave:1\"\n[duo]\nstage1_steps = 5\ngates = { budget = 0.25 }", "model.rule"),
+            (
+                "[duo]\nstage1_steps = 5\ngates = { budget = 0.25 }\n[consa]\nstage1_steps = 5\ngates = { granularity = \"layer\", budget = 0.25 }",
+                "duo",
+            ),
         ];
         for (text, key) in cases {
             let e = TrainConfig::from_toml(text, "run.toml").unwrap_err().to_string();
             assert!(e.contains("run.toml") && e.contains(key), "{text}: {e}");
         }
-        for edge in ["[optim]\nmin_lr_ratio = 0.0", "[optim]\nmin_lr_ratio = 1.0", "[optim]\ngrad_clip = 0.0"] {
+        let duo = "[duo]\nstage1_steps = 5\ngates = { budget = 0.25, l1 = 0.0, init_gate = 0.0 }";
+        for edge in ["[optim]\nmin_lr_ratio = 0.0", "[optim]\nmin_lr_ratio = 1.0", "[optim]\ngrad_clip = 0.0", duo] {
             TrainConfig::from_toml(edge, "run.toml").unwrap();
         }
     }

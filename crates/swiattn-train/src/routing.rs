@@ -1,5 +1,5 @@
 //! What decides the attention of the model's layers while training, beside the model itself: its
-//! own layout, SwiAttn's routers with their regularizer, or ConSA's gates. Everything the training
+//! own layout, SwiAttn's routers with their regularizer, ConSA's gates, or Duo's head gates. Everything the training
 //! step does differently per policy is a method here — the forward, the penalty, the policy's
 //! gradients and optimizer step, the after-step update, replicas, the evaluation copy and the
 //! metrics — so a new policy is one arm per method in this file (and its checkpoint files in
@@ -14,6 +14,7 @@ use serde_json::json;
 use swiattn_core::Result;
 use swiattn_core::model::{Routes, Transformer};
 use swiattn_router::consa::Consa;
+use swiattn_router::duo::DuoGates;
 use swiattn_router::regularizer::EfficiencyRegularizer;
 use swiattn_router::router::SwiAttn;
 use swiattn_router::{Decision, PolicyController};
@@ -27,6 +28,9 @@ pub enum Routing {
     /// ConSA's stage 1: hard-concrete gates on every unit, held to the budget by the augmented
     /// Lagrangian.
     Consa(Consa),
+    /// Duo's stage 1: a gate per KV head mixing its full and sliding outputs, pushed towards
+    /// sliding by the L1 penalty `l1 · mean(α)`.
+    Duo { gates: DuoGates, l1: f64 },
 }
 
 impl Routing {
@@ -51,15 +55,21 @@ impl Routing {
                 let hidden = model.hidden_states(input, &mut controller, None)?;
                 Ok((hidden, std::mem::take(&mut controller.decisions)))
             }
+            Routing::Duo { gates, .. } => {
+                let mut controller = PolicyController::new(gates, model.arch.num_heads, training);
+                let hidden = model.hidden_states(input, &mut controller, None)?;
+                Ok((hidden, std::mem::take(&mut controller.decisions)))
+            }
         }
     }
 
     /// The term the policy adds to the loss: the regularizer's penalty on these decisions, or
-    /// ConSA's Lagrangian.
+    /// ConSA's Lagrangian, or Duo's L1 penalty.
     pub fn penalty(&self, decisions: &BTreeMap<usize, Decision>) -> Option<Tensor<1>> {
         match self {
             Routing::SwiAttn { regularizer, .. } => regularizer.penalty(decisions),
             Routing::Consa(consa) => Some(consa.penalty()),
+            Routing::Duo { gates, l1 } => Some(gates.l1_penalty(*l1)),
             Routing::None => None,
         }
     }
@@ -70,6 +80,7 @@ impl Routing {
         let mine = match self {
             Routing::SwiAttn { policy, .. } => GradientsParams::from_module(grads, &policy.routers),
             Routing::Consa(consa) => GradientsParams::from_module(grads, &consa.gates),
+            Routing::Duo { gates, .. } => GradientsParams::from_module(grads, gates),
             Routing::None => return None,
         };
         Some(self.add_grads(before, mine))
@@ -80,6 +91,7 @@ impl Routing {
         match self {
             Routing::SwiAttn { policy, .. } => sum(a, b, &policy.routers),
             Routing::Consa(consa) => sum(a, b, &consa.gates),
+            Routing::Duo { gates, .. } => sum(a, b, gates),
             Routing::None => a.unwrap_or(b),
         }
     }
@@ -89,11 +101,13 @@ impl Routing {
         match self {
             Routing::SwiAttn { policy, .. } => grads.to_device(device, &policy.routers),
             Routing::Consa(consa) => grads.to_device(device, &consa.gates),
+            Routing::Duo { gates, .. } => grads.to_device(device, gates),
             Routing::None => grads,
         }
     }
 
-    /// One step of the policy's own optimizer (Adam, no weight decay) at `lr`.
+    /// One step of the policy's own optimizer (Adam, no weight decay) at `lr`; Duo's gates are
+    /// clipped back into `[0, 1]` after it.
     pub fn optimizer_step(&mut self, optimizer: &mut ModuleOptimizer, lr: f64, grads: GradientsParams) {
         match self {
             Routing::SwiAttn { policy, .. } => {
@@ -104,6 +118,7 @@ impl Routing {
                 let gates = consa.gates.clone();
                 consa.gates = optimizer.step(lr, gates, grads);
             }
+            Routing::Duo { gates, .. } => *gates = optimizer.step(lr, gates.clone(), grads).project(),
             Routing::None => {}
         }
     }
@@ -120,7 +135,7 @@ impl Routing {
                 consa.ascend();
                 consa.step += 1;
             }
-            Routing::None => {}
+            Routing::Duo { .. } | Routing::None => {}
         }
     }
 
@@ -139,6 +154,7 @@ impl Routing {
                 replica.gates = replica.gates.fork(device);
                 Routing::Consa(replica)
             }
+            Routing::Duo { gates, l1 } => Routing::Duo { gates: gates.clone().fork(device), l1: *l1 },
         }
     }
 
@@ -156,6 +172,7 @@ impl Routing {
                 eval.gates = eval.gates.valid();
                 Routing::Consa(eval)
             }
+            Routing::Duo { gates, l1 } => Routing::Duo { gates: gates.valid(), l1: *l1 },
         }
     }
 
@@ -164,12 +181,13 @@ impl Routing {
         match self {
             Routing::SwiAttn { policy, .. } => materialize(&policy.routers),
             Routing::Consa(consa) => materialize(&consa.gates),
+            Routing::Duo { gates, .. } => materialize(gates),
             Routing::None => {}
         }
     }
 
     /// The policy's state in a step's metrics line: the regularizer's coefficients, or ConSA's
-    /// expected ratio and multipliers.
+    /// expected ratio and multipliers, or Duo's mean gate and open gates (α > ½).
     pub fn log_fields(&self, line: &mut serde_json::Value) {
         match self {
             Routing::SwiAttn { regularizer, .. } => {
@@ -178,6 +196,11 @@ impl Routing {
             Routing::Consa(consa) => {
                 line["expected_fa_ratio"] = json!(consa.expected_ratio());
                 line["multipliers"] = json!(consa.constraints.iter().map(|c| c.multipliers).collect::<Vec<_>>());
+            }
+            Routing::Duo { gates, .. } => {
+                let alpha = gates.values();
+                line["mean_gate"] = json!(alpha.iter().map(|&a| a as f64).sum::<f64>() / alpha.len() as f64);
+                line["open_gates"] = json!(alpha.iter().filter(|&&a| a > 0.5).count());
             }
             Routing::None => {}
         }

@@ -24,10 +24,10 @@ use serde_json::json;
 use swiattn_core::accounting::{RoutedLayers, account};
 use swiattn_core::attention::Window;
 use swiattn_core::checkpoint::{LoadOptions, load_model};
-use swiattn_core::model::ModelShape;
-use swiattn_core::model::{ModelConfig, Transformer};
+use swiattn_core::model::{Allocation, ModelConfig, ModelShape, Transformer};
 use swiattn_core::{Error, Result};
 use swiattn_router::consa::Consa;
+use swiattn_router::duo::DuoGates;
 use swiattn_router::router::{Routers, SwiAttn};
 use swiattn_router::rules::Rule;
 
@@ -147,6 +147,12 @@ fn routing_for(model: &Transformer, config: &TrainConfig, device: &Device) -> Re
         let window = Window::new(config.model.sliding_window)?;
         return Ok(Routing::Consa(Consa::new(section.gates.clone(), ModelShape::of(&model.config), window, device)));
     }
+    if let Some(section) = &config.duo {
+        let window = Window::new(config.model.sliding_window)?;
+        let shape = ModelShape::of(&model.config);
+        let gates = DuoGates::new(shape, window, section.gates.init_gate, device);
+        return Ok(Routing::Duo { gates, l1: section.gates.l1 });
+    }
     let routed = model.routed_layers();
     if routed.is_empty() {
         return Ok(Routing::None);
@@ -156,6 +162,33 @@ fn routing_for(model: &Transformer, config: &TrainConfig, device: &Device) -> Re
     Ok(Routing::SwiAttn {
         policy: SwiAttn::new(routers, router.clone()),
         regularizer: config.routing.regularizer.clone(),
+    })
+}
+
+/// At the last step of ConSA's or Duo's first stage: the allocation its gates learned (ConSA's
+/// `binarize` mode, Duo's budget) and the metrics line that opens stage 2; `None` otherwise.
+fn learned_allocation(
+    config: &TrainConfig,
+    routing: &Routing,
+    step: usize,
+) -> Result<Option<(Allocation, serde_json::Value)>> {
+    if config.stage1_steps().is_none_or(|(last, _)| last != step) {
+        return Ok(None);
+    }
+    Ok(match (routing, &config.consa, &config.duo) {
+        (Routing::Consa(consa), Some(section), _) => {
+            let allocation = consa.binarize(section.binarize)?;
+            let line = json!({"step": step, "stage": 2, "allocation_fa_ratio": allocation.fa_ratio(), "expected_ratio": consa.expected_ratio()});
+            Some((allocation, line))
+        }
+        (Routing::Duo { gates, .. }, _, Some(section)) => {
+            let allocation = gates.binarize(section.gates.budget)?;
+            let open = gates.values().iter().filter(|&&a| a > 0.5).count();
+            let line =
+                json!({"step": step, "stage": 2, "allocation_fa_ratio": allocation.fa_ratio(), "open_gates": open});
+            Some((allocation, line))
+        }
+        _ => None,
     })
 }
 
@@ -288,7 +321,7 @@ fn restore(run_dir: &Path, config: &TrainConfig, device: &Device) -> Result<Opti
     let all = checkpoint::list(run_dir)?;
     let mut failed = Vec::new();
     for (step, path) in all.iter().rev() {
-        match checkpoint::load(path, device, &config.routing.router, config.consa.as_ref(), settings(config)) {
+        match checkpoint::load(path, device, config, settings(config)) {
             Ok((trainer, state)) => {
                 for why in &failed {
                     eprintln!("warning: skipped {why}");
@@ -399,15 +432,10 @@ pub fn train(
         (tokens_done, flops_done) = (tokens_done + tokens_per_step as f64, flops_done + flops);
         progress(&Progress { metrics: &m, tokens_per_s, mfu });
         fail_point(m.step);
-        if let (Some(section), Routing::Consa(consa)) = (&config.consa, &trainer.routing)
-            && m.step == section.stage1_steps
-        {
-            let allocation = consa.binarize(section.binarize)?;
+        if let Some((allocation, line)) = learned_allocation(config, &trainer.routing, m.step)? {
             allocation.save(&run_dir.join("allocation.json"))?;
             swiattn_router::plot::allocation(&allocation, &run_dir.join("allocation.png"))?;
-            log(
-                json!({"step": m.step, "stage": 2, "allocation_fa_ratio": allocation.fa_ratio(), "expected_ratio": consa.expected_ratio()}),
-            )?;
+            log(line)?;
             trainer.convert(&allocation.layers())?;
         }
         let done = m.step == config.steps;

@@ -23,7 +23,9 @@
 //!
 //! Policies: `full` and `sliding` (every layer), `swiattn` (every layer routed, regularizer target =
 //! budget), `consa` (ConSA's two stages, gates budget = budget; the base's `[consa]` section or
-//! half the steps per stage with KV-head gates), `rule:<spec>` (a rule baseline's layout, as for
+//! half the steps per stage with KV-head gates), `consa:layer` and `consa:kv_head` (the same with
+//! that granularity), `duo` (Duo's head gates in two stages, binarized to the budget; the base's
+//! `[duo]` section or half the steps per stage), `rule:<spec>` (a rule baseline's layout, as for
 //! `swiattn allocate`). Budget-free policies run once per window and seed.
 
 use std::path::{Path, PathBuf};
@@ -31,9 +33,10 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use swiattn_core::{Error, Result};
 use swiattn_router::consa::{Binarize, ConsaConfig};
+use swiattn_router::duo::DuoConfig;
 use swiattn_router::{Budget, Granularity};
 
-use crate::config::{ConsaSection, TrainConfig};
+use crate::config::{ConsaSection, DuoSection, TrainConfig};
 use crate::run::Summary;
 
 /// A sweep file.
@@ -57,11 +60,25 @@ pub struct SweepEval {
 }
 
 /// The base training config: a file or an inline table.
-#[derive(Clone, Debug, Deserialize)]
-#[serde(untagged)]
+#[derive(Clone, Debug)]
 pub enum Base {
     File(PathBuf),
     Inline(Box<TrainConfig>),
+}
+
+/// A path, or a table read as a training config whose errors name their key (serde's `untagged`
+/// would say only that neither matched).
+impl<'de> Deserialize<'de> for Base {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> std::result::Result<Self, D::Error> {
+        match toml::Value::deserialize(deserializer)? {
+            toml::Value::String(path) => Ok(Base::File(path.into())),
+            toml::Value::Table(table) => swiattn_core::tagged::fields(table).map(|c| Base::Inline(Box::new(c))),
+            other => Err(serde::de::Error::custom(format!(
+                "base must be a config file's path or a [base] table, not {}",
+                other.type_str()
+            ))),
+        }
+    }
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -100,7 +117,7 @@ impl Cell {
     }
 
     fn uses_budget(policy: &str) -> bool {
-        policy == "swiattn" || policy == "consa" || policy.contains("{budget}")
+        policy == "swiattn" || policy == "duo" || policy.starts_with("consa") || policy.contains("{budget}")
     }
 
     /// The base config specialized to this cell.
@@ -110,7 +127,8 @@ impl Cell {
         c.model.sliding_window = self.window;
         c.model.rule.clear();
         let budget = || Budget::new(self.budget.expect("budget policies have a budget"));
-        let consa = c.consa.take();
+        let (consa, duo) = (c.consa.take(), c.duo.take());
+        let stage1_steps = (base.steps / 2).max(1);
         match self.policy.as_str() {
             "full" => c.model.attention_pattern = "F".into(),
             "sliding" => c.model.attention_pattern = "S".into(),
@@ -118,15 +136,27 @@ impl Cell {
                 c.model.attention_pattern = "R".into();
                 c.routing.regularizer.target = budget()?;
             }
-            "consa" => {
+            "consa" | "consa:layer" | "consa:kv_head" => {
                 c.model.attention_pattern = "F".into();
                 let mut section = consa.unwrap_or_else(|| ConsaSection {
-                    stage1_steps: (base.steps / 2).max(1),
+                    stage1_steps,
                     binarize: Binarize::TopK,
                     gates: ConsaConfig::new(Granularity::KvHead, Budget::new(0.5).expect("a valid budget")),
                 });
                 section.gates.budget = budget()?;
+                match self.policy.as_str() {
+                    "consa:layer" => section.gates.granularity = Granularity::Layer,
+                    "consa:kv_head" => section.gates.granularity = Granularity::KvHead,
+                    _ => {}
+                }
                 c.consa = Some(section);
+            }
+            "duo" => {
+                c.model.attention_pattern = "F".into();
+                let budget = budget()?;
+                let mut section = duo.unwrap_or_else(|| DuoSection { stage1_steps, gates: DuoConfig::new(budget) });
+                section.gates.budget = budget;
+                c.duo = Some(section);
             }
             rule if rule.starts_with("rule:") => {
                 let spec = &rule["rule:".len()..];
@@ -137,7 +167,7 @@ impl Cell {
             }
             other => {
                 return Err(Error::Invalid(format!(
-                    "unknown policy `{other}` (full, sliding, swiattn, consa or rule:<spec>)"
+                    "unknown policy `{other}` (full, sliding, swiattn, consa, consa:layer, consa:kv_head, duo or rule:<spec>)"
                 )));
             }
         }
@@ -166,7 +196,7 @@ impl SweepConfig {
             return Err(Error::config(
                 path.display().to_string(),
                 "grid.budget",
-                "swiattn, consa and {budget} rules need budgets",
+                "swiattn, consa, duo and {budget} rules need budgets",
             ));
         }
         Ok((sweep, base))
@@ -418,5 +448,55 @@ fn add_point(series: &mut Vec<(String, Vec<(f64, f64)>)>, label: String, point: 
     match series.iter_mut().find(|(l, _)| *l == label) {
         Some((_, points)) => points.push(point),
         None => series.push((label, vec![point])),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cell(policy: &str, budget: f64) -> TrainConfig {
+        let mut base = TrainConfig::default();
+        base.model.kv_heads = 2;
+        Cell { policy: policy.into(), budget: Some(budget), window: 16, seed: 0 }.config(&base).unwrap()
+    }
+
+    #[test]
+    fn errors_inside_an_inline_base_name_the_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sweep.toml");
+        for (text, want) in [
+            ("[base]\nsteps = \"x\"\n[grid]\npolicy = [\"full\"]", "steps: invalid type: string"),
+            ("[base.data]\ntask = \"lagged_copy\"\nlag = 1.5\n[grid]\npolicy = [\"full\"]", "lag: invalid type"),
+            ("base = 3\n[grid]\npolicy = [\"full\"]", "not integer"),
+        ] {
+            std::fs::write(&path, text).unwrap();
+            let e = SweepConfig::from_file(&path).unwrap_err().to_string();
+            assert!(e.contains("sweep.toml") && e.contains(want), "{text}: {e}");
+        }
+    }
+
+    #[test]
+    fn allocation_policies_set_their_section_and_granularity() {
+        for (policy, granularity) in [
+            ("consa", Granularity::KvHead),
+            ("consa:layer", Granularity::Layer),
+            ("consa:kv_head", Granularity::KvHead),
+        ] {
+            let c = cell(policy, 0.25);
+            let section = c.consa.as_ref().unwrap();
+            assert_eq!((section.gates.granularity, section.gates.budget.fraction()), (granularity, 0.25), "{policy}");
+            assert_eq!((c.duo.is_none(), c.model.attention_pattern.as_str()), (true, "F"), "{policy}");
+        }
+        let c = cell("duo", 0.5);
+        let section = c.duo.as_ref().unwrap();
+        assert_eq!((section.stage1_steps, section.gates.budget.fraction()), (1000, 0.5));
+        assert!(c.consa.is_none());
+        assert_eq!(c.stage1_steps(), Some((1000, "duo")));
+        assert!(
+            Cell { policy: "consa:head".into(), budget: Some(0.5), window: 16, seed: 0 }
+                .config(&TrainConfig::default())
+                .is_err()
+        );
     }
 }

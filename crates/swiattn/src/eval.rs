@@ -218,7 +218,7 @@ pub fn run(args: Args, backend: BackendKind, device: &Device) -> anyhow::Result<
                 _ => run_now.push(task),
             }
         }
-        let samples = args.limit.unwrap_or(args.ruler.samples);
+        let samples = args.limit.map_or(args.ruler.samples, |limit| limit.min(args.ruler.samples));
         anyhow::ensure!(samples > 0, "RULER tasks: nothing to evaluate (0 samples: --limit 0 or --samples 0)");
         let haystack = data_dir.join("haystack");
         results.extend(crate::ruler::run(

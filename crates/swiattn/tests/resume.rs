@@ -1,7 +1,7 @@
 //! Kill a training run — in the middle of writing a checkpoint, and right after a step — resume it,
 //! and get exactly the metrics of an uninterrupted run: every loss, learning rate, routing ratio,
 //! penalty and evaluation (timings aside), with no corrupt checkpoint left behind. Synthetic data
-//! with SwiAttn and with ConSA's two stages; packed text shards with gradient accumulation.
+//! with SwiAttn and with ConSA's and Duo's two stages; packed text shards with gradient accumulation.
 
 use std::path::Path;
 use std::process::Command;
@@ -48,6 +48,31 @@ router_lr = 0.05
 [consa]
 stage1_steps = 20
 gates = { granularity = "kv_head", budget = 0.5 }
+"#;
+
+/// Duo's two stages: head gates with their L1 penalty for 20 steps, then the top half of the heads.
+const DUO: &str = r#"
+steps = 30
+batch_size = 4
+eval_every = 15
+eval_sequences = 8
+save_every = 10
+log_every = 1
+[data]
+task = "lagged_copy"
+seq_len = 32
+lag = 12
+[model]
+sliding_window = 4
+attention_pattern = "FF"
+kv_heads = 2
+[optim]
+lr = 3e-3
+warmup = 5
+router_lr = 0.05
+[duo]
+stage1_steps = 20
+gates = { budget = 0.5, l1 = 0.1 }
 "#;
 
 /// Packed text (token shards) with gradient accumulation: the data cursor must resume too.
@@ -185,11 +210,13 @@ fn resumed_runs_continue_exactly() {
     assert!(!root.path().join("never").exists(), "nothing written");
 }
 
-#[test]
-fn consa_runs_both_stages_and_resume_exactly() {
+/// A policy that learns a static allocation (ConSA, Duo) switches to it after stage 1 — exactly the
+/// budget's units on full attention — and resumes exactly from inside either stage. `stage1_field`
+/// is a metric only stage 1 logs.
+fn two_stages_resume_exactly(name: &str, text: &str, stage1_field: &str) {
     let root = tempfile::tempdir().unwrap();
-    let config = root.path().join("consa.toml");
-    std::fs::write(&config, CONSA).unwrap();
+    let config = root.path().join(format!("{name}.toml"));
+    std::fs::write(&config, text).unwrap();
     let config = config.to_str().unwrap();
 
     let reference = root.path().join("reference");
@@ -198,7 +225,8 @@ fn consa_runs_both_stages_and_resume_exactly() {
     let stage2 = want.iter().find(|m| m.get("stage").is_some()).expect("a stage-2 line");
     assert_eq!(stage2["step"], 20);
     assert_eq!(stage2["allocation_fa_ratio"], 0.5, "top-k meets the budget exactly");
-    assert!(want.iter().any(|m| m.get("multipliers").is_some()), "stage 1 logs the multipliers");
+    assert!(want.iter().any(|m| m.get(stage1_field).is_some()), "stage 1 logs {stage1_field}");
+    assert!(want.iter().filter(|m| m["step"].as_u64() > Some(20)).all(|m| m.get(stage1_field).is_none()));
     let allocation = swiattn_core::model::Allocation::load(&reference.join("run/allocation.json")).unwrap();
     assert_eq!(allocation.fa_ratio(), 0.5);
     assert!(reference.join("run/allocation.png").exists());
@@ -207,7 +235,7 @@ fn consa_runs_both_stages_and_resume_exactly() {
         std::fs::read_to_string(reference.join("run/checkpoints/step-000030/model/config.json")).unwrap();
     assert!(final_config.contains("attention_types"), "{final_config}");
 
-    // Killed in stage 1 (after step 15): resumes from step 10 with the gates and multipliers.
+    // Killed in stage 1 (after step 15): resumes from step 10 with the gates (and multipliers).
     let stage1 = root.path().join("stage1");
     assert!(!train(&stage1, &[config], Some("step:15")));
     assert!(train(&stage1, &["--resume"], None));
@@ -218,6 +246,16 @@ fn consa_runs_both_stages_and_resume_exactly() {
     assert!(!train(&stage2_run, &[config], Some("save:30")));
     assert!(train(&stage2_run, &["--resume"], None));
     assert_eq!(metrics(&stage2_run), want, "resumed inside stage 2");
+}
+
+#[test]
+fn consa_runs_both_stages_and_resume_exactly() {
+    two_stages_resume_exactly("consa", CONSA, "multipliers");
+}
+
+#[test]
+fn duo_runs_both_stages_and_resume_exactly() {
+    two_stages_resume_exactly("duo", DUO, "open_gates");
 }
 
 #[test]

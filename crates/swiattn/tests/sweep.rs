@@ -30,8 +30,12 @@ seed = [0, 1]
 "#;
 
 fn sweep(dir: &Path, fail_at: Option<&str>) -> std::process::Output {
+    sweep_with(dir, fail_at, &[])
+}
+
+fn sweep_with(dir: &Path, fail_at: Option<&str>, flags: &[&str]) -> std::process::Output {
     let mut command = Command::new(env!("CARGO_BIN_EXE_swiattn"));
-    command.arg("sweep").arg(dir.join("sweep.toml")).arg("--out").arg(dir.join("out"));
+    command.arg("sweep").arg(dir.join("sweep.toml")).arg("--out").arg(dir.join("out")).args(flags);
     command.env_remove("SWIATTN_FAIL_AT");
     if let Some(at) = fail_at {
         command.env("SWIATTN_FAIL_AT", at);
@@ -81,6 +85,47 @@ fn sweeps_skip_finished_cells_and_resume_the_interrupted_one() {
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert_eq!(stdout.matches("(Done)").count(), 8, "{stdout}");
     assert_eq!(results(&killed), want, "the same table as the uninterrupted sweep");
+}
+
+/// `--cells` runs the named cells alone (a GPU call at a time); `--report` trains nothing and writes
+/// the tables of every finished cell.
+#[test]
+fn chosen_cells_run_alone_and_the_report_joins_every_finished_cell() {
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    std::fs::write(dir.join("sweep.toml"), SWEEP).unwrap();
+    let output = sweep_with(dir, None, &["--cells", "full-w4-s1"]);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let cells = |dir: &Path| -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(dir.join("out/cells"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    };
+    assert_eq!(cells(dir), ["full-w4-s1"]);
+    assert_eq!(results(dir).len(), 1 + 1);
+
+    let output = sweep_with(dir, None, &["--cells", "rule_interleave_1-w4-s0,full-w4-s1"]);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success() && stdout.contains("full-w4-s1 (Done)"), "{stdout}");
+    assert_eq!(cells(dir), ["full-w4-s1", "rule_interleave_1-w4-s0"]);
+    let two = results(dir);
+    assert_eq!(two.len(), 1 + 2, "{two:#?}");
+
+    let output = sweep_with(dir, None, &["--cells", "full-w4-s7"]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        !output.status.success() && stderr.contains("full-w4-s7") && stderr.contains("swiattn-b0.25-w4-s0"),
+        "{stderr}"
+    );
+
+    std::fs::remove_file(dir.join("out/results.csv")).unwrap();
+    let output = sweep_with(dir, None, &["--report"]);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert_eq!(cells(dir), ["full-w4-s1", "rule_interleave_1-w4-s0"], "the report trains nothing");
+    assert_eq!(results(dir), two);
 }
 
 #[test]

@@ -216,6 +216,10 @@ impl Arch {
 /// The most decoder layers a config may ask for (the deepest open models have under 200).
 pub const MAX_LAYERS: usize = 4096;
 
+/// The most elements one weight matrix may have (2^40, 2 TiB in bf16): sizes past it are a
+/// corrupt or mistyped config, refused before any shape arithmetic.
+pub const MAX_ELEMENTS: usize = 1 << 40;
+
 impl ModelConfig {
     /// Parse a `config.json` text; `origin` names the file in errors.
     pub fn from_json_str(text: &str, origin: &str) -> Result<Self> {
@@ -291,6 +295,18 @@ impl ModelConfig {
         };
         if head_dim == 0 || head_dim % 2 != 0 {
             return Err(err("head_dim", format!("{head_dim} must be positive and even for RoPE")));
+        }
+        // Every weight matrix's element count must be a number: a mistyped or corrupt size must
+        // not overflow the shape arithmetic (a panic) before the weights are compared with it.
+        let q_width = num_heads.checked_mul(head_dim);
+        for (fields, elements) in [
+            ("num_attention_heads × head_dim × hidden_size", q_width.and_then(|q| q.checked_mul(self.hidden_size))),
+            ("vocab_size × hidden_size", self.vocab_size.checked_mul(self.hidden_size)),
+            ("intermediate_size × hidden_size", self.intermediate_size.checked_mul(self.hidden_size)),
+        ] {
+            if elements.is_none_or(|n| n > MAX_ELEMENTS) {
+                return Err(err(fields, format!("a weight of more than {MAX_ELEMENTS} elements")));
+            }
         }
         if let Some(f) = self.partial_rotary_factor.filter(|&f| f != 1.0) {
             return Err(err("partial_rotary_factor", format!("{f}: only full rotary embeddings are supported")));
