@@ -54,3 +54,23 @@ pub fn vocabulary_fingerprint(tokenizer: &Tokenizer) -> String {
     }
     format!("{:016x}", fingerprint(&bytes))
 }
+
+/// A probe of what pre-tokenizers, normalizers and merges decide: digit runs, whitespace runs,
+/// contractions, accents, scripts without spaces, emoji and code.
+const PROBE: &str = "In 2024-12-06, 3.14159 of 1,000,000 said: \"don't\" — we'll see.\n\n\tCafé naïve \
+                     ÅNGSTRÖM 東京タワー 😀👍  x  =  a[i]+b_2;\r\n    fn main() { return 0x1F; }\n\n\n7:30";
+
+/// A fingerprint of how a tokenizer encodes, as hex: [`fingerprint`] of its ids for a fixed probe
+/// text (no special tokens). Two tokenizers with one vocabulary can still split text differently
+/// (a GGUF's `smollm` pre-tokenizer splits digits one by one; transformers' GGUF converter does
+/// not, docs/LOG.md 2026-12-06): this tells them apart where [`vocabulary_fingerprint`] cannot.
+pub fn encoding_fingerprint(tokenizer: &Tokenizer) -> Result<String> {
+    let ids = tokenizer
+        .encode(PROBE, false)
+        .map_err(|e| Error::Invalid(format!("tokenization failed: {e}")))?
+        .get_ids()
+        .iter()
+        .flat_map(|id| id.to_le_bytes())
+        .collect::<Vec<u8>>();
+    Ok(format!("{:016x}", fingerprint(&ids)))
+}

@@ -105,7 +105,7 @@ fn initial_model(config: &TrainConfig, data: &Dataset, device: &Device) -> Resul
         let options = LoadOptions { sliding_window: Some(m.sliding_window), ..Default::default() };
         let loaded = load_model(&expand_home(&m.from), device, &options)?;
         if let (Dataset::Text(packed), Some(tokenizer)) = (data, &loaded.tokenizer) {
-            packed.meta.check_vocabulary(tokenizer, &m.from)?;
+            packed.meta.check_tokenizer(tokenizer, &m.from)?;
         }
         loaded.model
     };

@@ -75,11 +75,12 @@ fn malformed_input_names_file_and_line() {
     assert!(err.contains("</s>"), "{err}");
 }
 
-/// The vocabulary fingerprint follows the vocabulary, not the JSON around it; continuing a
-/// checkpoint on shards made with another vocabulary is refused before training, naming the fix.
+/// The vocabulary fingerprint follows the vocabulary, not the JSON around it, and the encoding
+/// fingerprint how text is split; continuing a checkpoint on shards made with another vocabulary or
+/// another split is refused before training, naming the fix.
 #[test]
 fn shards_of_another_vocabulary_do_not_continue_a_checkpoint() {
-    use swiattn_core::tokenizer::vocabulary_fingerprint;
+    use swiattn_core::tokenizer::{encoding_fingerprint, vocabulary_fingerprint};
     let dir = tempfile::tempdir().unwrap();
     let dir = dir.path();
     let docs = dir.join("docs");
@@ -118,7 +119,19 @@ fn shards_of_another_vocabulary_do_not_continue_a_checkpoint() {
     let train = |run: &str| swiattn_train::run::train(&config, &dir.join(run), false, &[device.clone()], &mut |_| {});
     let e = train("refused").unwrap_err().to_string();
     assert!(e.contains("vocabulary") && e.contains("swiattn data prepare --tokenizer"), "{e}");
-    // With the shards' own vocabulary the run trains.
+    // The same vocabulary, split on whitespace only (punctuation stays on its word): it encodes the
+    // probe text differently, which the encoding fingerprint sees and the vocabulary's cannot.
+    let words = swiattn_core::testing::word_tokenizer_json(&WORDS);
+    let split = words.replace(r#"{"type":"Whitespace"}"#, r#"{"type":"WhitespaceSplit"}"#);
+    assert_ne!(split, words);
+    let (a, b) = [&words, &split].map(|j| tokenizers::Tokenizer::from_bytes(j.as_bytes()).unwrap()).into();
+    assert_eq!(vocabulary_fingerprint(&a), vocabulary_fingerprint(&b));
+    assert_ne!(encoding_fingerprint(&a).unwrap(), encoding_fingerprint(&b).unwrap());
+    assert_eq!(meta.encoding_fingerprint, Some(encoding_fingerprint(&ours).unwrap()));
+    std::fs::write(model.join("tokenizer.json"), &split).unwrap();
+    let e = train("split").unwrap_err().to_string();
+    assert!(e.contains("encoding fingerprint") && e.contains("swiattn data prepare --tokenizer"), "{e}");
+    // With the shards' own tokenizer the run trains.
     std::fs::write(model.join("tokenizer.json"), swiattn_core::testing::word_tokenizer_json(&WORDS)).unwrap();
     train("trains").unwrap();
 }

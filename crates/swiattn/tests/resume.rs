@@ -280,6 +280,7 @@ fn text_runs_with_accumulation_resume_exactly() {
         tokenizer: "synthetic".into(),
         tokenizer_fingerprint: "0".into(),
         vocabulary_fingerprint: None,
+        encoding_fingerprint: None,
         vocab_size: 64,
         eod: 0,
         documents: 41,

@@ -134,6 +134,7 @@ mod tests {
             tokenizer: "test".into(),
             tokenizer_fingerprint: "0".into(),
             vocabulary_fingerprint: None,
+            encoding_fingerprint: None,
             vocab_size: 1 << 20,
             eod: 0,
             documents: 1,

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use swiattn_core::text::documents;
-use swiattn_core::tokenizer::{fingerprint, load_tokenizer, vocabulary_fingerprint};
+use swiattn_core::tokenizer::{encoding_fingerprint, fingerprint, load_tokenizer, vocabulary_fingerprint};
 use swiattn_core::{Error, Result};
 
 use super::shard::write;
@@ -21,6 +21,10 @@ pub struct Meta {
     /// checks against the checkpoint's own tokenizer (absent in shards made before it existed).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub vocabulary_fingerprint: Option<String>,
+    /// [`encoding_fingerprint`] of the tokenizer: the same vocabulary can split text differently
+    /// (absent in shards made before it existed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encoding_fingerprint: Option<String>,
     pub vocab_size: usize,
     /// The end-of-document id appended after every document.
     pub eod: u32,
@@ -115,6 +119,7 @@ pub fn prepare(options: &PrepareOptions, progress: &(dyn Fn(usize, usize) + Sync
         tokenizer: options.tokenizer.display().to_string(),
         tokenizer_fingerprint: format!("{:016x}", fingerprint(json.as_bytes())),
         vocabulary_fingerprint: Some(vocabulary_fingerprint(&tokenizer)),
+        encoding_fingerprint: Some(encoding_fingerprint(&tokenizer)?),
         vocab_size,
         eod,
         documents: encoded.len(),
@@ -128,17 +133,23 @@ pub fn prepare(options: &PrepareOptions, progress: &(dyn Fn(usize, usize) + Sync
 
 impl Meta {
     /// Check that `tokenizer` (the model's, from `model`) has the vocabulary these shards were
-    /// made with; shards without a vocabulary fingerprint pass.
-    pub fn check_vocabulary(&self, tokenizer: &tokenizers::Tokenizer, model: &str) -> Result<()> {
-        let Some(want) = &self.vocabulary_fingerprint else { return Ok(()) };
-        let got = vocabulary_fingerprint(tokenizer);
-        if got != *want {
-            return Err(Error::Invalid(format!(
-                "the shards were tokenized with {} (vocabulary fingerprint {want}), whose vocabulary is not \
-                 that of {model} ({got}): prepare them with the model's tokenizer \
-                 (`swiattn data prepare --tokenizer {model} …`)",
-                self.tokenizer
-            )));
+    /// made with and encodes text as theirs did; a fingerprint the shards lack (made before it
+    /// existed) passes.
+    pub fn check_tokenizer(&self, tokenizer: &tokenizers::Tokenizer, model: &str) -> Result<()> {
+        let checks = [
+            ("vocabulary", &self.vocabulary_fingerprint, vocabulary_fingerprint(tokenizer)),
+            ("encoding", &self.encoding_fingerprint, encoding_fingerprint(tokenizer)?),
+        ];
+        for (what, want, got) in checks {
+            let Some(want) = want else { continue };
+            if got != *want {
+                return Err(Error::Invalid(format!(
+                    "the shards were tokenized with {} ({what} fingerprint {want}), whose {what} is not \
+                     that of {model} ({got}): prepare them with the model's tokenizer \
+                     (`swiattn data prepare --tokenizer {model} …`)",
+                    self.tokenizer
+                )));
+            }
         }
         Ok(())
     }
