@@ -25,8 +25,9 @@ lr = 3e-3
 warmup = 5
 "#;
 
-/// ConSA's two stages in one run: gates for 20 steps, then the binarized allocation.
-const CONSA: &str = r#"
+/// The run of a policy that learns a static allocation in two stages (ConSA, Duo): 20 steps of
+/// gates, then 10 with the binarized allocation; the policy's own section follows.
+const TWO_STAGES: &str = r#"
 steps = 30
 batch_size = 4
 eval_every = 15
@@ -45,34 +46,6 @@ kv_heads = 2
 lr = 3e-3
 warmup = 5
 router_lr = 0.05
-[consa]
-stage1_steps = 20
-gates = { granularity = "kv_head", budget = 0.5 }
-"#;
-
-/// Duo's two stages: head gates with their L1 penalty for 20 steps, then the top half of the heads.
-const DUO: &str = r#"
-steps = 30
-batch_size = 4
-eval_every = 15
-eval_sequences = 8
-save_every = 10
-log_every = 1
-[data]
-task = "lagged_copy"
-seq_len = 32
-lag = 12
-[model]
-sliding_window = 4
-attention_pattern = "FF"
-kv_heads = 2
-[optim]
-lr = 3e-3
-warmup = 5
-router_lr = 0.05
-[duo]
-stage1_steps = 20
-gates = { budget = 0.5, l1 = 0.1 }
 "#;
 
 /// Packed text (token shards) with gradient accumulation: the data cursor must resume too.
@@ -212,11 +185,11 @@ fn resumed_runs_continue_exactly() {
 
 /// A policy that learns a static allocation (ConSA, Duo) switches to it after stage 1 — exactly the
 /// budget's units on full attention — and resumes exactly from inside either stage. `stage1_field`
-/// is a metric only stage 1 logs.
-fn two_stages_resume_exactly(name: &str, text: &str, stage1_field: &str) {
+/// is a metric only stage 1 logs; `section` is the policy's TOML section.
+fn two_stages_resume_exactly(name: &str, section: &str, stage1_field: &str) {
     let root = tempfile::tempdir().unwrap();
     let config = root.path().join(format!("{name}.toml"));
-    std::fs::write(&config, text).unwrap();
+    std::fs::write(&config, format!("{TWO_STAGES}{section}")).unwrap();
     let config = config.to_str().unwrap();
 
     let reference = root.path().join("reference");
@@ -250,12 +223,14 @@ fn two_stages_resume_exactly(name: &str, text: &str, stage1_field: &str) {
 
 #[test]
 fn consa_runs_both_stages_and_resume_exactly() {
-    two_stages_resume_exactly("consa", CONSA, "multipliers");
+    let consa = "[consa]\nstage1_steps = 20\ngates = { granularity = \"kv_head\", budget = 0.5 }\n";
+    two_stages_resume_exactly("consa", consa, "multipliers");
 }
 
 #[test]
 fn duo_runs_both_stages_and_resume_exactly() {
-    two_stages_resume_exactly("duo", DUO, "open_gates");
+    let duo = "[duo]\nstage1_steps = 20\ngates = { budget = 0.5, l1 = 0.1 }\n";
+    two_stages_resume_exactly("duo", duo, "open_gates");
 }
 
 #[test]
