@@ -41,6 +41,10 @@ use crate::trainer::{Evaluation, OptimizerSettings, StepMetrics, Trainer};
 use swiattn_core::paths::expand_home;
 
 /// What a finished run reports (also written to `<run>/summary.json`).
+/// The context length at which a run's KV-cache bytes are reported: long-context inference,
+/// where the layouts' caches differ most (at the training length they may all be full).
+pub const KV_REPORT_LEN: usize = 32_768;
+
 #[derive(Clone, Debug, Serialize)]
 pub struct Summary {
     pub run_dir: PathBuf,
@@ -55,6 +59,9 @@ pub struct Summary {
     pub fa_ratio: f64,
     /// Attention FLOPs of a training sequence relative to all-full attention (window-aware).
     pub attention_flops_vs_full: f64,
+    /// KV-cache bytes at [`KV_REPORT_LEN`] tokens relative to all-full attention: sliding layers
+    /// and heads keep their window, routed layers everything (any later token may route to full).
+    pub kv_bytes_vs_full: f64,
     pub best: Option<Best>,
     pub resumed_from: Option<usize>,
     /// Wall time of this invocation (since a resume, if resumed).
@@ -482,6 +489,7 @@ pub fn train(
     let routed =
         if eval_fa_ratio.is_empty() { 0.0 } else { eval_fa_ratio.iter().sum::<f64>() / eval_fa_ratio.len() as f64 };
     let cost = account(&trainer.model().arch, data.seq_len(), 2, &RoutedLayers::Ratio(routed))?;
+    let kv = account(&trainer.model().arch, KV_REPORT_LEN, 2, &RoutedLayers::Ratio(routed))?;
     let summary = Summary {
         run_dir: run_dir.to_path_buf(),
         steps: trainer.step,
@@ -491,6 +499,7 @@ pub fn train(
         eval_fa_ratio,
         fa_ratio: cost.fa_ratio(),
         attention_flops_vs_full: cost.attention_flops / cost.full_attention_flops,
+        kv_bytes_vs_full: kv.kv_bytes / kv.full_kv_bytes,
         best,
         resumed_from,
         seconds,

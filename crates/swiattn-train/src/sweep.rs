@@ -265,6 +265,9 @@ pub struct CellSummary {
     pub best: Option<crate::checkpoint::Best>,
     pub fa_ratio: f64,
     pub attention_flops_vs_full: f64,
+    /// Absent in summaries written before it was reported.
+    #[serde(default)]
+    pub kv_bytes_vs_full: Option<f64>,
     pub tokens_per_s: f64,
 }
 
@@ -278,6 +281,7 @@ impl From<&Summary> for CellSummary {
             best: s.best,
             fa_ratio: s.fa_ratio,
             attention_flops_vs_full: s.attention_flops_vs_full,
+            kv_bytes_vs_full: Some(s.kv_bytes_vs_full),
             tokens_per_s: s.tokens_per_s,
         }
     }
@@ -315,7 +319,7 @@ pub fn read_eval(dir: &Path) -> Result<Option<CellEval>> {
     Ok(Some(CellEval { metrics, fa_ratio }))
 }
 
-const COLUMNS: [&str; 13] = [
+const COLUMNS: [&str; 14] = [
     "policy",
     "budget",
     "window",
@@ -327,6 +331,7 @@ const COLUMNS: [&str; 13] = [
     "recall_accuracy",
     "fa_ratio",
     "attention_flops_vs_full",
+    "kv_bytes_vs_full_32k",
     "tokens_per_s",
     "run",
 ];
@@ -345,6 +350,7 @@ fn row(cell: &Cell, s: &CellSummary, dir: &str) -> Vec<String> {
         opt(s.recall_accuracy, 3),
         format!("{:.3}", s.fa_ratio),
         format!("{:.3}", s.attention_flops_vs_full),
+        opt(s.kv_bytes_vs_full, 3),
         format!("{:.0}", s.tokens_per_s),
         dir.to_string(),
     ]

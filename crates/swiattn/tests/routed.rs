@@ -1,7 +1,7 @@
-//! A SwiAttn training checkpoint goes wherever a model goes: `ppl` and `eval` load its routers
-//! with it (from `checkpoints/step-N` or its `model/`), route every token themselves — the same
-//! routes and perplexity whether the text is fed whole or one token at a time — and report the
-//! FA ratio the routers achieved. What cannot be run is refused with the fix.
+//! A SwiAttn training checkpoint goes wherever a model goes: `ppl`, `eval` and `bench infer` load
+//! its routers with it (from `checkpoints/step-N` or its `model/`), route every token themselves —
+//! the same routes and perplexity whether the text is fed whole or one token at a time — and report
+//! the FA ratio the routers achieved. What cannot be run is refused with the fix.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -78,6 +78,22 @@ fn a_swiattn_checkpoint_scores_generates_and_reports_its_routes() {
     // Its model/ directory finds the routers beside it.
     let inner: serde_json::Value = serde_json::from_str(&ok(ppl(&checkpoint.join("model"), dir, "1000"))).unwrap();
     assert_eq!(inner["perplexity"], whole["perplexity"]);
+
+    // bench infer times the checkpoint in its own layout, routes included.
+    let rows = dir.join("infer.jsonl");
+    #[rustfmt::skip]
+    ok(swiattn(&[
+        "bench", "infer", "--model", checkpoint.to_str().unwrap(), "--run", "score:2x24,generate:2x24",
+        "--new-tokens", "3", "--repeats", "1", "--dtype", "f32", "--json", rows.to_str().unwrap(),
+    ]));
+    let rows: Vec<serde_json::Value> =
+        std::fs::read_to_string(&rows).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(rows.len(), 2);
+    for (row, speed) in rows.iter().zip(["tokens_per_s", "samples_per_s"]) {
+        assert_eq!((row["pattern"].as_str(), row["window"].as_u64()), (Some("SR"), Some(4)), "{row}");
+        assert!(row[speed].as_f64().is_some_and(|v| v > 0.0), "{row}");
+        assert!(row["fa_ratio_routed"].as_f64().is_some_and(|r| (0.0..=1.0).contains(&r)), "{row}");
+    }
 
     // eval: a question task and a RULER task, with the achieved ratio in the results.
     let results = dir.join("results.json");

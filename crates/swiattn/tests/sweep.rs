@@ -72,6 +72,15 @@ fn sweeps_skip_finished_cells_and_resume_the_interrupted_one() {
     // The rule's layout is half full: FA ratio 0.5, and less than full's attention FLOPs.
     let rule = want.iter().find(|r| r.starts_with("rule:interleave:1,")).unwrap();
     assert!(rule.contains(",0.500,"), "{rule}");
+    // KV-cache bytes at 32K: the sliding layer keeps its 4-key ring, the full layer and every
+    // routed layer all 32,768 positions.
+    let kv = |row: &str| -> f64 {
+        let at = want[0].split(',').position(|c| c == "kv_bytes_vs_full_32k").expect("a KV column");
+        row.split(',').nth(at).unwrap().parse().unwrap()
+    };
+    assert_eq!(kv(rule), ((32_768.0 + 4.0) / (2.0 * 32_768.0) * 1e3_f64).round() / 1e3);
+    assert_eq!(kv(&want[1]), 1.0, "full: {}", want[1]);
+    assert!(want.iter().filter(|r| r.starts_with("swiattn,")).all(|r| kv(r) == 1.0), "{want:#?}");
 
     // Killed while saving the last checkpoint of the first cell: that cell resumes from step 3,
     // the others start fresh; a third sweep finds everything done and trains nothing.

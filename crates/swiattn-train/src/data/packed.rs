@@ -1,8 +1,10 @@
 //! Fixed-length training sequences packed from token shards: the shards' token stream (documents
 //! separated by the end-of-document token) cut into consecutive windows of `seq_len + 1` tokens.
-//! The last `val_fraction` of the windows are held out for validation; the rest are visited in a
-//! fresh seeded permutation every epoch, so sequence `index` of the training stream is a function
-//! of `(seed, index)` — the step is the data cursor.
+//! A `val_fraction` of the windows, spread evenly over the stream (one in the middle of each of
+//! `val` equal strata, so every source of a corpus prepared file by file is represented), is held
+//! out for validation; the rest are visited in a fresh seeded permutation every epoch, so
+//! sequence `index` of the training stream is a function of `(seed, index)` — the step is the data
+//! cursor.
 
 use std::path::PathBuf;
 use std::sync::Mutex;
@@ -38,8 +40,9 @@ pub struct Packed {
     /// First stream position of each shard.
     starts: Vec<usize>,
     window: usize,
-    train: usize,
-    val: usize,
+    /// Stream windows for training and held out, each in stream order.
+    train: Vec<usize>,
+    val: Vec<usize>,
     /// The permutation of the last epoch asked for.
     epoch: Mutex<Option<(u64, u64, Vec<usize>)>>,
 }
@@ -67,7 +70,9 @@ impl Packed {
                 data.shards.display()
             )));
         }
-        Ok(Self { meta, shards, starts, window, train: windows - val, val, epoch: Mutex::new(None) })
+        let held_out: Vec<usize> = (0..val).map(|j| (2 * j + 1) * windows / (2 * val)).collect();
+        let train = (0..windows).filter(|w| held_out.binary_search(w).is_err()).collect();
+        Ok(Self { meta, shards, starts, window, train, val: held_out, epoch: Mutex::new(None) })
     }
 
     /// Predicted tokens per sequence.
@@ -77,7 +82,7 @@ impl Packed {
 
     /// Training and validation window counts.
     pub fn sizes(&self) -> (usize, usize) {
-        (self.train, self.val)
+        (self.train.len(), self.val.len())
     }
 
     /// Tokens of window `w` of the whole stream.
@@ -95,20 +100,20 @@ impl Packed {
 
     /// Training sequence `index` (of the endless stream of epochs) for `seed`.
     pub fn train_example(&self, seed: u64, index: u64) -> Example {
-        let epoch = index / self.train as u64;
+        let epoch = index / self.train.len() as u64;
         let mut cached = self.epoch.lock().expect("not poisoned");
         if cached.as_ref().is_none_or(|(s, e, _)| *s != seed || *e != epoch) {
-            let mut order: Vec<usize> = (0..self.train).collect();
+            let mut order = self.train.clone();
             order.shuffle(&mut StdRng::seed_from_u64(seed ^ epoch.wrapping_mul(0x9E37_79B9_7F4A_7C15)));
             *cached = Some((seed, epoch, order));
         }
-        let w = cached.as_ref().expect("set above").2[(index % self.train as u64) as usize];
+        let w = cached.as_ref().expect("set above").2[(index % self.train.len() as u64) as usize];
         Example { tokens: self.window_tokens(w), recall: Vec::new() }
     }
 
     /// Validation sequence `index` (cycling through the held-out windows).
     pub fn val_example(&self, index: u64) -> Example {
-        Example { tokens: self.window_tokens(self.train + (index as usize % self.val)), recall: Vec::new() }
+        Example { tokens: self.window_tokens(self.val[index as usize % self.val.len()]), recall: Vec::new() }
     }
 }
 
@@ -153,13 +158,14 @@ mod tests {
     fn windows_are_the_stream_cut_across_shard_boundaries() {
         let dir = shards(&[50, 7, 80]);
         let packed = open(&dir, 9, 0.2).unwrap();
-        // 137 tokens → 13 windows of 10; 3 held out (the last), 10 for training.
+        // 137 tokens → 13 windows of 10; 3 held out (the middle windows of the strata [0, 13/3),
+        // [13/3, 26/3), [26/3, 13): 2, 6 and 10), 10 for training.
         assert_eq!(packed.sizes(), (10, 3));
         for w in 0..13 {
             assert_eq!(packed.window_tokens(w), (w as u32 * 10..w as u32 * 10 + 10).collect::<Vec<_>>());
         }
-        assert_eq!(packed.val_example(0).tokens[0], 100);
-        assert_eq!(packed.val_example(4).tokens[0], 110, "validation cycles through its windows");
+        let val: Vec<u32> = (0..4).map(|i| packed.val_example(i).tokens[0]).collect();
+        assert_eq!(val, [20, 60, 100, 20], "validation cycles through its windows");
     }
 
     #[test]
@@ -172,8 +178,12 @@ mod tests {
             (e * 45..(e + 1) * 45).map(|i| packed.train_example(seed, i).tokens[0] / 20).collect()
         };
         let first = epoch(7, 0);
-        assert_eq!(first.iter().copied().collect::<BTreeSet<_>>(), (0..45).collect(), "each training window once");
-        assert_ne!(first, (0..45).collect::<Vec<_>>(), "shuffled");
+        // 50 windows, held out: 5, 15, 25, 35, 45.
+        let training: Vec<u32> = (0..50).filter(|w| w % 10 != 5).collect();
+        let held_out: BTreeSet<u32> = (0..5).map(|i| packed.val_example(i).tokens[0] / 20).collect();
+        assert_eq!(held_out, [5, 15, 25, 35, 45].into());
+        assert_eq!(first.iter().copied().collect::<BTreeSet<_>>(), training.iter().copied().collect(), "each once");
+        assert_ne!(first, training, "shuffled");
         assert_ne!(epoch(7, 1), first, "a fresh order each epoch");
         assert_ne!(epoch(8, 0), first, "the seed matters");
         assert_eq!(epoch(7, 0), first, "and is all that matters");

@@ -1,6 +1,7 @@
 //! `swiattn bench infer`: the eval harness's two loops on a model shape with random weights and
 //! tokens, as `tools/gpu_eval/torch_infer.py` times transformers on the same shapes (their speed
-//! depends on neither): scoring (`loglikelihood_rolling`'s batched forward, log-softmax and
+//! depends on neither), or on a real model in its own layout (`--model`, e.g. a study cell's
+//! checkpoint): scoring (`loglikelihood_rolling`'s batched forward, log-softmax and
 //! read-back, through [`swiattn_eval::score::score`]) and greedy generation of exactly
 //! `--new-tokens` tokens after ragged prompts ([`swiattn_eval::generate`]; batch 1 decodes through
 //! the plain cache, larger batches through stacked ragged caches).
@@ -13,15 +14,23 @@ use burn::tensor::{DType, Device};
 use rand::{Rng, SeedableRng, rngs::StdRng};
 use serde_json::json;
 use swiattn_core::BackendKind;
+use swiattn_core::checkpoint::LoadOptions;
 use swiattn_core::model::Transformer;
 use swiattn_eval::generate::{Until, generate, generate_batch};
 use swiattn_eval::score::{Encoded, score};
+use swiattn_train::checkpoint::open_model;
 use swiattn_train::precision::Precision;
 
 #[derive(clap::Args)]
 pub struct Args {
     #[command(flatten)]
     shape: super::Shape,
+    /// Time this model (a GGUF file, a Hugging Face directory or a training checkpoint, routers
+    /// included) instead of `--config`'s shape with random weights: its own layout, as the
+    /// harness runs it. The prompts stay random tokens, so a routed model's routes (and its speed)
+    /// may differ from those on text; the achieved FA ratio is reported beside the timings.
+    #[arg(long, conflicts_with_all = ["config", "patterns"])]
+    model: Option<PathBuf>,
     /// What to time, each `MODE:BATCHxSEQ`: `score:8x4096` scores 8 sequences of 4096 tokens per
     /// forward; `generate:16x4096` decodes 16 prompts of about 4096 tokens (up to 15 shorter,
     /// ragged) together. They run one after another in this process.
@@ -73,10 +82,23 @@ pub fn run(args: Args, backend: BackendKind, device: &Device) -> anyhow::Result<
     let runs: Vec<Run> = args.runs.iter().map(|s| parse_run(s)).collect::<anyhow::Result<_>>()?;
     anyhow::ensure!(args.repeats > 0 && args.new_tokens > 1, "--repeats must be positive and --new-tokens above 1");
     let precision = Precision::of(args.dtype).expect("parse_dtype takes float dtypes only");
-    for pattern in &args.shape.patterns {
-        let config = args.shape.config(pattern)?;
+    let layouts: Vec<Option<&String>> = match &args.model {
+        Some(_) => vec![None],
+        None => args.shape.patterns.iter().map(Some).collect(),
+    };
+    for layout in layouts {
         device.seed(args.seed);
-        let model = precision.compute_copy(&Transformer::new(config, device)?);
+        let (model, pattern) = match (layout, &args.model) {
+            (Some(pattern), _) => (Transformer::new(args.shape.config(pattern)?, device)?, pattern.clone()),
+            (None, Some(path)) => {
+                let options = LoadOptions { dtype: args.dtype, ..Default::default() };
+                let model = open_model(path, device, &options)?.model;
+                let layers = crate::info::layer_string(&model.arch.layers);
+                (model, layers)
+            }
+            (None, None) => unreachable!("a layout or a model"),
+        };
+        let model = precision.compute_copy(&model);
         let vocab = model.arch.vocab_size;
         let mut rng = StdRng::seed_from_u64(args.seed);
         let mut random = |n: usize| -> Vec<u32> { (0..n).map(|_| rng.random_range(0..vocab as u32)).collect() };
@@ -127,11 +149,17 @@ pub fn run(args: Args, backend: BackendKind, device: &Device) -> anyhow::Result<
                     "seconds_per_batch": total,
                 })
             };
+            let window = model.arch.layers.iter().find_map(|l| l.window()).map(|w| w.size());
             let mut line = json!({
                 "framework": format!("swiattn {} ({}), {backend}", env!("CARGO_PKG_VERSION"), env!("SWIATTN_GIT_COMMIT")),
-                "pattern": pattern, "window": args.shape.window, "dtype": format!("{:?}", args.dtype).to_lowercase(),
+                "model": args.model.as_ref().map(|p| p.display().to_string()),
+                "pattern": pattern, "window": window, "dtype": format!("{:?}", args.dtype).to_lowercase(),
                 "batch": batch, "seq": seq,
             });
+            let routed = model.take_fa_ratios()?;
+            if !routed.is_empty() {
+                line["fa_ratio_routed"] = json!(routed.values().sum::<f64>() / routed.len() as f64);
+            }
             line.as_object_mut().expect("an object").extend(result.as_object().expect("an object").clone());
             println!("{line}");
             if let Some(path) = &args.json {

@@ -53,7 +53,7 @@ pub enum Command {
     /// `tools/gpu_train/torch_baseline.py` does in PyTorch.
     Train(train::Args),
     /// Time the eval harness's scoring and greedy generation on a model shape with random
-    /// weights, as `tools/gpu_eval/torch_infer.py` does with transformers.
+    /// weights, as `tools/gpu_eval/torch_infer.py` does with transformers, or on a real model.
     Infer(infer::Args),
 }
 

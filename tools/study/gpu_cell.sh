@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# One cell of the reproduction study on the GPU machine (docs/study.md, "How a cell runs"): links
+# what tools/gpu_stage.sh staged to where configs/study.toml looks for it, runs the cell (resuming
+# it when an earlier call was cut off while the machine stayed warm), times the result at 32K
+# (`bench infer --model`), and packs the cell's directory, without its weights and optimizer
+# state, into OUT/CELL.tar.gz.
+#
+#   usage: tools/study/gpu_cell.sh CELL OUT            e.g. full-w512-s0 "$OUT"
+#          tools/study/gpu_cell.sh base OUT            the untouched GGUF through the same [eval] flags
+#
+#   staged: /tmp/stage/swiattn (a --features cuda binary), /tmp/stage/smollm2.gguf,
+#   /tmp/stage/assets/ (eval/ and haystack/ in the fetch.sh layout), /tmp/stage/study/ (the shards
+#   of `swiattn data prepare`, for training cells)
+set -euo pipefail
+CELL=$1 OUT=$2
+S=/tmp/stage
+for f in swiattn smollm2.gguf assets/haystack; do
+  [[ -e $S/$f ]] || { echo "not staged: $S/$f" >&2; exit 1; }
+done
+mkdir -p "$S/assets/models" data "$HOME/.cache"
+ln -sfn "$S/smollm2.gguf" "$S/assets/models/smollm2-135m-instruct.Q4_1.gguf"
+[[ -e $HOME/.cache/swiattn-assets ]] || ln -s "$S/assets" "$HOME/.cache/swiattn-assets"
+export SWIATTN_ASSETS=$S/assets CUBECL_AUTOTUNE_LEVEL=${CUBECL_AUTOTUNE_LEVEL:-minimal}
+nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
+echo "base sha256 $(sha256sum <"$S/smollm2.gguf" | cut -d' ' -f1)"
+dir=$S/study-out/cells/$CELL
+SECONDS=0
+if [[ $CELL == base ]]; then
+  # The sweep's [eval] flags, read from the file so that the base row cannot drift from the cells.
+  mapfile -t flags < <(python3 -c "import tomllib,sys; [print(a.replace('{cell}', sys.argv[2])) for a in tomllib.load(open(sys.argv[1],'rb'))['eval']['args']]" configs/study.toml "$dir")
+  mkdir -p "$dir"
+  "$S/swiattn" --backend cuda eval --model "$S/smollm2.gguf" --results "$dir/eval.json" "${flags[@]}" 2>&1 \
+    | tee "$dir/eval.log" || echo "base eval failed"
+else
+  [[ -e $S/study/meta.json ]] || { echo "not staged: $S/study/ (the shards)" >&2; exit 1; }
+  ln -sfn "$S/study" data/study
+  "$S/swiattn" --backend cuda sweep configs/study.toml --out "$S/study-out" --cells "$CELL" 2>&1 \
+    | tee -a "$S/$CELL.log" || echo "cell $CELL failed"
+  mkdir -p "$dir" && cp "$S/$CELL.log" "$S/study/meta.json" "$dir/"
+fi
+# Speed (docs/study.md): prefill at 32K and decode at 32K context, batch 1, in the row's own layout.
+model=$S/smollm2.gguf
+[[ $CELL == base ]] || model=$(ls -d "$dir"/checkpoints/step-* 2>/dev/null | tail -1 || true)
+if [[ -n $model ]]; then
+  timeout 180 "$S/swiattn" --backend cuda bench infer --model "$model" --run generate:1x32768 --repeats 2 \
+    --json "$dir/speed.jsonl" 2>&1 | tail -3 || echo "speed: failed"
+fi
+echo "$CELL: ${SECONDS} s wall"
+tar -C "$S/study-out/cells" -czf "$OUT/$CELL.tar.gz" --exclude='*.bpk' --exclude='checkpoints/*/model/model.safetensors' "$CELL"
+ls -la "$OUT"
