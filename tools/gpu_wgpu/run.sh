@@ -7,8 +7,8 @@
 #   (on the GPU machine, from the repository root, once the Vulkan loaders are unpacked:
 #    the device README's headless section)  bash tools/gpu_wgpu/run.sh BIN OUT
 #
-# WGSL has no bf16: wgpu runs f32 and f16 (its attention on the portable kernels, no tensor
-# cores); CUDA runs the same dtypes plus bf16. Each step has a time limit ($T_STEP seconds, default
+# WGSL has no bf16: attention is timed in f16 (on wgpu through the portable kernels, no tensor
+# cores), the training step in $TRAIN_DTYPE (default f32) on both. Each step has a time limit ($T_STEP seconds, default
 # 150) so one slow backend cannot take the others' time.
 set -uo pipefail
 BIN=$1 OUT=$2
@@ -23,9 +23,7 @@ for backend in wgpu cuda; do
     --head-dims 64,128 --ratios 0,0.25,1 --dtype f16 --reps 3 --decode-len 0 --json "$OUT/attention_$backend.json"
 done
 for backend in wgpu cuda; do
-  for dtype in f32 f16; do
-    step "bench train on $backend ($dtype, SmolLM2-135M shape, 4 × 1024 tokens)" "$BIN" --backend "$backend" \
-      bench train --pattern F,S --batch 4 --accum 1 --seq 1024 --steps 5 --warmup 2 --dtype "$dtype" \
-      --json "$OUT/train_$backend.jsonl"
-  done
+  step "bench train on $backend (${TRAIN_DTYPE:-f32}, SmolLM2-135M shape, 4 × 1024 tokens)" "$BIN" --backend "$backend" \
+    bench train --pattern F,S --batch 4 --accum 1 --seq 1024 --steps 5 --warmup 2 --dtype "${TRAIN_DTYPE:-f32}" \
+    --json "$OUT/train_$backend.jsonl"
 done
