@@ -8,7 +8,8 @@
 #    the device README's headless section)  bash tools/gpu_wgpu/run.sh BIN OUT
 #
 # WGSL has no bf16: attention is timed in f16 (on wgpu through the portable kernels, no tensor
-# cores), the training step in $TRAIN_DTYPE (default f32) on both. Each step has a time limit ($T_STEP seconds, default
+# cores) at $LENS tokens (default 4096,8192), the training step in $TRAIN_DTYPE (default f32) on
+# both. Each step has a time limit ($T_STEP seconds, default
 # 150) so one slow backend cannot take the others' time.
 set -uo pipefail
 BIN=$1 OUT=$2
@@ -19,7 +20,7 @@ nvidia-smi --query-gpu=name,driver_version --format=csv,noheader | tee "$OUT/gpu
 step() { echo "== $1"; shift; SECONDS=0; timeout "$T" "$@" 2>&1 | tail -n 40; echo "   (${SECONDS} s)"; }
 step "selftest on wgpu (quick sweep, f16)" "$BIN" --backend wgpu selftest --quick --dtypes f16
 for backend in wgpu cuda; do
-  step "bench attention on $backend (f16)" "$BIN" --backend "$backend" bench attention --lens 4096,8192 \
+  step "bench attention on $backend (f16)" "$BIN" --backend "$backend" bench attention --lens "${LENS:-4096,8192}" \
     --head-dims 64,128 --ratios 0,0.25,1 --dtype f16 --reps 3 --decode-len 0 --json "$OUT/attention_$backend.json"
 done
 for backend in wgpu cuda; do
