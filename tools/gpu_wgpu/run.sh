@@ -9,8 +9,8 @@
 #
 # WGSL has no bf16: attention is timed in f16 (on wgpu through the portable kernels, no tensor
 # cores) at $LENS tokens (default 4096,8192), the training step in $TRAIN_DTYPE (default f32) on
-# both. Each step has a time limit ($T_STEP seconds, default
-# 150) so one slow backend cannot take the others' time.
+# both. Each step has a time limit ($T_STEP seconds, default 150) so one slow backend cannot take
+# the others' time.
 set -uo pipefail
 BIN=$1 OUT=$2
 mkdir -p "$OUT"
