@@ -6,6 +6,7 @@
 # state, into OUT/CELL.tar.gz.
 #
 #   usage: tools/study/gpu_cell.sh CELL OUT            e.g. full-w512-s0 "$OUT"
+#          (CELL_LIMIT, default 520: seconds before the sweep is stopped, inside a 600 s call)
 #          tools/study/gpu_cell.sh base OUT            the untouched GGUF through the same [eval] flags
 #
 #   staged: /tmp/stage/swiattn (a --features cuda binary), /tmp/stage/smollm2.gguf,
@@ -34,8 +35,9 @@ if [[ $CELL == base ]]; then
 else
   [[ -e $S/study/meta.json ]] || { echo "not staged: $S/study/ (the shards)" >&2; exit 1; }
   ln -sfn "$S/study" data/study
-  "$S/swiattn" --backend cuda sweep configs/study.toml --out "$S/study-out" --cells "$CELL" 2>&1 \
-    | tee -a "$S/$CELL.log" || echo "cell $CELL failed"
+  # Stopped by a signal, the sweep saves the cell's checkpoint; the next call resumes it.
+  timeout "${CELL_LIMIT:-520}" "$S/swiattn" --backend cuda sweep configs/study.toml --out "$S/study-out" \
+    --cells "$CELL" 2>&1 | tee -a "$S/$CELL.log" || echo "cell $CELL stopped or failed (rerun to resume)"
   mkdir -p "$dir" && cp "$S/$CELL.log" "$S/study/meta.json" "$dir/"
 fi
 # Speed (docs/study.md): prefill at 32K and decode at 32K context, batch 1, in the row's own layout.
