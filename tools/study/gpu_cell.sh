@@ -6,8 +6,8 @@
 # state, into OUT/CELL.tar.gz.
 #
 #   usage: tools/study/gpu_cell.sh CELL OUT            e.g. full-w512-s0 "$OUT"
-#          (CELL_LIMIT, default 520: seconds before the sweep is stopped, inside a 600 s call)
 #          tools/study/gpu_cell.sh base OUT            the untouched GGUF through the same [eval] flags
+#   CELL_LIMIT (default 520): seconds before the sweep is stopped, inside a 600 s call
 #
 #   staged: /tmp/stage/swiattn (a --features cuda binary), /tmp/stage/smollm2.gguf,
 #   /tmp/stage/assets/ (eval/ and haystack/ in the fetch.sh layout), /tmp/stage/study/ (the shards
@@ -43,8 +43,8 @@ fi
 # Speed (docs/study.md): prefill at 32K and decode at 32K context, batch 1, in the row's own layout.
 model=$S/smollm2.gguf
 [[ $CELL == base ]] || model=$(ls -d "$dir"/checkpoints/step-* 2>/dev/null | tail -1 || true)
-if [[ -n $model ]]; then
-  timeout 180 "$S/swiattn" --backend cuda bench infer --model "$model" --run generate:1x32768 --repeats 2 \
+if [[ -n $model && -e $dir/eval.json ]]; then
+  timeout 60 "$S/swiattn" --backend cuda bench infer --model "$model" --run generate:1x32768 --repeats 2 \
     --json "$dir/speed.jsonl" 2>&1 | tail -3 || echo "speed: failed"
 fi
 echo "$CELL: ${SECONDS} s wall"
