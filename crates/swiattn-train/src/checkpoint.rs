@@ -5,6 +5,7 @@
 //! | file | what |
 //! |---|---|
 //! | `model/config.json`, `model/model.safetensors` | the model (reloads exactly, layout included) |
+//! | `model/tokenizer.json` | the base model's tokenizer, when the run started from a model with one |
 //! | `model_ids.json`, `optimizer.bpk` | parameter ids and AdamW state (optimizer state is keyed by id) |
 //! | `routers.safetensors`, `router_ids.json`, `router_optimizer.bpk` | routers and their Adam state |
 //! | `gates.safetensors`, `gate_ids.json`, `router_optimizer.bpk` | ConSA's gates and their Adam state |
@@ -114,6 +115,9 @@ fn sync_tree(dir: &Path) -> Result<()> {
 
 /// `checksums.json`: each file's SHA-256 (lower-case hex), keyed by its path in the checkpoint.
 const CHECKSUMS: &str = "checksums.json";
+/// The base model's tokenizer: kept in the run directory when the run starts from a model that
+/// ships one, and copied into every checkpoint's `model/`, so a checkpoint scores on its own.
+pub const TOKENIZER: &str = "tokenizer.json";
 
 /// The SHA-256 of the file at `path`, streamed.
 fn sha256(path: &Path) -> Result<String> {
@@ -192,6 +196,10 @@ pub fn save(dir: &Path, trainer: &Trainer, best: Option<Best>) -> Result<PathBuf
 
     let model = trainer.model();
     save_model(model, &tmp.join("model"))?;
+    let tokenizer = dir.join(TOKENIZER);
+    if tokenizer.exists() {
+        std::fs::copy(&tokenizer, tmp.join("model").join(TOKENIZER)).map_err(io(&tokenizer))?;
+    }
     write_json(&tmp.join("model_ids.json"), &param_ids(model))?;
     fail_point(step);
     let optimizer = tmp.join("optimizer.bpk");

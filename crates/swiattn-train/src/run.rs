@@ -30,6 +30,7 @@ use swiattn_router::consa::Consa;
 use swiattn_router::duo::DuoGates;
 use swiattn_router::router::{Routers, SwiAttn};
 use swiattn_router::rules::Rule;
+use tokenizers::Tokenizer;
 
 use crate::checkpoint::{self, Best, State};
 use crate::config::TrainConfig;
@@ -85,9 +86,11 @@ fn io(path: &Path) -> impl Fn(std::io::Error) -> Error + '_ {
 }
 
 /// The model to start from: from scratch in the configured shape, or a checkpoint; then converted
-/// to the configured attention layout.
-fn initial_model(config: &TrainConfig, data: &Dataset, device: &Device) -> Result<Transformer> {
+/// to the configured attention layout. A model loaded from a file comes with the tokenizer it
+/// ships (a GGUF's own, a directory's `tokenizer.json`), which the run keeps beside its checkpoints.
+fn initial_model(config: &TrainConfig, data: &Dataset, device: &Device) -> Result<(Transformer, Option<Tokenizer>)> {
     let m = &config.model;
+    let mut tokenizer = None;
     let model = if m.from == "scratch" && !m.config.is_empty() {
         Transformer::new(ModelConfig::from_file(&expand_home(&m.config))?, device)?
     } else if m.from == "scratch" {
@@ -114,6 +117,7 @@ fn initial_model(config: &TrainConfig, data: &Dataset, device: &Device) -> Resul
         if let (Dataset::Text(packed), Some(tokenizer)) = (data, &loaded.tokenizer) {
             packed.meta.check_tokenizer(tokenizer, &m.from)?;
         }
+        tokenizer = loaded.tokenizer;
         loaded.model
     };
     if model.arch.vocab_size < data.vocab_size() {
@@ -126,17 +130,17 @@ fn initial_model(config: &TrainConfig, data: &Dataset, device: &Device) -> Resul
     if !m.rule.is_empty() {
         let rule: Rule = m.rule.parse()?;
         let allocation = rule.allocation(&ModelShape::of(&model.config), Window::new(m.sliding_window)?)?;
-        return model.with_attention(&allocation.layers());
+        return Ok((model.with_attention(&allocation.layers())?, tokenizer));
     }
     if m.attention_pattern.is_empty() {
-        return Ok(model);
+        return Ok((model, tokenizer));
     }
     let mut layout = model.config.clone();
     layout.attention_pattern = Some(m.attention_pattern.clone());
     layout.attention_types = None;
     layout.sliding_window = Some(m.sliding_window);
     let layers = layout.resolve("model.attention_pattern")?.layers;
-    model.with_attention(&layers)
+    Ok((model.with_attention(&layers)?, tokenizer))
 }
 
 fn settings(config: &TrainConfig) -> OptimizerSettings {
@@ -312,7 +316,16 @@ fn open(config: &TrainConfig, run_dir: &Path, resume: bool, data: &Dataset, devi
                 std::fs::remove_file(&metrics_path).map_err(io(&metrics_path))?;
             }
             device.seed(config.seed);
-            let model = initial_model(config, data, device)?;
+            let (model, tokenizer) = initial_model(config, data, device)?;
+            // Every checkpoint's model/ gets a copy (checkpoint::save), so the harness can score it.
+            let path = run_dir.join(checkpoint::TOKENIZER);
+            match tokenizer {
+                Some(tokenizer) => {
+                    tokenizer.save(&path, false).map_err(|e| Error::io(&path, std::io::Error::other(e)))?
+                }
+                None if path.exists() => std::fs::remove_file(&path).map_err(io(&path))?,
+                None => {}
+            }
             let routing = routing_for(&model, config, device)?;
             (Trainer::new(model, routing, settings(config)), None, None)
         }

@@ -134,4 +134,12 @@ fn shards_of_another_vocabulary_do_not_continue_a_checkpoint() {
     // With the shards' own tokenizer the run trains.
     std::fs::write(model.join("tokenizer.json"), swiattn_core::testing::word_tokenizer_json(&WORDS)).unwrap();
     train("trains").unwrap();
+    // Its checkpoint scores on its own: model/ carries the base model's tokenizer.
+    let (_, last) = swiattn_train::checkpoint::list(&dir.join("trains")).unwrap().pop().expect("a final checkpoint");
+    let loaded =
+        swiattn_train::checkpoint::open_model(&last, &swiattn_core::testing::test_device(), &Default::default())
+            .unwrap();
+    let shipped = loaded.tokenizer.expect("the base model's tokenizer");
+    assert_eq!(encoding_fingerprint(&shipped).unwrap(), encoding_fingerprint(&ours).unwrap());
+    assert_eq!(vocabulary_fingerprint(&shipped), vocabulary_fingerprint(&ours));
 }
