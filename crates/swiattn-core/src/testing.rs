@@ -52,6 +52,38 @@ pub fn random_bools(len: usize, p: f64, seed: u64) -> Vec<bool> {
     (0..len).map(|_| rng.random_bool(p)).collect()
 }
 
+/// One seeded mutation of a binary file, by `case % 4`: truncated anywhere, a bit flipped in its
+/// first `header` bytes, a 4- or 8-byte integer field there set to an extreme (0, 1, 2^32 − 1,
+/// 2^63, 2^64 − 1, 2^32), or a byte anywhere randomized. Returns what was done, for the failure
+/// message. For the mutation tests of the binary readers (GGUF, checkpoints).
+pub fn mutate_bytes(bytes: &mut Vec<u8>, header: usize, case: usize, rng: &mut StdRng) -> String {
+    const EXTREMES: [u64; 6] = [0, 1, u32::MAX as u64, 1 << 63, u64::MAX, 1 << 32];
+    match case % 4 {
+        0 => {
+            let len = rng.random_range(0..bytes.len());
+            bytes.truncate(len);
+            format!("truncated to {len} bytes")
+        }
+        1 => {
+            let at = rng.random_range(0..header);
+            bytes[at] ^= 1 << rng.random_range(0..8);
+            format!("a bit of byte {at} flipped")
+        }
+        2 => {
+            let width = if rng.random_bool(0.5) { 4 } else { 8 };
+            let at = rng.random_range(0..header.saturating_sub(width).max(1));
+            let value = EXTREMES[rng.random_range(0..EXTREMES.len())];
+            bytes[at..at + width].copy_from_slice(&value.to_le_bytes()[..width]);
+            format!("{width} bytes at {at} set to {value}")
+        }
+        _ => {
+            let at = rng.random_range(0..bytes.len());
+            bytes[at] = rng.random();
+            format!("byte {at} randomized")
+        }
+    }
+}
+
 /// One seeded mutation of a text file's contents, by `case % 4`: truncated, a bit flipped, a
 /// number replaced by an extreme (0, ±1, 2^32 − 1, 10^10, 2^63, 2^64 − 1, 1e308, 1e309), or a
 /// character replaced by a random printable one. For the mutation tests of the text readers.

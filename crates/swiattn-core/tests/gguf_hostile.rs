@@ -7,8 +7,9 @@
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
 
-use rand::{Rng, SeedableRng, rngs::StdRng};
+use rand::{SeedableRng, rngs::StdRng};
 use swiattn_core::checkpoint::gguf::GgufFile;
+use swiattn_core::testing::mutate_bytes;
 
 const F32: u32 = 0;
 const U32: u32 = 4;
@@ -117,34 +118,10 @@ fn mutated_files_error_or_load_never_panic() {
     let header_end = original.len().min(1024);
     let dir = tempfile::tempdir().unwrap();
     let mut rng = StdRng::seed_from_u64(18);
-    let extremes: [u64; 6] = [0, 1, u32::MAX as u64, 1 << 63, u64::MAX, 1 << 32];
     let (mut errors, mut loaded) = (0, 0);
     for case in 0..3000 {
         let mut bytes = original.clone();
-        let label = match case % 4 {
-            0 => {
-                let len = rng.random_range(0..bytes.len());
-                bytes.truncate(len);
-                format!("case {case}: truncated to {len} bytes")
-            }
-            1 => {
-                let at = rng.random_range(0..header_end);
-                bytes[at] ^= 1 << rng.random_range(0..8);
-                format!("case {case}: a bit of byte {at} flipped")
-            }
-            2 => {
-                let width = if rng.random_bool(0.5) { 4 } else { 8 };
-                let at = rng.random_range(0..header_end.saturating_sub(width).max(1));
-                let value = extremes[rng.random_range(0..extremes.len())];
-                bytes[at..at + width].copy_from_slice(&value.to_le_bytes()[..width]);
-                format!("case {case}: {width} bytes at {at} set to {value}")
-            }
-            _ => {
-                let at = rng.random_range(0..bytes.len());
-                bytes[at] = rng.random();
-                format!("case {case}: byte {at} randomized")
-            }
-        };
+        let label = format!("case {case}: {}", mutate_bytes(&mut bytes, header_end, case, &mut rng));
         match load(dir.path(), &bytes, &label) {
             Some(_) => errors += 1,
             None => loaded += 1,

@@ -1,54 +1,24 @@
 //! Hostile training checkpoints behind valid checksums: each file of a real SwiAttn checkpoint
 //! (weights, ids, state, router and optimizer records) is mutated — truncated, a bit flipped, a
-//! byte randomized, 8 bytes set to an integer extreme — and `checksums.json` is rewritten to match,
-//! so the readers themselves, not the checksum, meet the damage. Resuming (`checkpoint::load`) and
-//! opening for inference (`checkpoint::open_model`) give one clear error naming the checkpoint, or
-//! load; never a panic, an abort or a hang. A mutated `checksums.json` alone is refused or passes.
+//! byte randomized, 4 or 8 bytes set to an integer extreme — and `checksums.json` is rewritten to
+//! match, so the readers themselves, not the checksum, meet the damage. Resuming
+//! (`checkpoint::load`) and opening for inference (`checkpoint::open_model`) give one clear error
+//! naming the checkpoint, or load; never a panic, an abort or a hang. A mutated `checksums.json` alone is refused or passes.
 
 use std::collections::BTreeMap;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::Path;
 
+use rand::SeedableRng;
 use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
 use sha2::Digest;
 use swiattn_core::checkpoint::LoadOptions;
-use swiattn_core::testing::{mutate_text, test_device};
+use swiattn_core::testing::{mutate_bytes, mutate_text, test_device};
 use swiattn_train::checkpoint;
 use swiattn_train::config::TrainConfig;
 
 mod common;
 use common::{batch, trainer};
-
-/// One seeded mutation of a binary file, by `case % 4`.
-fn mutate_bytes(bytes: &mut Vec<u8>, case: usize, rng: &mut StdRng) -> String {
-    let extremes: [u64; 6] = [0, 1, u32::MAX as u64, 1 << 32, 1 << 63, u64::MAX];
-    match case % 4 {
-        0 => {
-            let len = rng.random_range(0..bytes.len());
-            bytes.truncate(len);
-            format!("truncated to {len} bytes")
-        }
-        1 => {
-            // Aimed at the first KiB, where the headers and lengths are.
-            let at = rng.random_range(0..bytes.len().min(1024));
-            bytes[at] ^= 1 << rng.random_range(0..8);
-            format!("a bit of byte {at} flipped")
-        }
-        2 => {
-            let value = extremes[rng.random_range(0..extremes.len())];
-            let at = rng.random_range(0..bytes.len().saturating_sub(8).min(1024) + 1);
-            let end = (at + 8).min(bytes.len());
-            bytes[at..end].copy_from_slice(&value.to_le_bytes()[..end - at]);
-            format!("8 bytes at {at} set to {value}")
-        }
-        _ => {
-            let at = rng.random_range(0..bytes.len());
-            bytes[at] = rng.random();
-            format!("byte {at} randomized")
-        }
-    }
-}
 
 /// Rewrite `checksums.json` so that every file under `dir` passes it.
 fn reseal(dir: &Path, files: &[String]) {
@@ -99,7 +69,9 @@ fn mutated_checkpoints_behind_valid_checksums_error_or_load_never_panic() {
                 bytes = text.into_bytes();
                 "text mutated".to_string()
             } else {
-                mutate_bytes(&mut bytes, case / files.len(), &mut rng)
+                // Aimed at the first KiB, where the headers and lengths are.
+                let header = bytes.len().min(1024);
+                mutate_bytes(&mut bytes, header, case / files.len(), &mut rng)
             };
             std::fs::write(saved.join(name), &bytes).unwrap();
             reseal(&saved, &files);

@@ -82,23 +82,29 @@ pub fn run(args: Args, backend: BackendKind, device: &Device) -> anyhow::Result<
     let runs: Vec<Run> = args.runs.iter().map(|s| parse_run(s)).collect::<anyhow::Result<_>>()?;
     anyhow::ensure!(args.repeats > 0 && args.new_tokens > 1, "--repeats must be positive and --new-tokens above 1");
     let precision = Precision::of(args.dtype).expect("parse_dtype takes float dtypes only");
-    let layouts: Vec<Option<&String>> = match &args.model {
-        Some(_) => vec![None],
-        None => args.shape.patterns.iter().map(Some).collect(),
+    // What to time: the model file, else each layout of the random-weight shape.
+    enum Source<'a> {
+        File(&'a PathBuf),
+        Shape(&'a String),
+    }
+    let sources: Vec<Source> = match &args.model {
+        Some(path) => vec![Source::File(path)],
+        None => args.shape.patterns.iter().map(Source::Shape).collect(),
     };
-    for layout in layouts {
+    for source in sources {
         device.seed(args.seed);
-        let (model, pattern) = match (layout, &args.model) {
-            (Some(pattern), _) => (Transformer::new(args.shape.config(pattern)?, device)?, pattern.clone()),
-            (None, Some(path)) => {
+        let (model, pattern) = match source {
+            Source::File(path) => {
                 let options = LoadOptions { dtype: args.dtype, ..Default::default() };
                 let model = open_model(path, device, &options)?.model;
                 let layers = crate::info::layer_string(&model.arch.layers);
                 (model, layers)
             }
-            (None, None) => unreachable!("a layout or a model"),
+            Source::Shape(pattern) => {
+                let model = Transformer::new(args.shape.config(pattern)?, device)?;
+                (precision.compute_copy(&model), pattern.clone())
+            }
         };
-        let model = precision.compute_copy(&model);
         let vocab = model.arch.vocab_size;
         let mut rng = StdRng::seed_from_u64(args.seed);
         let mut random = |n: usize| -> Vec<u32> { (0..n).map(|_| rng.random_range(0..vocab as u32)).collect() };
