@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use swiattn_core::Result;
 use swiattn_core::accounting::{RoutedLayers, account};
 use swiattn_core::model::Arch;
@@ -11,7 +11,7 @@ use swiattn_core::model::Arch;
 use crate::metrics::Estimate;
 
 /// One metric of a task.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Metric {
     pub name: String,
     pub value: f64,
@@ -32,7 +32,7 @@ impl Metric {
 /// The attention a task's forward passes ran: per-layer FA ratio (weighted by attention work) and
 /// attention FLOPs, against the same sequences under full attention everywhere (see
 /// `swiattn_core::accounting` for the count).
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct AttentionCost {
     pub fa_ratio: f64,
     pub fa_ratio_per_layer: Vec<f64>,
@@ -80,7 +80,7 @@ impl AttentionCost {
 }
 
 /// One task's results.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct TaskResult {
     pub task: String,
     /// `multiple_choice`, `loglikelihood`, `loglikelihood_rolling` or `generate_until`.

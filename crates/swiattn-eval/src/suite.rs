@@ -25,6 +25,16 @@ pub enum Task {
     Ruler(String),
 }
 
+impl Task {
+    /// The name its results carry.
+    pub fn name(&self) -> &str {
+        match self {
+            Task::Spec(spec) => &spec.name,
+            Task::Ruler(name) => name,
+        }
+    }
+}
+
 /// Task names as `swiattn eval --tasks` takes them, each once and in order: `regular` (the 10
 /// regular tasks), `long` (RULER's 13), `all`, a built-in or RULER name, or a `.toml` spec file.
 pub fn resolve(names: &[String]) -> Result<Vec<Task>> {

@@ -305,6 +305,11 @@ pub fn read_eval(dir: &Path) -> Result<Option<CellEval>> {
     let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
     let run: serde_json::Value =
         serde_json::from_str(&text).map_err(|e| Error::format(path.display().to_string(), e.to_string()))?;
+    // An eval stopped part-way (`swiattn eval` rewrites the file after each task) is not a result
+    // yet; the sweep resumes it. Files from before `complete` existed were only written whole.
+    if run["complete"] == false {
+        return Ok(None);
+    }
     let mut metrics = Vec::new();
     for task in run["tasks"].as_array().ok_or_else(|| bad("tasks"))? {
         let metric = &task["metrics"][0];

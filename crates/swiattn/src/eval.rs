@@ -76,6 +76,12 @@ pub struct Args {
     /// commit, time) as JSON here.
     #[arg(long)]
     results: Option<PathBuf>,
+    /// Keep the tasks that --results already holds from an earlier run with the same settings
+    /// (model, commit, dtype, lengths, limits, data) and score only the others. The results file
+    /// is rewritten after every task, so a run stopped by a signal or a time limit resumes at the
+    /// task it was on.
+    #[arg(long, requires = "results")]
+    resume: bool,
     /// Write the markdown table here too (it is always printed).
     #[arg(long)]
     table: Option<PathBuf>,
@@ -144,6 +150,8 @@ pub fn run(args: Args, backend: BackendKind, device: &Device) -> anyhow::Result<
             check_writable(flag, path)?;
         }
     }
+    // The first SIGINT or SIGTERM stops the run after the task in flight, its results saved.
+    swiattn_train::interrupt::install()?;
     let model_path = args.model.as_ref().expect("clap requires --model");
     let load_options = LoadOptions { dtype: args.dtype, ..args.attention.load_options()? };
     let loaded = open_model(model_path, device, &load_options)?;
@@ -173,12 +181,91 @@ pub fn run(args: Args, backend: BackendKind, device: &Device) -> anyhow::Result<
             Share::Auto => backend == BackendKind::Cpu,
         },
     };
+    let settings = settings(&args, model_path, &data_dir, &options);
+    let earlier = match (&args.results, args.resume) {
+        (Some(path), true) => Earlier::read(path, &settings)?,
+        _ => Earlier::default(),
+    };
     let mut decisions = match &args.decisions {
-        Some(path) => Some(std::fs::File::create(path).with_context(|| format!("{}", path.display()))?),
+        Some(path) => Some(
+            std::fs::OpenOptions::new()
+                .create(true)
+                .write(true)
+                .append(args.resume)
+                .truncate(!args.resume)
+                .open(path)
+                .with_context(|| format!("{}", path.display()))?,
+        ),
         None => None,
     };
+    // The layout's origin: an allocation artifact names its policy and budget; a pattern is a rule.
+    let (policy, budget) = match (&load_options.allocation, &args.attention.attention_pattern) {
+        (Some(a), _) => (a.policy.clone(), a.budget),
+        (None, Some(pattern)) => (format!("pattern:{pattern}"), None),
+        (None, None) if model.router.is_some() => ("swiattn (the checkpoint's routers)".to_string(), None),
+        (None, None) => ("as loaded".to_string(), None),
+    };
     let started = Instant::now();
-    let (mut results, mut skipped) = (Vec::new(), Vec::new());
+    let names: Vec<String> = tasks.iter().map(|t| t.name().to_string()).collect();
+    let mut results: Vec<TaskResult> = earlier.tasks.into_iter().filter(|r| names.contains(&r.task)).collect();
+    let mut skipped = Vec::new();
+    // Rewritten after every task: what a stopped run has scored survives it.
+    let save = |results: &[TaskResult], skipped: &[serde_json::Value], complete: bool| -> anyhow::Result<()> {
+        let Some(path) = &args.results else { return Ok(()) };
+        let out = serde_json::json!({
+            "swiattn": env!("CARGO_PKG_VERSION"),
+            "commit": env!("SWIATTN_GIT_COMMIT"),
+            "model": model_path.display().to_string(),
+            "config": model.config,
+            "layers": crate::info::layer_string(&model.arch.layers),
+            "policy": policy,
+            "budget": budget,
+            "attention": {
+                "pattern": args.attention.attention_pattern,
+                "window": args.attention.window,
+                "allocation": args.attention.allocation.as_ref().map(|p| p.display().to_string()),
+                "fa_ratio": layout_fa_ratio(model, results, args.max_len)?,
+            },
+            "backend": backend.to_string(),
+            "dtype": format!("{:?}", args.dtype).to_lowercase(),
+            "data_dir": data_dir.display().to_string(),
+            "limit": args.limit,
+            "max_len": args.max_len,
+            "settings": settings,
+            "complete": complete,
+            "tasks": results,
+            "skipped": skipped,
+            "seconds": earlier.seconds + started.elapsed().as_secs_f64(),
+            "unix_time": std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),
+        });
+        write_atomically(path, &serde_json::to_string_pretty(&out)?)
+    };
+    // A signal (the first; a second ends the process) stops the run between tasks.
+    let stop_check = |results: &[TaskResult]| -> anyhow::Result<()> {
+        anyhow::ensure!(
+            !swiattn_train::interrupt::requested(),
+            "stopped by a signal with {} of {} tasks scored{}",
+            results.len(),
+            names.len(),
+            args.results
+                .as_ref()
+                .map_or(String::new(), |p| format!(" (in {}; rerun with --resume for the rest)", p.display()))
+        );
+        Ok(())
+    };
+    let done = |results: &[TaskResult], name: &str| results.iter().any(|r| r.task == name);
+    for task in &tasks {
+        let Task::Spec(spec) = task else { continue };
+        if let Some(kept) = results.iter().find(|r| r.task == spec.name) {
+            println!("{:<14} {}  [kept]", spec.name, summary(kept));
+            continue;
+        }
+        let result = run_task(spec, &data_dir, args.limit, model, &tokenizer, options, decisions.as_mut())?;
+        println!("{:<14} {}", spec.name, summary(&result));
+        results.push(result);
+        save(&results, &skipped, false)?;
+        stop_check(&results)?;
+    }
     let ruler_tasks: Vec<String> = tasks
         .iter()
         .filter_map(|t| match t {
@@ -186,12 +273,6 @@ pub fn run(args: Args, backend: BackendKind, device: &Device) -> anyhow::Result<
             Task::Spec(_) => None,
         })
         .collect();
-    for task in &tasks {
-        let Task::Spec(spec) = task else { continue };
-        let result = run_task(spec, &data_dir, args.limit, model, &tokenizer, options, decisions.as_mut())?;
-        println!("{:<14} {}", spec.name, summary(&result));
-        results.push(result);
-    }
     if !ruler_tasks.is_empty() {
         let explicit = |t: &str| args.tasks.iter().any(|a| a == t);
         // qa_1 reads the OLMES SQuAD requests of `fetch.sh eval` unless --squad says otherwise.
@@ -215,65 +296,125 @@ pub fn run(args: Args, backend: BackendKind, device: &Device) -> anyhow::Result<
                     println!("{task:<14} skipped: {reason}");
                     skipped.push(serde_json::json!({"task": task, "reason": reason}));
                 }
+                _ if done(&results, &task) => {
+                    let kept = results.iter().find(|r| r.task == task).expect("done");
+                    println!("{task:<14} {}  [kept]", summary(kept));
+                }
                 _ => run_now.push(task),
             }
         }
         let samples = args.limit.map_or(args.ruler.samples, |limit| limit.min(args.ruler.samples));
         anyhow::ensure!(samples > 0, "RULER tasks: nothing to evaluate (0 samples: --limit 0 or --samples 0)");
-        let haystack = data_dir.join("haystack");
-        results.extend(crate::ruler::run(
-            &ruler_args,
-            &run_now,
-            samples,
-            haystack,
-            model,
-            &tokenizer,
-            eos,
-            args.batch,
-            decisions.as_mut(),
-        )?);
+        if !run_now.is_empty() {
+            let haystack = data_dir.join("haystack");
+            crate::ruler::run(
+                &ruler_args,
+                &run_now,
+                samples,
+                haystack,
+                model,
+                &tokenizer,
+                eos,
+                args.batch,
+                decisions.as_mut(),
+                &mut |result| {
+                    results.push(result);
+                    save(&results, &skipped, false)?;
+                    stop_check(&results)
+                },
+            )?;
+        }
     }
+    // The tasks in the order asked, whichever run scored them.
+    results.sort_by_key(|r| names.iter().position(|n| *n == r.task));
+    save(&results, &skipped, true)?;
     let table = markdown(&results);
     println!("\n{table}");
     println!("time:      {:.1} s on {backend}", started.elapsed().as_secs_f64());
     if let Some(path) = &args.table {
         std::fs::write(path, &table).with_context(|| format!("{}", path.display()))?;
     }
-    if let Some(path) = &args.results {
-        // The layout's origin: an allocation artifact names its policy and budget; a pattern is a rule.
-        let (policy, budget) = match (&load_options.allocation, &args.attention.attention_pattern) {
-            (Some(a), _) => (a.policy.clone(), a.budget),
-            (None, Some(pattern)) => (format!("pattern:{pattern}"), None),
-            (None, None) if model.router.is_some() => ("swiattn (the checkpoint's routers)".to_string(), None),
-            (None, None) => ("as loaded".to_string(), None),
-        };
-        let out = serde_json::json!({
-            "swiattn": env!("CARGO_PKG_VERSION"),
-            "commit": env!("SWIATTN_GIT_COMMIT"),
-            "model": model_path.display().to_string(),
-            "config": model.config,
-            "layers": crate::info::layer_string(&model.arch.layers),
-            "policy": policy,
-            "budget": budget,
-            "attention": {
-                "pattern": args.attention.attention_pattern,
-                "window": args.attention.window,
-                "allocation": args.attention.allocation.as_ref().map(|p| p.display().to_string()),
-                "fa_ratio": layout_fa_ratio(model, &results, args.max_len)?,
-            },
-            "backend": backend.to_string(),
-            "dtype": format!("{:?}", args.dtype).to_lowercase(),
-            "data_dir": data_dir.display().to_string(),
-            "limit": args.limit,
-            "max_len": args.max_len,
-            "tasks": results,
-            "skipped": skipped,
-            "seconds": started.elapsed().as_secs_f64(),
-            "unix_time": std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),
-        });
-        std::fs::write(path, serde_json::to_string_pretty(&out)?).with_context(|| format!("{}", path.display()))?;
-    }
     Ok(())
+}
+
+/// Everything a task's score depends on besides the task: a results file resumes only a run with
+/// the same settings.
+fn settings(args: &Args, model: &Path, data_dir: &Path, options: &Options) -> serde_json::Value {
+    let ruler = &args.ruler;
+    serde_json::json!({
+        "model": std::path::absolute(model).unwrap_or_else(|_| model.to_path_buf()),
+        "commit": env!("SWIATTN_GIT_COMMIT"),
+        "tokenizer": args.tokenizer,
+        "dtype": format!("{:?}", args.dtype).to_lowercase(),
+        "attention": {
+            "pattern": args.attention.attention_pattern,
+            "window": args.attention.window,
+            "allocation": args.attention.allocation,
+        },
+        "data_dir": data_dir,
+        "datasets": args.datasets,
+        "olmes": args.olmes,
+        "rolling": args.rolling,
+        "limit": args.limit,
+        "max_len": options.max_len,
+        "batch": options.batch,
+        "share_context": options.share_context,
+        "ruler": {
+            "length": ruler.length, "samples": ruler.samples, "seed": ruler.seed,
+            "max_new_tokens": ruler.max_new_tokens, "haystack": ruler.haystack, "squad": ruler.squad,
+            "hotpotqa": ruler.hotpotqa, "read_samples": ruler.read_samples,
+        },
+    })
+}
+
+/// The tasks an earlier run with the same settings scored into the results file (`--resume`).
+#[derive(Default)]
+struct Earlier {
+    tasks: Vec<TaskResult>,
+    seconds: f64,
+}
+
+impl Earlier {
+    fn read(path: &Path, settings: &serde_json::Value) -> anyhow::Result<Self> {
+        if !path.exists() {
+            return Ok(Self::default());
+        }
+        let text = std::fs::read_to_string(path).with_context(|| format!("--resume: {}", path.display()))?;
+        let run: serde_json::Value =
+            serde_json::from_str(&text).with_context(|| format!("--resume: {}", path.display()))?;
+        let Some(theirs) = run.get("settings") else {
+            anyhow::bail!(
+                "--resume: {} has no `settings` (written by an older swiattn); remove it to start over",
+                path.display()
+            )
+        };
+        if theirs != settings {
+            let differ: Vec<&String> = settings
+                .as_object()
+                .expect("settings are an object")
+                .iter()
+                .filter(|(k, v)| theirs.get(k.as_str()) != Some(v))
+                .map(|(k, _)| k)
+                .collect();
+            anyhow::bail!(
+                "--resume: {} is of another run ({} differ); remove it to start over",
+                path.display(),
+                differ.iter().map(|k| format!("`{k}`")).collect::<Vec<_>>().join(", ")
+            );
+        }
+        let tasks = serde_json::from_value(run["tasks"].clone())
+            .with_context(|| format!("--resume: {}: tasks", path.display()))?;
+        Ok(Self { tasks, seconds: run["seconds"].as_f64().unwrap_or(0.0) })
+    }
+}
+
+/// Write `text` to `path` through a temporary file beside it, so a kill mid-write leaves the old
+/// file whole.
+fn write_atomically(path: &Path, text: &str) -> anyhow::Result<()> {
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".partial");
+    std::fs::write(&tmp, text).with_context(|| format!("{}", Path::new(&tmp).display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("{}", path.display()))
 }
 
 /// Refuse an output path that cannot be written before anything is scored: open it for appending

@@ -52,8 +52,10 @@ pub struct RulerArgs {
     pub routing_map: Option<PathBuf>,
 }
 
-/// Generate (or read) `samples` samples of each task, decode and score them; predictions go to
-/// `decisions`, `batch` samples decoded together. `haystack` stands in for an empty `--haystack`.
+/// Generate (or read) `samples` samples of each task, decode and score them, a task at a time:
+/// each task's result goes to `scored` as it is finished (which may stop the run by returning an
+/// error) and its predictions to `decisions`; `batch` samples are decoded together. `haystack`
+/// stands in for an empty `--haystack`.
 pub fn run(
     args: &RulerArgs,
     tasks: &[String],
@@ -63,8 +65,9 @@ pub fn run(
     tokenizer: &Tokenizer,
     eos: Vec<u32>,
     batch: usize,
-    decisions: Option<&mut std::fs::File>,
-) -> anyhow::Result<Vec<TaskResult>> {
+    mut decisions: Option<&mut std::fs::File>,
+    scored: &mut dyn FnMut(TaskResult) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
     let options = RulerOptions { length: args.length, seed: args.seed, max_new_tokens: args.max_new_tokens, batch };
     let samples: Vec<Sample> = match &args.read_samples {
         Some(path) => std::fs::read_to_string(path)
@@ -101,26 +104,35 @@ pub fn run(
     }
     let bar = ProgressBar::new(samples.len() as u64);
     bar.set_style(ProgressStyle::with_template("{bar:40} {pos}/{len} samples eta {eta}").expect("valid template"));
-    let (results, predictions) =
-        run_ruler(tasks, &samples, model, tokenizer, eos, options, |n| bar.set_position(n as u64))?;
-    bar.finish_and_clear();
-    for r in &results {
-        let score = &r.metrics[0];
-        println!(
-            "{:<14} score {:.2} ± {:.2}  (n = {} at {} tokens)",
-            r.task,
-            score.value,
-            score.stderr.unwrap_or(0.0),
-            r.n,
-            args.length
-        );
-    }
-    if let Some(file) = decisions {
-        for p in &predictions {
-            writeln!(file, "{}", serde_json::to_string(p)?)?;
+    let mut done = 0;
+    for task in tasks {
+        let (results, predictions) =
+            run_ruler(std::slice::from_ref(task), &samples, model, tokenizer, eos.clone(), options, |n| {
+                bar.set_position((done + n) as u64)
+            })?;
+        done += predictions.len();
+        if let Some(file) = decisions.as_mut() {
+            for p in &predictions {
+                writeln!(file, "{}", serde_json::to_string(p)?)?;
+            }
+        }
+        for r in results {
+            let score = &r.metrics[0];
+            bar.suspend(|| {
+                println!(
+                    "{:<14} score {:.2} ± {:.2}  (n = {} at {} tokens)",
+                    r.task,
+                    score.value,
+                    score.stderr.unwrap_or(0.0),
+                    r.n,
+                    args.length
+                )
+            });
+            scored(r)?;
         }
     }
-    Ok(results)
+    bar.finish_and_clear();
+    Ok(())
 }
 
 /// The routes a routed model's own router takes over `sample`'s prompt, drawn tokens × routed

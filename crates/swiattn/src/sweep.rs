@@ -1,6 +1,7 @@
 //! `swiattn sweep sweep.toml`: run a grid of training runs (see swiattn-train's `sweep.rs`),
 //! skipping finished cells and resuming unfinished ones, then write the results table and plot.
 
+use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
@@ -99,15 +100,17 @@ pub fn run(args: Args, backend: BackendKind) -> anyhow::Result<()> {
         let summary: CellSummary =
             read_summary(&dir)?.with_context(|| format!("{}: no summary.json after the run", dir.display()))?;
         if let Some(eval) = &sweep.eval
-            && !dir.join("eval.json").exists()
+            && read_eval(&dir)?.is_none()
         {
             let (_, last) = swiattn_train::checkpoint::list(&dir)?
                 .pop()
                 .with_context(|| format!("{}: a finished cell without a checkpoint to evaluate", dir.display()))?;
             println!("  eval: {}", last.display());
             let device = backend.device()?;
+            // Resumed: an eval stopped earlier keeps the tasks it scored.
             let scored = crate::eval::run(eval_command(eval, &last, &dir.join("eval.json"))?, backend, &device);
             if let Err(e) = scored {
+                anyhow::ensure!(!swiattn_train::interrupt::requested(), "{e:#}; rerun the sweep to continue");
                 eprintln!("  eval failed: {e:#}");
                 failed.push(format!("{} (eval)", cell.name()));
             }
@@ -136,8 +139,10 @@ fn eval_command(eval: &SweepEval, model: &Path, results: &Path) -> anyhow::Resul
         #[command(flatten)]
         args: crate::eval::Args,
     }
-    let argv = ["eval".as_ref(), "--model".as_ref(), model.as_os_str(), "--results".as_ref(), results.as_os_str()]
+    let argv = ["eval", "--resume", "--model"]
+        .map(OsStr::new)
         .into_iter()
+        .chain([model.as_os_str(), OsStr::new("--results"), results.as_os_str()])
         .map(std::ffi::OsString::from)
         .chain(eval.args.iter().map(|a| std::ffi::OsString::from(a.replace("{cell}", &cell))));
     let parsed = <Eval as clap::Parser>::try_parse_from(argv).context("[eval] args (the flags of `swiattn eval`)")?;

@@ -61,6 +61,54 @@ fn suites_run_and_account_their_attention() {
     assert!(niah["attention_flops"].as_f64().unwrap() < 0.6 * niah["full_attention_flops"].as_f64().unwrap());
 }
 
+/// `--resume` keeps what a stopped run scored (the results file is rewritten after every task)
+/// and scores the rest to the file an uninterrupted run writes; a file of other settings is refused.
+#[test]
+fn a_stopped_eval_resumes_at_the_task_it_lost() {
+    let dir = tempfile::tempdir().unwrap();
+    let piqa = format!("piqa={}", root().join("crates/swiattn-eval/tests/fixtures/tasks/piqa").display());
+    let (whole, stopped) = (dir.path().join("whole.json"), dir.path().join("stopped.json"));
+    let run = |results: &Path, extra: &[&str]| {
+        #[rustfmt::skip]
+        let mut args = vec![
+            "--tasks", "piqa,niah_single_1,vt", "--dataset", &piqa, "--limit", "2", "--samples", "2",
+            "--length", "120", "--max-new-tokens", "4", "--max-len", "64", "--results", results.to_str().unwrap(),
+        ];
+        args.extend(extra);
+        eval(dir.path(), &args)
+    };
+    let read =
+        |path: &Path| -> serde_json::Value { serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap() };
+    let out = run(&whole, &[]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let whole = read(&whole);
+    assert_eq!(whole["complete"], true);
+    // As a run stopped after piqa and niah_single_1 leaves it; piqa's time marks the kept result.
+    let mut partial = whole.clone();
+    partial["complete"] = false.into();
+    partial["tasks"].as_array_mut().unwrap().truncate(2);
+    partial["tasks"][0]["seconds"] = 1234.5.into();
+    std::fs::write(&stopped, partial.to_string()).unwrap();
+    let out = run(&stopped, &["--resume"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("[kept]") && stdout.contains("vt             score"), "{stdout}");
+    let resumed = read(&stopped);
+    assert_eq!(resumed["complete"], true);
+    assert_eq!(resumed["tasks"][0]["seconds"], 1234.5, "piqa kept, not scored again");
+    let tasks = |run: &serde_json::Value| -> Vec<serde_json::Value> {
+        let mut tasks = run["tasks"].as_array().unwrap().clone();
+        tasks.iter_mut().for_each(|t| t["seconds"] = 0.into());
+        tasks
+    };
+    assert_eq!(tasks(&resumed), tasks(&whole), "the resumed run's results are the uninterrupted run's");
+    // Other settings: refused, naming what differs, and the file left as it was.
+    let out = run(&stopped, &["--resume", "--seed", "1"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && stderr.contains("`ruler` differ"), "{stderr}");
+    assert_eq!(read(&stopped), resumed);
+}
+
 #[test]
 fn bad_requests_are_named() {
     let dir = tempfile::tempdir().unwrap();

@@ -194,4 +194,19 @@ fn sweeps_score_their_cells_with_the_harness() {
     let stdout = String::from_utf8_lossy(&again.stdout);
     assert!(again.status.success() && !stdout.contains("  eval:"), "nothing scored twice: {stdout}");
     assert_eq!(results(dir), table);
+    // An eval stopped after its first task (the file as `swiattn eval` leaves it) is resumed, not
+    // rerun: the task it scored is kept and the table comes out as before.
+    let path = dir.join("out/cells/swiattn-b0.5-w4-s0/eval.json");
+    let mut run: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    run["complete"] = false.into();
+    run["tasks"].as_array_mut().unwrap().truncate(1);
+    std::fs::write(&path, run.to_string()).unwrap();
+    let resumed = sweep(dir, None);
+    let stdout = String::from_utf8_lossy(&resumed.stdout);
+    assert!(resumed.status.success(), "{}", String::from_utf8_lossy(&resumed.stderr));
+    assert!(
+        stdout.contains("  eval:") && stdout.contains("[kept]") && stdout.contains("niah_single_1  score"),
+        "{stdout}"
+    );
+    assert_eq!(results(dir), table);
 }
