@@ -65,9 +65,11 @@ pub struct Summary {
     pub kv_bytes_vs_full: f64,
     pub best: Option<Best>,
     pub resumed_from: Option<usize>,
-    /// Wall time of this invocation (since a resume, if resumed).
+    /// Wall time of this invocation (since a resume, if resumed): steps, held-out evals,
+    /// checkpoints and plots.
     pub seconds: f64,
-    /// Mean training throughput and model FLOPs utilization of this invocation's steps.
+    /// Training throughput and model FLOPs utilization over this invocation's steps alone (their
+    /// summed times, the first step's kernel compilation included).
     pub tokens_per_s: f64,
     pub mfu: f64,
     /// One device's measured matmul throughput, FLOP/s (MFU's denominator: this × devices).
@@ -431,7 +433,8 @@ pub fn train(
         .map(|i| data.eval_batch(config.seed, (i * config.batch_size) as u64, config.batch_size, device))
         .collect();
     let started = Instant::now();
-    let (mut tokens_done, mut flops_done) = (0.0, 0.0);
+    // Throughput counts the steps alone: checkpoints, held-out evals and plots are in `seconds`.
+    let (mut tokens_done, mut flops_done, mut step_seconds) = (0.0, 0.0, 0.0);
     let sequences_per_step = config.batch_size * config.grad_accumulation;
     let tokens_per_step = sequences_per_step * data.seq_len();
     let mut last = None;
@@ -450,6 +453,7 @@ pub fn train(
         let flops = crate::mfu::step_flops(&trainer.model().arch, sequences_per_step, data.seq_len(), fa)?;
         let (tokens_per_s, mfu) = (tokens_per_step as f64 / seconds, flops / seconds / peak);
         (tokens_done, flops_done) = (tokens_done + tokens_per_step as f64, flops_done + flops);
+        step_seconds += seconds;
         progress(&Progress { metrics: &m, tokens_per_s, mfu });
         fail_point(m.step);
         if let Some((allocation, line)) = learned_allocation(config, &trainer.routing, m.step)? {
@@ -516,8 +520,8 @@ pub fn train(
         best,
         resumed_from,
         seconds,
-        tokens_per_s: tokens_done / seconds,
-        mfu: flops_done / seconds / peak,
+        tokens_per_s: if step_seconds > 0.0 { tokens_done / step_seconds } else { 0.0 },
+        mfu: if step_seconds > 0.0 { flops_done / step_seconds / peak } else { 0.0 },
         matmul_ceiling,
     };
     let path = run_dir.join("summary.json");
