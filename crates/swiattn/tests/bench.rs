@@ -1,19 +1,24 @@
-//! `swiattn bench train` on the CPU with a tiny model: every layout and gradient path it takes
-//! runs in one process, reports the fields the PyTorch baseline reports, and routes about the
-//! asked fraction of tokens.
+//! `swiattn bench train` and `bench infer` on the CPU with a tiny model: every layout (and
+//! gradient path) runs in one process, reports the fields the PyTorch baselines report, and routed
+//! layouts route about the asked fraction of tokens.
 
 use std::process::Command;
 
-#[test]
-fn trains_every_layout_and_reports_like_the_pytorch_baseline() {
-    let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("config.json");
+fn tiny_config(dir: &std::path::Path) -> std::path::PathBuf {
+    let config = dir.join("config.json");
     std::fs::write(
         &config,
         r#"{"model_type": "llama", "vocab_size": 100, "hidden_size": 64, "intermediate_size": 96,
             "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2, "head_dim": 16}"#,
     )
     .unwrap();
+    config
+}
+
+#[test]
+fn trains_every_layout_and_reports_like_the_pytorch_baseline() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = tiny_config(dir.path());
     let json = dir.path().join("rows.jsonl");
     #[rustfmt::skip]
     let out = Command::new(env!("CARGO_BIN_EXE_swiattn"))
@@ -49,4 +54,40 @@ fn trains_every_layout_and_reports_like_the_pytorch_baseline() {
     let e =
         Command::new(env!("CARGO_BIN_EXE_swiattn")).args(["bench", "train", "--gradient", "both"]).output().unwrap();
     assert!(!e.status.success() && String::from_utf8_lossy(&e.stderr).contains("unknown --gradient `both`"));
+}
+
+/// `bench infer` times scoring and generation of each layout; a routed one gets fresh routers at
+/// `--fa-ratio` and reports the ratio they reached on its random prompts.
+#[test]
+fn infers_every_layout_and_reports_the_routed_ratio() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = tiny_config(dir.path());
+    let json = dir.path().join("rows.jsonl");
+    #[rustfmt::skip]
+    let out = Command::new(env!("CARGO_BIN_EXE_swiattn"))
+        .args(["bench", "infer", "--pattern", "F,R", "--fa-ratio", "0.3", "--window", "8",
+               "--run", "score:2x40,generate:3x40", "--new-tokens", "3", "--repeats", "1", "--dtype", "f32"])
+        .arg("--config").arg(&config).arg("--json").arg(&json)
+        .output()
+        .expect("swiattn runs");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let rows: Vec<serde_json::Value> =
+        std::fs::read_to_string(&json).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let runs: Vec<(&str, &str)> =
+        rows.iter().map(|r| (r["pattern"].as_str().unwrap(), r["mode"].as_str().unwrap())).collect();
+    assert_eq!(runs, [("F", "score"), ("F", "generate"), ("R", "score"), ("R", "generate")]);
+    for row in &rows {
+        let speed = if row["mode"] == "score" { "tokens_per_s" } else { "decode_tokens_per_s" };
+        assert!(row[speed].as_f64().is_some_and(|v| v > 0.0), "{speed} in {row}");
+        match row["pattern"].as_str() {
+            // 2 layers × (2 × 40 scored + 3 × ~40 generated) tokens: the bias aims at the asked ratio.
+            Some("R") => {
+                let fa = row["fa_ratio_routed"].as_f64().expect("routed layers report their ratio");
+                assert!((fa - 0.3).abs() < 0.15, "FA ratio {fa} for 0.3: {row}");
+            }
+            _ => assert!(row["fa_ratio_routed"].is_null(), "{row}"),
+        }
+    }
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("R generate:3x40 batch 1/1: prefill"), "progress as it goes: {stderr}");
 }

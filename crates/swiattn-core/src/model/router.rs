@@ -60,6 +60,9 @@ impl Real {
 pub struct OwnRoutes<'a> {
     router: Option<&'a ModelRouter>,
     real: Real,
+    /// The real tokens as a `[batch, len]` device mask, uploaded at the first routed layer and
+    /// shared by the others (one upload per forward, not one per layer); `None` while not needed.
+    real_mask: Option<Tensor<2, Bool>>,
 }
 
 impl Transformer {
@@ -72,7 +75,7 @@ impl Transformer {
     /// The controller for an inference forward over a batch whose real tokens are `real`: the
     /// model's own router decides its routed layers (static layouts need none).
     pub fn routes(&self, real: Real) -> OwnRoutes<'_> {
-        OwnRoutes { router: self.router.as_ref(), real }
+        OwnRoutes { router: self.router.as_ref(), real, real_mask: None }
     }
 
     /// Refuse `what` (scoring, generation) on a model whose routed layers have no router.
@@ -110,17 +113,25 @@ impl AttentionController for OwnRoutes<'_> {
         let Some(route) = own.router.route(layer, input)? else { return Ok(None) };
         let [batch, len] = route.dims();
         let (counted, tokens) = match &self.real {
+            Real::Rows(rows) if rows.len() != batch || rows.iter().any(|r| r.end > len) => {
+                return Err(Error::shape(
+                    "real-token rows of a routed call",
+                    format!("[{batch}, {len}]"),
+                    &[rows.len(), rows.iter().map(|r| r.end).max().unwrap_or(0)],
+                ));
+            }
+            // Every column of every row real (a decode step with no finished row): nothing to mask.
             Real::All => (route.clone(), batch * len),
+            Real::Rows(rows) if rows.iter().all(|r| *r == (0..len)) => (route.clone(), batch * len),
             Real::Rows(rows) => {
-                if rows.len() != batch || rows.iter().any(|r| r.end > len) {
-                    return Err(Error::shape(
-                        "real-token rows of a routed call",
-                        format!("[{batch}, {len}]"),
-                        &[rows.len(), rows.iter().map(|r| r.end).max().unwrap_or(0)],
-                    ));
-                }
-                let real: Vec<bool> = rows.iter().flat_map(|r| (0..len).map(move |c| r.contains(&c))).collect();
-                let real = Tensor::<2, Bool>::from_data(TensorData::new(real, [batch, len]), &route.device());
+                let real = match &self.real_mask {
+                    Some(mask) if mask.dims() == [batch, len] => mask.clone(),
+                    _ => {
+                        let real: Vec<bool> = rows.iter().flat_map(|r| (0..len).map(move |c| r.contains(&c))).collect();
+                        let mask = Tensor::<2, Bool>::from_data(TensorData::new(real, [batch, len]), &route.device());
+                        self.real_mask.insert(mask).clone()
+                    }
+                };
                 (route.clone().bool_and(real), rows.iter().map(|r| r.len()).sum())
             }
         };

@@ -8,6 +8,7 @@
 
 use std::io::Write;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Instant;
 
 use burn::tensor::{DType, Device};
@@ -18,6 +19,7 @@ use swiattn_core::checkpoint::LoadOptions;
 use swiattn_core::model::Transformer;
 use swiattn_eval::generate::{Until, generate, generate_batch};
 use swiattn_eval::score::{Encoded, score};
+use swiattn_router::router::{RouterConfig, Routers};
 use swiattn_train::checkpoint::open_model;
 use swiattn_train::precision::Precision;
 
@@ -36,6 +38,10 @@ pub struct Args {
     /// ragged) together. They run one after another in this process.
     #[arg(long = "run", value_delimiter = ',', default_value = "score:8x4096,generate:16x4096")]
     runs: Vec<String>,
+    /// Routed layers (`R`) of a shape: the fraction of tokens their fresh routers send to full
+    /// attention (the routers' output bias is set for it; the achieved ratio is reported).
+    #[arg(long, default_value_t = 0.25)]
+    fa_ratio: f64,
     /// Tokens generated per prompt (no stop string, no end-of-text).
     #[arg(long, default_value_t = 32)]
     new_tokens: usize,
@@ -101,8 +107,15 @@ pub fn run(args: Args, backend: BackendKind, device: &Device) -> anyhow::Result<
                 (model, layers)
             }
             Source::Shape(pattern) => {
-                let model = Transformer::new(args.shape.config(pattern)?, device)?;
-                (precision.compute_copy(&model), pattern.clone())
+                let mut model = precision.compute_copy(&Transformer::new(args.shape.config(pattern)?, device)?);
+                let routed = model.routed_layers();
+                if !routed.is_empty() {
+                    let hidden = model.arch.hidden_size;
+                    let config =
+                        RouterConfig { init_bias: super::router_bias(args.fa_ratio, hidden), ..Default::default() };
+                    model = model.with_router(Arc::new(Routers::new(routed, hidden, &config, device)));
+                }
+                (model, pattern.clone())
             }
         };
         let vocab = model.arch.vocab_size;
@@ -117,6 +130,8 @@ pub fn run(args: Args, backend: BackendKind, device: &Device) -> anyhow::Result<
                 for (i, group) in batches.iter().enumerate() {
                     let t = Instant::now();
                     score(&model, group, batch, |_| {})?;
+                    let what = if i == 0 { "warm-up".to_string() } else { format!("batch {i}/{}", args.repeats) };
+                    eprintln!("  {pattern} score:{batch}x{seq} {what}: {:.3} s", t.elapsed().as_secs_f64());
                     if i > 0 {
                         seconds.push(t.elapsed().as_secs_f64());
                     }
@@ -141,6 +156,12 @@ pub fn run(args: Args, backend: BackendKind, device: &Device) -> anyhow::Result<
                 let (mut prefill, mut total) = (Vec::new(), Vec::new());
                 for (i, group) in prompts.chunks(batch).enumerate() {
                     let (p, t) = (time(group, 1)?, time(group, args.new_tokens)?);
+                    // As it goes, so a run cut off by a time limit still says how far it got.
+                    let what = if i == 0 { "warm-up".to_string() } else { format!("batch {i}/{}", args.repeats) };
+                    eprintln!(
+                        "  {pattern} generate:{batch}x{seq} {what}: prefill {p:.3} s, with {} new tokens {t:.3} s",
+                        args.new_tokens
+                    );
                     if i > 0 {
                         prefill.push(p);
                         total.push(t);

@@ -24,7 +24,7 @@ pub struct Shape {
     #[arg(long, default_value = "configs/smollm2-135m.json")]
     config: PathBuf,
     /// Attention layouts, each tiled over the layers: `F` full, `S` sliding, `R` routed per token
-    /// (SwiAttn; `bench train`), `H` head-mixed, e.g. `F,SSSF`. They run one after another in this
+    /// (SwiAttn, fresh routers at `--fa-ratio`), `H` head-mixed, e.g. `F,SSSF`. They run one after another in this
     /// process (sharing its tuned and compiled kernels), one report each.
     #[arg(long = "pattern", value_delimiter = ',', default_value = "F")]
     patterns: Vec<String>,
@@ -64,4 +64,14 @@ pub fn run(command: Command, backend: BackendKind, device: &Device) -> anyhow::R
         Command::Train(args) => train::run(args, backend, device),
         Command::Infer(args) => infer::run(args, backend, device),
     }
+}
+
+/// The router output bias that sends about `ratio` of the tokens to full attention at
+/// initialization: a fresh router's logit is `b + w·x` with `w ~ N(0, 0.02²)` per entry and `x` the
+/// RMS-normalized layer input (RMS 1), so `w·x ~ N(0, 0.02² · hidden)`; the normal quantile is
+/// taken from the logistic approximation `Φ(z) ≈ σ(1.702 z)` (the achieved ratio is measured).
+pub(crate) fn router_bias(ratio: f64, hidden: usize) -> f64 {
+    let spread = 0.02 * (hidden as f64).sqrt();
+    let ratio = ratio.clamp(1e-6, 1.0 - 1e-6);
+    spread * (ratio / (1.0 - ratio)).ln() / 1.702
 }

@@ -62,16 +62,6 @@ pub struct Args {
     seed: u64,
 }
 
-/// The router output bias that sends about `ratio` of the tokens to full attention at
-/// initialization: a fresh router's logit is `b + w·x` with `w ~ N(0, 0.02²)` per entry and `x` the
-/// RMS-normalized layer input (RMS 1), so `w·x ~ N(0, 0.02² · hidden)`; the normal quantile is
-/// taken from the logistic approximation `Φ(z) ≈ σ(1.702 z)` (the achieved ratio is measured).
-fn router_bias(ratio: f64, hidden: usize) -> f64 {
-    let spread = 0.02 * (hidden as f64).sqrt();
-    let ratio = ratio.clamp(1e-6, 1.0 - 1e-6);
-    spread * (ratio / (1.0 - ratio)).ln() / 1.702
-}
-
 /// `(in use, reserved)` bytes of the device's memory pool once its queued work is done; `None` on
 /// backends without a pool report (the CPU).
 fn pool(device: &Device) -> anyhow::Result<Option<(u64, u64)>> {
@@ -150,7 +140,7 @@ fn one_layout(
         Some((_, gradient)) if !routed.is_empty() => {
             let target = Budget::new(args.fa_ratio)?;
             let router = RouterConfig {
-                init_bias: router_bias(args.fa_ratio, arch.hidden_size),
+                init_bias: super::router_bias(args.fa_ratio, arch.hidden_size),
                 gradient,
                 ..Default::default()
             };
