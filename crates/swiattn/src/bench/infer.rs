@@ -168,9 +168,16 @@ pub fn run(args: Args, backend: BackendKind, device: &Device) -> anyhow::Result<
                     }
                 }
                 let (p, t) = (median(&mut prefill), median(&mut total));
+                // Decode is the difference of two timings: null where it drowns in their noise.
+                let decode = (t > p).then(|| (batch * (args.new_tokens - 1)) as f64 / (t - p));
+                if decode.is_none() {
+                    eprintln!(
+                        "  {pattern} generate:{batch}x{seq}: decode shorter than the prefill's spread; raise --new-tokens"
+                    );
+                }
                 json!({
                     "mode": "generate", "samples_per_s": batch as f64 / t, "prefill_s_per_sample": p / batch as f64,
-                    "decode_tokens_per_s": (batch * (args.new_tokens - 1)) as f64 / (t - p),
+                    "decode_tokens_per_s": decode,
                     "new_tokens": args.new_tokens, "batches": args.repeats,
                     "chunk": until(args.new_tokens).chunk_for(&model).min(seq),
                     "seconds_per_batch": total,
