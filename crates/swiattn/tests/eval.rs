@@ -3,13 +3,18 @@
 //! meets first.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
 
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
 fn eval(dir: &Path, args: &[&str]) -> Output {
+    eval_command(dir, args).output().expect("swiattn runs")
+}
+
+/// `swiattn eval` on the tiny GGUF with a word tokenizer, data under `dir`, and `args`.
+fn eval_command(dir: &Path, args: &[&str]) -> Command {
     let words: Vec<String> =
         ["<|endoftext|>", "<unk>", "the", "a", "is", "of", "magic", "number", "for", "What", "?", ":", "."]
             .iter()
@@ -21,7 +26,7 @@ fn eval(dir: &Path, args: &[&str]) -> Output {
     let mut command = Command::new(env!("CARGO_BIN_EXE_swiattn"));
     command.arg("eval").arg("--model").arg(model).arg("--tokenizer").arg(dir.join("tokenizer.json"));
     command.arg("--data-dir").arg(dir).args(args);
-    command.output().expect("swiattn runs")
+    command
 }
 
 #[test]
@@ -107,6 +112,46 @@ fn a_stopped_eval_resumes_at_the_task_it_lost() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && stderr.contains("`ruler` differ"), "{stderr}");
     assert_eq!(read(&stopped), resumed);
+}
+
+/// SIGTERM mid-run: the eval finishes the task in flight, saves what it scored and says how to
+/// go on; `--resume` then scores the rest.
+#[test]
+fn a_signal_stops_the_eval_between_tasks() {
+    let dir = tempfile::tempdir().unwrap();
+    let results = dir.path().join("run.json");
+    let tasks = "niah_single_1,niah_multikey_2,vt,cwe,fwe,niah_multikey_3";
+    #[rustfmt::skip]
+    let args = ["--tasks", tasks, "--samples", "40", "--length", "240", "--max-new-tokens", "8", "--batch", "4",
+        "--results", results.to_str().unwrap()];
+    let mut child = eval_command(dir.path(), &args).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
+    let scored =
+        |path: &Path| -> Option<serde_json::Value> { serde_json::from_str(&std::fs::read_to_string(path).ok()?).ok() };
+    let started = std::time::Instant::now();
+    while scored(&results).is_none() {
+        if child.try_wait().unwrap().is_some() {
+            panic!(
+                "ended before a task was scored: {}",
+                String::from_utf8_lossy(&child.wait_with_output().unwrap().stderr)
+            );
+        }
+        assert!(started.elapsed().as_secs() < 120, "no task scored");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    assert!(Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap().success());
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && stderr.contains("stopped by a signal with"), "{stderr}");
+    assert!(stderr.contains("rerun with --resume"), "{stderr}");
+    let stopped = scored(&results).unwrap();
+    let kept = stopped["tasks"].as_array().unwrap().len();
+    assert!(stopped["complete"] == false && (1..6).contains(&kept), "{kept} of 6 tasks: {stopped}");
+    let out = eval_command(dir.path(), &[&args[..], &["--resume"]].concat()).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let done = scored(&results).unwrap();
+    assert_eq!(done["complete"], true);
+    assert_eq!(done["tasks"].as_array().unwrap().len(), 6);
+    assert_eq!(done["tasks"].as_array().unwrap()[..kept], stopped["tasks"].as_array().unwrap()[..], "kept as scored");
 }
 
 #[test]
