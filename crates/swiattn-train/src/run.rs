@@ -68,12 +68,24 @@ pub struct Summary {
     /// Wall time of this invocation (since a resume, if resumed): steps, held-out evals,
     /// checkpoints and plots.
     pub seconds: f64,
+    /// Where `seconds` went: the training steps (the first alone too: it compiles and tunes the
+    /// kernels), the held-out evaluations and the checkpoints (saved and pruned).
+    pub time: TimeSpent,
     /// Training throughput and model FLOPs utilization over this invocation's steps alone (their
     /// summed times, the first step's kernel compilation included).
     pub tokens_per_s: f64,
     pub mfu: f64,
     /// One device's measured matmul throughput, FLOP/s (MFU's denominator: this × devices).
     pub matmul_ceiling: f64,
+}
+
+/// Seconds of a run's phases ([`Summary::time`]).
+#[derive(Clone, Copy, Debug, Default, Serialize)]
+pub struct TimeSpent {
+    pub steps: f64,
+    pub first_step: f64,
+    pub evals: f64,
+    pub checkpoints: f64,
 }
 
 /// What the progress display sees after every step.
@@ -434,7 +446,8 @@ pub fn train(
         .collect();
     let started = Instant::now();
     // Throughput counts the steps alone: checkpoints, held-out evals and plots are in `seconds`.
-    let (mut tokens_done, mut flops_done, mut step_seconds) = (0.0, 0.0, 0.0);
+    let (mut tokens_done, mut flops_done) = (0.0, 0.0);
+    let mut time = TimeSpent::default();
     let sequences_per_step = config.batch_size * config.grad_accumulation;
     let tokens_per_step = sequences_per_step * data.seq_len();
     let mut last = None;
@@ -453,7 +466,10 @@ pub fn train(
         let flops = crate::mfu::step_flops(&trainer.model().arch, sequences_per_step, data.seq_len(), fa)?;
         let (tokens_per_s, mfu) = (tokens_per_step as f64 / seconds, flops / seconds / peak);
         (tokens_done, flops_done) = (tokens_done + tokens_per_step as f64, flops_done + flops);
-        step_seconds += seconds;
+        if time.steps == 0.0 {
+            time.first_step = seconds;
+        }
+        time.steps += seconds;
         progress(&Progress { metrics: &m, tokens_per_s, mfu });
         fail_point(m.step);
         if let Some((allocation, line)) = learned_allocation(config, &trainer.routing, m.step)? {
@@ -467,7 +483,9 @@ pub fn train(
             log(step_line(&m, &trainer.routing, tokens_per_s, mfu))?;
         }
         if (config.eval_every > 0 && m.step % config.eval_every == 0) || done {
+            let eval_started = Instant::now();
             let e = trainer.evaluate(&eval)?;
+            time.evals += eval_started.elapsed().as_secs_f64();
             if best.is_none_or(|b| e.loss < b.loss) {
                 best = Some(Best { step: m.step, loss: e.loss });
             }
@@ -479,8 +497,10 @@ pub fn train(
         }
         let stop = crate::interrupt::requested() && !done;
         if (config.save_every > 0 && m.step % config.save_every == 0) || done || stop {
+            let save_started = Instant::now();
             checkpoint::save(run_dir, &trainer, best)?;
             checkpoint::prune(run_dir, config.keep_last, best)?;
+            time.checkpoints += save_started.elapsed().as_secs_f64();
         }
         if stop {
             return Err(Error::Invalid(format!(
@@ -495,7 +515,12 @@ pub fn train(
     }
     let last_eval = match last_eval {
         Some(e) => e,
-        None => trainer.evaluate(&eval)?,
+        None => {
+            let eval_started = Instant::now();
+            let e = trainer.evaluate(&eval)?;
+            time.evals += eval_started.elapsed().as_secs_f64();
+            e
+        }
     };
     if let Some(routes) = first_sequence_routes(&last_eval) {
         let title = format!("held-out routes at step {} (dark: full attention)", trainer.step);
@@ -520,8 +545,9 @@ pub fn train(
         best,
         resumed_from,
         seconds,
-        tokens_per_s: if step_seconds > 0.0 { tokens_done / step_seconds } else { 0.0 },
-        mfu: if step_seconds > 0.0 { flops_done / step_seconds / peak } else { 0.0 },
+        time,
+        tokens_per_s: if time.steps > 0.0 { tokens_done / time.steps } else { 0.0 },
+        mfu: if time.steps > 0.0 { flops_done / time.steps / peak } else { 0.0 },
         matmul_ceiling,
     };
     let path = run_dir.join("summary.json");

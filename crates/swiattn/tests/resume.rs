@@ -114,6 +114,15 @@ fn resumed_runs_continue_exactly() {
     let want = metrics(&reference);
     assert_eq!(want.iter().filter(|m| m.get("loss").is_some()).count(), 30);
     let summary = std::fs::read_to_string(reference.join("run/summary.json")).unwrap();
+    // Where the wall time went: 30 steps, 2 held-out evals (steps 15, 30), 3 checkpoints.
+    let parsed: serde_json::Value = serde_json::from_str(&summary).unwrap();
+    let spent = |k: &str| parsed["time"][k].as_f64().unwrap_or_else(|| panic!("time.{k} in {parsed}"));
+    assert!(spent("first_step") > 0.0 && spent("first_step") < spent("steps"), "{parsed}");
+    assert!(spent("evals") > 0.0 && spent("checkpoints") > 0.0, "{parsed}");
+    assert!(spent("steps") + spent("evals") + spent("checkpoints") <= parsed["seconds"].as_f64().unwrap(), "{parsed}");
+    let tokens = parsed["tokens_per_s"].as_f64().unwrap() * spent("steps");
+    let per_step = tokens / 30.0;
+    assert!((per_step - per_step.round()).abs() < 1e-6 * per_step, "tokens/s over the steps' time: {parsed}");
     assert!(!train(&reference, &["--resume"], None), "a finished run does not resume");
     assert_eq!(std::fs::read_to_string(reference.join("run/summary.json")).unwrap(), summary, "its summary stands");
     assert_eq!(metrics(&reference), want);
