@@ -7,6 +7,7 @@
 #
 #   usage: tools/study/gpu_cell.sh CELL OUT            e.g. full-w512-s0 "$OUT"
 #          tools/study/gpu_cell.sh base OUT            the untouched GGUF through the same [eval] flags
+#   BACKEND (default cuda): `cpu` rehearses this script's control flow on a machine without a GPU
 #   CELL_LIMIT (default 520): seconds before the sweep is asked to stop (SIGTERM: training stops
 #   at its next step with a checkpoint, the eval after the task in flight, its results saved per
 #   task); 20 s later it is killed, so the cell is packed inside a 600 s call whatever it was doing.
@@ -25,7 +26,8 @@ mkdir -p "$S/assets/models" data "$HOME/.cache"
 ln -sfn "$S/smollm2.gguf" "$S/assets/models/smollm2-135m-instruct.Q4_1.gguf"
 [[ -e $HOME/.cache/swiattn-assets ]] || ln -s "$S/assets" "$HOME/.cache/swiattn-assets"
 export SWIATTN_ASSETS=$S/assets CUBECL_AUTOTUNE_LEVEL=${CUBECL_AUTOTUNE_LEVEL:-minimal}
-nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
+B=${BACKEND:-cuda}
+nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader || echo "no nvidia-smi"
 echo "base sha256 $(sha256sum <"$S/smollm2.gguf" | cut -d' ' -f1)"
 dir=$S/study-out/cells/$CELL
 SECONDS=0
@@ -33,13 +35,13 @@ if [[ $CELL == base ]]; then
   # The sweep's [eval] flags, read from the file so that the base row cannot drift from the cells.
   mapfile -t flags < <(python3 -c "import tomllib,sys; [print(a.replace('{cell}', sys.argv[2])) for a in tomllib.load(open(sys.argv[1],'rb'))['eval']['args']]" configs/study.toml "$dir")
   mkdir -p "$dir"
-  timeout -k 20 "${CELL_LIMIT:-520}" "$S/swiattn" --backend cuda eval --model "$S/smollm2.gguf" --resume \
+  timeout -k 20 "${CELL_LIMIT:-520}" "$S/swiattn" --backend "$B" eval --model "$S/smollm2.gguf" --resume \
     --results "$dir/eval.json" "${flags[@]}" 2>&1 | tee -a "$dir/eval.log" || echo "base eval stopped or failed (rerun to resume)"
 else
   [[ -e $S/study/meta.json ]] || { echo "not staged: $S/study/ (the shards)" >&2; exit 1; }
   ln -sfn "$S/study" data/study
   # Stopped by a signal, the sweep saves the cell's checkpoint; the next call resumes it.
-  timeout -k 20 "${CELL_LIMIT:-520}" "$S/swiattn" --backend cuda sweep configs/study.toml --out "$S/study-out" \
+  timeout -k 20 "${CELL_LIMIT:-520}" "$S/swiattn" --backend "$B" sweep configs/study.toml --out "$S/study-out" \
     --cells "$CELL" 2>&1 | tee -a "$S/$CELL.log" || echo "cell $CELL stopped or failed (rerun to resume)"
   mkdir -p "$dir" && cp "$S/$CELL.log" "$S/study/meta.json" "$dir/"
 fi
@@ -50,7 +52,7 @@ model=$S/smollm2.gguf
 left=$((585 - SECONDS))
 scored() { python3 -c "import json,sys; sys.exit(not json.load(open(sys.argv[1])).get('complete', True))" "$1" 2>/dev/null; }
 if [[ -n $model ]] && scored "$dir/eval.json" && [[ ! -e $dir/speed.jsonl && $left -gt 45 ]]; then
-  timeout -k 5 "$left" "$S/swiattn" --backend cuda bench infer --model "$model" --run generate:1x32768 --repeats 2 \
+  timeout -k 5 "$left" "$S/swiattn" --backend "$B" bench infer --model "$model" --run generate:1x32768 --repeats 2 \
     --json "$dir/speed.jsonl" >"$dir/speed.log" 2>&1 || echo "speed: failed or cut after $left s (see speed.log)"
   tail -5 "$dir/speed.log"
 fi
