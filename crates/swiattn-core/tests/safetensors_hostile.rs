@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use swiattn_core::checkpoint::{LoadOptions, load_model};
-use swiattn_core::testing::test_device;
+use swiattn_core::testing::{mutate_bytes, test_device};
 
 fn fixture() -> PathBuf {
     [env!("CARGO_MANIFEST_DIR"), "tests", "fixtures", "hf", "llama"].iter().collect()
@@ -34,40 +34,26 @@ fn load(dir: &Path, label: &str) -> Option<String> {
     }
 }
 
-/// One seeded mutation of `bytes` whose first `header` bytes are the part worth aiming at.
+/// One seeded mutation of `bytes` whose first `header` bytes are the part worth aiming at: the
+/// shared byte mutator's ([`mutate_bytes`]), except that its integer case aims at what a
+/// safetensors header holds as integers — the 8-byte header length, or the digits of a number in
+/// the JSON header (offsets, shapes).
 fn mutate(bytes: &mut Vec<u8>, header: usize, case: usize, rng: &mut StdRng) -> String {
+    if case % 4 != 2 {
+        return mutate_bytes(bytes, header, case, rng);
+    }
     let extremes: [u64; 6] = [0, 1, u32::MAX as u64, 1 << 32, 1 << 63, u64::MAX];
-    match case % 4 {
-        0 => {
-            let len = rng.random_range(0..bytes.len());
-            bytes.truncate(len);
-            format!("truncated to {len} bytes")
-        }
-        1 => {
-            let at = rng.random_range(0..header);
-            bytes[at] ^= 1 << rng.random_range(0..8);
-            format!("a bit of byte {at} flipped")
-        }
-        2 => {
-            let value = extremes[rng.random_range(0..extremes.len())];
-            // The 8-byte header length, or digits of a number in the header (offsets, shapes).
-            if rng.random_bool(0.3) || header < 16 {
-                bytes[..8].copy_from_slice(&value.to_le_bytes());
-                format!("header length set to {value}")
-            } else {
-                let digits: Vec<usize> = (8..header).filter(|&i| bytes[i].is_ascii_digit()).collect();
-                let at = digits[rng.random_range(0..digits.len())];
-                let text = value.to_string();
-                let end = (at..header).find(|&i| !bytes[i].is_ascii_digit()).unwrap_or(header);
-                bytes.splice(at..end, text.bytes());
-                format!("the number at byte {at} set to {value}")
-            }
-        }
-        _ => {
-            let at = rng.random_range(0..bytes.len());
-            bytes[at] = rng.random();
-            format!("byte {at} randomized")
-        }
+    let value = extremes[rng.random_range(0..extremes.len())];
+    if rng.random_bool(0.3) || header < 16 {
+        bytes[..8].copy_from_slice(&value.to_le_bytes());
+        format!("header length set to {value}")
+    } else {
+        let digits: Vec<usize> = (8..header).filter(|&i| bytes[i].is_ascii_digit()).collect();
+        let at = digits[rng.random_range(0..digits.len())];
+        let text = value.to_string();
+        let end = (at..header).find(|&i| !bytes[i].is_ascii_digit()).unwrap_or(header);
+        bytes.splice(at..end, text.bytes());
+        format!("the number at byte {at} set to {value}")
     }
 }
 
