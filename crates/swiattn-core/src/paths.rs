@@ -1,4 +1,4 @@
-//! Paths as users write them in configs and on the command line.
+//! Paths as users write them in configs and on the command line, and files replaced whole.
 
 use std::path::{Path, PathBuf};
 
@@ -9,4 +9,14 @@ pub fn expand_home(path: impl AsRef<Path>) -> PathBuf {
         (Ok(rest), Some(home)) => PathBuf::from(home).join(rest),
         _ => path.to_path_buf(),
     }
+}
+
+/// Replace `path` with `contents` through a temporary file beside it (`<name>.tmp`) renamed into
+/// place, so a process killed mid-write leaves the old file whole, never a torn one.
+pub fn replace_file(path: &Path, contents: impl AsRef<[u8]>) -> crate::Result<()> {
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = PathBuf::from(tmp);
+    std::fs::write(&tmp, contents).map_err(|e| crate::Error::io(&tmp, e))?;
+    std::fs::rename(&tmp, path).map_err(|e| crate::Error::io(path, e))
 }

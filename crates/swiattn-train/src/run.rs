@@ -88,6 +88,14 @@ pub struct TimeSpent {
     pub checkpoints: f64,
 }
 
+/// Run `work`, adding its wall time to `seconds`.
+fn timed<T>(seconds: &mut f64, work: impl FnOnce() -> Result<T>) -> Result<T> {
+    let started = Instant::now();
+    let out = work();
+    *seconds += started.elapsed().as_secs_f64();
+    out
+}
+
 /// What the progress display sees after every step.
 pub struct Progress<'a> {
     pub metrics: &'a StepMetrics,
@@ -232,9 +240,7 @@ fn truncate_metrics(path: &Path, step: usize) -> Result<()> {
                 .is_some_and(|s| s as usize <= step)
         })
         .collect();
-    let tmp = path.with_extension("jsonl.tmp");
-    std::fs::write(&tmp, kept.iter().map(|l| format!("{l}\n")).collect::<String>()).map_err(io(&tmp))?;
-    std::fs::rename(&tmp, path).map_err(io(path))
+    swiattn_core::paths::replace_file(path, kept.iter().map(|l| format!("{l}\n")).collect::<String>())
 }
 
 /// A run directory opened for training: its trainer (fresh, or restored from the latest
@@ -483,9 +489,7 @@ pub fn train(
             log(step_line(&m, &trainer.routing, tokens_per_s, mfu))?;
         }
         if (config.eval_every > 0 && m.step % config.eval_every == 0) || done {
-            let eval_started = Instant::now();
-            let e = trainer.evaluate(&eval)?;
-            time.evals += eval_started.elapsed().as_secs_f64();
+            let e = timed(&mut time.evals, || trainer.evaluate(&eval))?;
             if best.is_none_or(|b| e.loss < b.loss) {
                 best = Some(Best { step: m.step, loss: e.loss });
             }
@@ -497,10 +501,10 @@ pub fn train(
         }
         let stop = crate::interrupt::requested() && !done;
         if (config.save_every > 0 && m.step % config.save_every == 0) || done || stop {
-            let save_started = Instant::now();
-            checkpoint::save(run_dir, &trainer, best)?;
-            checkpoint::prune(run_dir, config.keep_last, best)?;
-            time.checkpoints += save_started.elapsed().as_secs_f64();
+            timed(&mut time.checkpoints, || {
+                checkpoint::save(run_dir, &trainer, best)?;
+                checkpoint::prune(run_dir, config.keep_last, best)
+            })?;
         }
         if stop {
             return Err(Error::Invalid(format!(
@@ -515,12 +519,7 @@ pub fn train(
     }
     let last_eval = match last_eval {
         Some(e) => e,
-        None => {
-            let eval_started = Instant::now();
-            let e = trainer.evaluate(&eval)?;
-            time.evals += eval_started.elapsed().as_secs_f64();
-            e
-        }
+        None => timed(&mut time.evals, || trainer.evaluate(&eval))?,
     };
     if let Some(routes) = first_sequence_routes(&last_eval) {
         let title = format!("held-out routes at step {} (dark: full attention)", trainer.step);

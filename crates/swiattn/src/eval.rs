@@ -12,7 +12,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use swiattn_core::BackendKind;
 use swiattn_core::checkpoint::LoadOptions;
 use swiattn_core::model::Transformer;
-use swiattn_core::paths::expand_home;
+use swiattn_core::paths::{expand_home, replace_file};
 use swiattn_core::tokenizer::load_tokenizer;
 use swiattn_eval::evaluate::Options;
 use swiattn_eval::results::{AttentionCost, TaskResult, markdown};
@@ -238,7 +238,7 @@ pub fn run(args: Args, backend: BackendKind, device: &Device) -> anyhow::Result<
             "seconds": earlier.seconds + started.elapsed().as_secs_f64(),
             "unix_time": std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),
         });
-        write_atomically(path, &serde_json::to_string_pretty(&out)?)
+        Ok(replace_file(path, serde_json::to_string_pretty(&out)?)?)
     };
     // A signal (the first; a second ends the process) stops the run between tasks.
     let stop_check = |results: &[TaskResult]| -> anyhow::Result<()> {
@@ -253,10 +253,9 @@ pub fn run(args: Args, backend: BackendKind, device: &Device) -> anyhow::Result<
         );
         Ok(())
     };
-    let done = |results: &[TaskResult], name: &str| results.iter().any(|r| r.task == name);
     for task in &tasks {
         let Task::Spec(spec) = task else { continue };
-        if let Some(kept) = results.iter().find(|r| r.task == spec.name) {
+        if let Some(kept) = kept(&results, &spec.name) {
             println!("{:<14} {}  [kept]", spec.name, summary(kept));
             continue;
         }
@@ -290,16 +289,13 @@ pub fn run(args: Args, backend: BackendKind, device: &Device) -> anyhow::Result<
                 "qa_2" if ruler_args.hotpotqa.is_none() => Some("needs --hotpotqa (HotpotQA-style JSONL)"),
                 _ => None,
             };
-            match missing {
-                Some(reason) if args.ruler.read_samples.is_none() => {
+            match (missing, kept(&results, &task)) {
+                (Some(reason), _) if args.ruler.read_samples.is_none() => {
                     anyhow::ensure!(!explicit(&task), "{task} {reason}");
                     println!("{task:<14} skipped: {reason}");
                     skipped.push(serde_json::json!({"task": task, "reason": reason}));
                 }
-                _ if done(&results, &task) => {
-                    let kept = results.iter().find(|r| r.task == task).expect("done");
-                    println!("{task:<14} {}  [kept]", summary(kept));
-                }
+                (_, Some(kept)) => println!("{task:<14} {}  [kept]", summary(kept)),
                 _ => run_now.push(task),
             }
         }
@@ -335,6 +331,11 @@ pub fn run(args: Args, backend: BackendKind, device: &Device) -> anyhow::Result<
         std::fs::write(path, &table).with_context(|| format!("{}", path.display()))?;
     }
     Ok(())
+}
+
+/// The result of task `name` that an earlier run (`--resume`) already scored.
+fn kept<'a>(results: &'a [TaskResult], name: &str) -> Option<&'a TaskResult> {
+    results.iter().find(|r| r.task == name)
 }
 
 /// Everything a task's score depends on besides the task: a results file resumes only a run with
@@ -406,15 +407,6 @@ impl Earlier {
             .with_context(|| format!("--resume: {}: tasks", path.display()))?;
         Ok(Self { tasks, seconds: run["seconds"].as_f64().unwrap_or(0.0) })
     }
-}
-
-/// Write `text` to `path` through a temporary file beside it, so a kill mid-write leaves the old
-/// file whole.
-fn write_atomically(path: &Path, text: &str) -> anyhow::Result<()> {
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(".partial");
-    std::fs::write(&tmp, text).with_context(|| format!("{}", Path::new(&tmp).display()))?;
-    std::fs::rename(&tmp, path).with_context(|| format!("{}", path.display()))
 }
 
 /// Refuse an output path that cannot be written before anything is scored: open it for appending

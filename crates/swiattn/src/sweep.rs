@@ -1,7 +1,6 @@
 //! `swiattn sweep sweep.toml`: run a grid of training runs (see swiattn-train's `sweep.rs`),
 //! skipping finished cells and resuming unfinished ones, then write the results table and plot.
 
-use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
@@ -99,8 +98,9 @@ pub fn run(args: Args, backend: BackendKind) -> anyhow::Result<()> {
         }
         let summary: CellSummary =
             read_summary(&dir)?.with_context(|| format!("{}: no summary.json after the run", dir.display()))?;
+        let mut harness = read_eval(&dir)?;
         if let Some(eval) = &sweep.eval
-            && read_eval(&dir)?.is_none()
+            && harness.is_none()
         {
             let (_, last) = swiattn_train::checkpoint::list(&dir)?
                 .pop()
@@ -114,8 +114,9 @@ pub fn run(args: Args, backend: BackendKind) -> anyhow::Result<()> {
                 eprintln!("  eval failed: {e:#}");
                 failed.push(format!("{} (eval)", cell.name()));
             }
+            harness = read_eval(&dir)?;
         }
-        results.push((cell.clone(), summary, read_eval(&dir)?));
+        results.push((cell.clone(), summary, harness));
     }
     if args.dry_run {
         return Ok(());
@@ -139,10 +140,9 @@ fn eval_command(eval: &SweepEval, model: &Path, results: &Path) -> anyhow::Resul
         #[command(flatten)]
         args: crate::eval::Args,
     }
-    let argv = ["eval", "--resume", "--model"]
-        .map(OsStr::new)
+    let argv = ["eval".as_ref(), "--resume".as_ref(), "--model".as_ref(), model.as_os_str(), "--results".as_ref()]
         .into_iter()
-        .chain([model.as_os_str(), OsStr::new("--results"), results.as_os_str()])
+        .chain([results.as_os_str()])
         .map(std::ffi::OsString::from)
         .chain(eval.args.iter().map(|a| std::ffi::OsString::from(a.replace("{cell}", &cell))));
     let parsed = <Eval as clap::Parser>::try_parse_from(argv).context("[eval] args (the flags of `swiattn eval`)")?;

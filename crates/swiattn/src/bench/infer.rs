@@ -130,7 +130,7 @@ pub fn run(args: Args, backend: BackendKind, device: &Device) -> anyhow::Result<
                 for (i, group) in batches.iter().enumerate() {
                     let t = Instant::now();
                     score(&model, group, batch, |_| {})?;
-                    let what = if i == 0 { "warm-up".to_string() } else { format!("batch {i}/{}", args.repeats) };
+                    let what = batch_label(i, args.repeats);
                     eprintln!("  {pattern} score:{batch}x{seq} {what}: {:.3} s", t.elapsed().as_secs_f64());
                     if i > 0 {
                         seconds.push(t.elapsed().as_secs_f64());
@@ -157,7 +157,7 @@ pub fn run(args: Args, backend: BackendKind, device: &Device) -> anyhow::Result<
                 for (i, group) in prompts.chunks(batch).enumerate() {
                     let (p, t) = (time(group, 1)?, time(group, args.new_tokens)?);
                     // As it goes, so a run cut off by a time limit still says how far it got.
-                    let what = if i == 0 { "warm-up".to_string() } else { format!("batch {i}/{}", args.repeats) };
+                    let what = batch_label(i, args.repeats);
                     eprintln!(
                         "  {pattern} generate:{batch}x{seq} {what}: prefill {p:.3} s, with {} new tokens {t:.3} s",
                         args.new_tokens
@@ -202,6 +202,11 @@ pub fn run(args: Args, backend: BackendKind, device: &Device) -> anyhow::Result<
         }
     }
     Ok(())
+}
+
+/// Batch `i` of a run as its progress line names it: the untimed warm-up first, then the timed.
+fn batch_label(i: usize, repeats: usize) -> String {
+    if i == 0 { "warm-up".to_string() } else { format!("batch {i}/{repeats}") }
 }
 
 /// The median, leaving `seconds` sorted (reported as the spread).
