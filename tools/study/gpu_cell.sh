@@ -62,5 +62,8 @@ if [[ ${SPEED:-1} == 1 && -n $model ]] && scored "$dir/eval.json" && [[ ! -e $di
   tail -5 "$dir/speed.log"
 fi
 echo "$CELL: ${SECONDS} s wall"
-tar -C "$S/study-out/cells" -czf "$OUT/$CELL.tar.gz" --exclude='*.bpk' --exclude='checkpoints/*/model/model.safetensors' "$CELL"
+# Decisions travel (and are committed) compressed; the eval appends to the plain file on resume.
+[[ -f $dir/decisions.jsonl ]] && gzip -9 -kf "$dir/decisions.jsonl"
+tar -C "$S/study-out/cells" -czf "$OUT/$CELL.tar.gz" --exclude='*.bpk' --exclude='checkpoints/*/model/model.safetensors' \
+  --exclude=decisions.jsonl --exclude=tokenizer.json --exclude=.lock --exclude=model_ids.json "$CELL"
 ls -la "$OUT"

@@ -13,6 +13,7 @@ agree it is far below the two accuracies' own errors, so differences that two un
 resolve can be. `A→B` counts the questions only B gets right and only A gets right.
 """
 import argparse
+import gzip
 import json
 import math
 from collections import defaultdict
@@ -21,7 +22,7 @@ from collections import defaultdict
 def load(path, metric):
     """{task: {question: value}} of one decision file."""
     out = defaultdict(dict)
-    for line in open(path):
+    for line in (gzip.open(path, "rt") if path.endswith(".gz") else open(path)):
         if not line.strip():
             continue
         d = json.loads(line)
@@ -34,7 +35,7 @@ def load(path, metric):
 
 def main():
     p = argparse.ArgumentParser()
-    p.add_argument("a", help="row A's decisions.jsonl (the reference, e.g. full)")
+    p.add_argument("a", help="row A's decisions.jsonl (or .jsonl.gz; the reference, e.g. full)")
     p.add_argument("b", help="row B's decisions.jsonl")
     p.add_argument("--metric", default="pick", choices=["pick", "pick_norm"],
                    help="multiple-choice pick scored (acc or acc_norm)")
