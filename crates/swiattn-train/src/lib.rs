@@ -9,6 +9,7 @@
 //! | [`trainer`] | one optimizer step: cross-entropy, the routing policy's penalty, AdamW (+ Adam for routers or gates) |
 //! | [`routing`] | the routing policy of a run (none, SwiAttn, ConSA): everything the step does per policy |
 //! | [`loss`] | next-token cross-entropy in fp32 |
+//! | [`distributed`] | data parallelism across processes: torchrun/SLURM variables, the rendezvous, gradient sums |
 //! | `micro` | the forward and backward passes of one step's micro-batches, on one or several devices |
 //! | [`precision`] | mixed precision: fp32 master weights, a bf16/f16 compute copy |
 //! | [`clip`], [`finite`], [`schedule`] | gradient clipping, NaN/Inf detection naming the tensor, the learning-rate schedule |
@@ -24,6 +25,7 @@ pub mod checkpoint;
 pub mod clip;
 pub mod config;
 pub mod data;
+pub mod distributed;
 pub mod finite;
 pub mod interrupt;
 pub mod loss;

@@ -19,6 +19,8 @@ use swiattn_router::regularizer::EfficiencyRegularizer;
 use swiattn_router::router::SwiAttn;
 use swiattn_router::{Decision, PolicyController};
 
+use crate::distributed::{Group, sum_grads};
+
 /// The routing policy of a training run.
 pub enum Routing {
     /// The model's own layout.
@@ -93,6 +95,17 @@ impl Routing {
             Routing::Consa(consa) => sum(a, b, &consa.gates),
             Routing::Duo { gates, .. } => sum(a, b, gates),
             Routing::None => a.unwrap_or(b),
+        }
+    }
+
+    /// The policy's gradients summed over the ranks of a multi-process job.
+    pub fn all_reduce_grads(&self, group: &mut Group, grads: GradientsParams) -> Result<GradientsParams> {
+        let what = "the routing policy's gradients";
+        match self {
+            Routing::SwiAttn { policy, .. } => sum_grads(group, what, grads, &policy.routers),
+            Routing::Consa(consa) => sum_grads(group, what, grads, &consa.gates),
+            Routing::Duo { gates, .. } => sum_grads(group, what, grads, gates),
+            Routing::None => Ok(grads),
         }
     }
 

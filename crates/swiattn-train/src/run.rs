@@ -21,6 +21,7 @@ use std::time::Instant;
 use burn::tensor::Device;
 use serde::Serialize;
 use serde_json::json;
+use sha2::{Digest, Sha256};
 use swiattn_core::accounting::{RoutedLayers, account};
 use swiattn_core::attention::Window;
 use swiattn_core::checkpoint::{LoadOptions, load_model};
@@ -36,6 +37,7 @@ use crate::checkpoint::{self, Best, State};
 use crate::config::TrainConfig;
 use crate::data::Batch;
 use crate::data::Dataset;
+use crate::distributed::{self, Group, Timeouts, World};
 use crate::routing::Routing;
 use crate::schedule::LrSchedule;
 use crate::trainer::{Evaluation, OptimizerSettings, StepMetrics, Trainer};
@@ -249,9 +251,10 @@ struct Opened {
     trainer: Trainer,
     best: Option<Best>,
     resumed_from: Option<usize>,
-    log: MetricsLog,
-    /// Held while the run trains (see [`lock`]).
-    _lock: std::fs::File,
+    /// The metrics log and the run's lock, held while it trains (see [`lock`]); a rank other than
+    /// 0 of a multi-process job has neither: it writes nothing.
+    log: Option<MetricsLog>,
+    _lock: Option<std::fs::File>,
 }
 
 /// Take `<run>/.lock` for this process (an OS file lock, released when the process ends however
@@ -335,8 +338,7 @@ fn open(config: &TrainConfig, run_dir: &Path, resume: bool, data: &Dataset, devi
             if metrics_path.exists() {
                 std::fs::remove_file(&metrics_path).map_err(io(&metrics_path))?;
             }
-            device.seed(config.seed);
-            let (model, tokenizer) = initial_model(config, data, device)?;
+            let (trainer, tokenizer) = fresh(config, data, device)?;
             // Every checkpoint's model/ gets a copy (checkpoint::save), so the harness can score it.
             let path = run_dir.join(checkpoint::TOKENIZER);
             match tokenizer {
@@ -346,12 +348,78 @@ fn open(config: &TrainConfig, run_dir: &Path, resume: bool, data: &Dataset, devi
                 None if path.exists() => std::fs::remove_file(&path).map_err(io(&path))?,
                 None => {}
             }
-            let routing = routing_for(&model, config, device)?;
-            (Trainer::new(model, routing, settings(config)), None, None)
+            (trainer, None, None)
         }
     };
     let file = std::fs::OpenOptions::new().create(true).append(true).open(&metrics_path).map_err(io(&metrics_path))?;
-    Ok(Opened { trainer, best, resumed_from, log: MetricsLog { file, path: metrics_path }, _lock: lock })
+    let log = Some(MetricsLog { file, path: metrics_path });
+    Ok(Opened { trainer, best, resumed_from, log, _lock: Some(lock) })
+}
+
+/// A trainer at step 0: the initial model drawn from the run's seed, and its routing policy; with
+/// the tokenizer the model file ships, if any.
+fn fresh(config: &TrainConfig, data: &Dataset, device: &Device) -> Result<(Trainer, Option<Tokenizer>)> {
+    device.seed(config.seed);
+    let (model, tokenizer) = initial_model(config, data, device)?;
+    let routing = routing_for(&model, config, device)?;
+    Ok((Trainer::new(model, routing, settings(config)), tokenizer))
+}
+
+/// A rank other than 0 of a multi-process job: the trainer rank 0 opened — fresh, or restored
+/// from the same checkpoint (read from the run directory, which the ranks share) — without
+/// writing anything.
+fn follow(
+    config: &TrainConfig,
+    run_dir: &Path,
+    resumed_from: Option<usize>,
+    data: &Dataset,
+    device: &Device,
+) -> Result<Opened> {
+    let (trainer, best) = match resumed_from {
+        None => (fresh(config, data, device)?.0, None),
+        Some(step) => {
+            let path = checkpoint::list(run_dir)?.into_iter().find(|(s, _)| *s == step).map(|(_, p)| p).ok_or_else(|| {
+                Error::Invalid(format!(
+                    "rank 0 resumed {} from step {step}, which this rank cannot see: the ranks of a job need the run \
+                     directory on a filesystem they share",
+                    run_dir.display()
+                ))
+            })?;
+            let (trainer, state) = checkpoint::load(&path, device, config, settings(config))?;
+            (trainer, state.best)
+        }
+    };
+    Ok(Opened { trainer, best, resumed_from, log: None, _lock: None })
+}
+
+/// Rank 0 opens the run (or fails, and tells the other ranks why); the others follow it to the
+/// same step. Without a job, this process opens it alone.
+fn open_in(
+    config: &TrainConfig,
+    run_dir: &Path,
+    resume: bool,
+    data: &Dataset,
+    device: &Device,
+    group: Option<&mut Group>,
+) -> Result<Opened> {
+    let Some(group) = group else { return open(config, run_dir, resume, data, device) };
+    if group.rank == 0 {
+        let opened = open(config, run_dir, resume, data, device);
+        let step = match &opened {
+            Ok(o) => serde_json::to_vec(&o.resumed_from).expect("serializes"),
+            Err(e) => {
+                group.abort(&format!("opening the run: {e}"));
+                return opened;
+            }
+        };
+        group.broadcast("the step rank 0 starts from", step)?;
+        opened
+    } else {
+        let step = group.broadcast("the step rank 0 starts from", Vec::new())?;
+        let step: Option<usize> = serde_json::from_slice(&step)
+            .map_err(|e| Error::Invalid(format!("rank {}: rank 0 sent an unreadable start step: {e}", group.rank)))?;
+        follow(config, run_dir, step, data, device)
+    }
 }
 
 /// The newest checkpoint of `run_dir` that loads: one that fails (a checksum, a missing or
@@ -429,23 +497,36 @@ fn step_line(m: &StepMetrics, routing: &Routing, tokens_per_s: f64, mfu: f64) ->
 
 /// Train (or resume) the run in `run_dir` on `devices` (autodiff; `config.devices` of them, data
 /// parallel when more than one, the model kept on the first). `progress` sees every step.
+///
+/// With a `world`, this process is one rank of a multi-process job (see [`crate::distributed`]):
+/// it joins the others, trains on its share of every step's micro-batches, and — unless it is
+/// rank 0 — writes nothing; every rank returns the same summary.
 pub fn train(
     config: &TrainConfig,
     run_dir: &Path,
     resume: bool,
     devices: &[Device],
+    world: Option<&World>,
     progress: &mut dyn FnMut(&Progress),
 ) -> Result<Summary> {
     let device = devices.first().ok_or_else(|| Error::Invalid("no device to train on".into()))?;
+    let mut group = match world {
+        Some(world) => Some(join_job(config, resume, devices, world)?),
+        None => None,
+    };
+    let ranks = group.as_ref().map_or(1, |g| g.size);
+    let writer = group.as_ref().is_none_or(|g| g.rank == 0);
     let data = Dataset::open(&config.data)?;
     // One device's ceiling; MFU divides by it times the number of devices. Measured before the
     // seed is set: its random matrices (a timing-dependent number) must not shift the model's.
     let matmul_ceiling = crate::mfu::matmul_ceiling(&device.clone().inner(), config.model.dtype.dtype());
-    let peak = matmul_ceiling * devices.len() as f64;
-    let Opened { mut trainer, mut best, resumed_from, mut log, _lock } = open(config, run_dir, resume, &data, device)?;
+    let peak = matmul_ceiling * (devices.len() * ranks) as f64;
+    let Opened { mut trainer, mut best, resumed_from, mut log, _lock } =
+        open_in(config, run_dir, resume, &data, device, group.as_mut())?;
     trainer.precision = config.model.dtype;
     trainer.devices = devices.to_vec();
-    let mut log = |value: serde_json::Value| log.line(value);
+    trainer.group = group;
+    let mut log = |value: serde_json::Value| log.as_mut().map_or(Ok(()), |l| l.line(value));
 
     let eval: Vec<Batch> = (0..config.eval_sequences.div_ceil(config.batch_size))
         .map(|i| data.eval_batch(config.seed, (i * config.batch_size) as u64, config.batch_size, device))
@@ -461,7 +542,10 @@ pub fn train(
     while trainer.step < config.steps {
         let step_started = Instant::now();
         let cursor = trainer.step * sequences_per_step;
-        let batches: Vec<Batch> = (0..config.grad_accumulation)
+        // Micro-batch m of the step goes to rank m mod ranks (all of them without a job).
+        let rank = trainer.group.as_ref().map_or(0, |g| g.rank);
+        let batches: Vec<Batch> = (rank..config.grad_accumulation)
+            .step_by(ranks)
             .map(|m| data.train_batch(config.seed, (cursor + m * config.batch_size) as u64, config.batch_size, device))
             .collect();
         let m = trainer.train_step(&batches).map_err(|e| Error::Invalid(format!("{}: {e}", run_dir.display())))?;
@@ -479,8 +563,10 @@ pub fn train(
         progress(&Progress { metrics: &m, tokens_per_s, mfu });
         fail_point(m.step);
         if let Some((allocation, line)) = learned_allocation(config, &trainer.routing, m.step)? {
-            allocation.save(&run_dir.join("allocation.json"))?;
-            swiattn_router::plot::allocation(&allocation, &run_dir.join("allocation.png"))?;
+            if writer {
+                allocation.save(&run_dir.join("allocation.json"))?;
+                swiattn_router::plot::allocation(&allocation, &run_dir.join("allocation.png"))?;
+            }
             log(line)?;
             trainer.convert(&allocation.layers())?;
         }
@@ -499,8 +585,12 @@ pub fn train(
             )?;
             last_eval = Some(e);
         }
-        let stop = crate::interrupt::requested() && !done;
-        if (config.save_every > 0 && m.step % config.save_every == 0) || done || stop {
+        let mut stop = crate::interrupt::requested() && !done;
+        if let Some(group) = trainer.group.as_mut() {
+            // Every rank stops after the same step.
+            stop = group.any("the stop vote", stop)?;
+        }
+        if writer && ((config.save_every > 0 && m.step % config.save_every == 0) || done || stop) {
             timed(&mut time.checkpoints, || {
                 checkpoint::save(run_dir, &trainer, best)?;
                 checkpoint::prune(run_dir, config.keep_last, best)
@@ -521,7 +611,7 @@ pub fn train(
         Some(e) => e,
         None => timed(&mut time.evals, || trainer.evaluate(&eval))?,
     };
-    if let Some(routes) = first_sequence_routes(&last_eval) {
+    if let Some(routes) = first_sequence_routes(&last_eval).filter(|_| writer) {
         let title = format!("held-out routes at step {} (dark: full attention)", trainer.step);
         swiattn_router::plot::routing(&routes, &title, &run_dir.join("routing.png"))?;
     }
@@ -549,9 +639,38 @@ pub fn train(
         mfu: if time.steps > 0.0 { flops_done / time.steps / peak } else { 0.0 },
         matmul_ceiling,
     };
-    let path = run_dir.join("summary.json");
-    std::fs::write(&path, serde_json::to_string_pretty(&summary).expect("serializes")).map_err(io(&path))?;
+    if writer {
+        let path = run_dir.join("summary.json");
+        std::fs::write(&path, serde_json::to_string_pretty(&summary).expect("serializes")).map_err(io(&path))?;
+    }
     Ok(summary)
+}
+
+/// Join the job of `world` after checking that this run can be split over its ranks.
+fn join_job(config: &TrainConfig, resume: bool, devices: &[Device], world: &World) -> Result<Group> {
+    if devices.len() > 1 {
+        return Err(Error::Invalid(format!(
+            "rank {}: a multi-process job takes one device per process (devices = {}): launch a process per device",
+            world.rank,
+            devices.len()
+        )));
+    }
+    if !config.grad_accumulation.is_multiple_of(world.size) {
+        return Err(Error::config(
+            "the training config",
+            "grad_accumulation",
+            format!(
+                "{} micro-batches a step cannot be shared equally by {} ranks: make it a multiple of the world size",
+                config.grad_accumulation, world.size
+            ),
+        ));
+    }
+    // The ranks must train the same thing: the resolved config, and whether it resumes.
+    let mut job = Sha256::new();
+    job.update(config.to_toml().as_bytes());
+    job.update([u8::from(resume)]);
+    let job = format!("{:x}", job.finalize());
+    distributed::join(world, &job, Timeouts::from_env()?)
 }
 
 /// The FA ratio of each routed layer over all held-out tokens.

@@ -17,6 +17,7 @@ use swiattn_core::{Error, Result};
 use swiattn_router::Hard;
 
 use crate::data::Batch;
+use crate::distributed::Group;
 use crate::loss::next_token_nll;
 use crate::micro;
 use crate::precision::Precision;
@@ -62,6 +63,9 @@ pub struct Trainer {
     pub devices: Vec<Device>,
     /// Their worker threads, started at the first data-parallel step.
     workers: Option<micro::Workers>,
+    /// The other processes of a multi-process job: each step's batches are then this rank's
+    /// share, and the step's sums are taken over the ranks.
+    pub group: Option<Group>,
 }
 
 impl Trainer {
@@ -84,6 +88,7 @@ impl Trainer {
             precision: Precision::F32,
             devices: Vec::new(),
             workers: None,
+            group: None,
         }
     }
 
@@ -130,7 +135,8 @@ impl Trainer {
     }
 
     /// One optimizer step on the micro-batches of `batches` (gradient accumulation: the step's
-    /// gradient is the mean of theirs, as for one batch of all their sequences). A non-finite loss
+    /// gradient is the mean of theirs, as for one batch of all their sequences; in a multi-process
+    /// job, `batches` is this rank's share of the step's). A non-finite loss
     /// or gradient stops with an error naming the step and the first tensor that holds it.
     pub fn train_step(&mut self, batches: &[Batch]) -> Result<StepMetrics> {
         let model = self.model.take().expect("the model is present between steps");
@@ -169,6 +175,12 @@ impl Trainer {
     /// several): the mean loss and penalty, the mean measured FA ratio per routed layer, and the
     /// mean gradients of the model and of the policy.
     fn accumulate(&mut self, model: &Transformer, batches: &[Batch]) -> Result<micro::Partial> {
+        if let Some(group) = self.group.as_mut() {
+            // Every rank has an equal share (`grad_accumulation` is a multiple of the world size).
+            let k = (batches.len() * group.size) as f64;
+            let part = micro::passes(model, &mut self.routing, self.precision, batches, k)?;
+            return crate::distributed::all_reduce(group, part, model, &self.routing);
+        }
         if self.devices.len() > 1 {
             let workers = self.workers.get_or_insert_with(|| micro::Workers::new(self.devices.len()));
             micro::data_parallel(workers, model, &self.routing, self.precision, batches, &self.devices)

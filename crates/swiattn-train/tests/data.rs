@@ -116,7 +116,8 @@ fn shards_of_another_vocabulary_do_not_continue_a_checkpoint() {
     );
     let config = swiattn_train::config::TrainConfig::from_toml(&toml, "run.toml").unwrap();
     let device = swiattn_core::testing::test_device().autodiff();
-    let train = |run: &str| swiattn_train::run::train(&config, &dir.join(run), false, &[device.clone()], &mut |_| {});
+    let train =
+        |run: &str| swiattn_train::run::train(&config, &dir.join(run), false, &[device.clone()], None, &mut |_| {});
     let e = train("refused").unwrap_err().to_string();
     assert!(e.contains("vocabulary") && e.contains("swiattn data prepare --tokenizer"), "{e}");
     // The same vocabulary, split on whitespace only (punctuation stays on its word): it encodes the

@@ -83,10 +83,11 @@ pub fn run(args: Args, backend: BackendKind) -> anyhow::Result<()> {
             bar.set_style(
                 ProgressStyle::with_template("  {bar:40} {pos}/{len} {msg} eta {eta}").expect("valid template"),
             );
-            let result = swiattn_train::run::train(&config, &dir, state == CellState::Resume, &devices, &mut |p| {
-                bar.set_position(p.metrics.step as u64);
-                bar.set_message(format!("loss {:.4}", p.metrics.loss));
-            });
+            let result =
+                swiattn_train::run::train(&config, &dir, state == CellState::Resume, &devices, None, &mut |p| {
+                    bar.set_position(p.metrics.step as u64);
+                    bar.set_message(format!("loss {:.4}", p.metrics.loss));
+                });
             bar.finish_and_clear();
             if let Err(e) = result {
                 // A signal stops the sweep with its cell's checkpoint; rerunning it resumes there.

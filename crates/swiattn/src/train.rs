@@ -8,6 +8,7 @@ use burn::tensor::Device;
 use indicatif::{ProgressBar, ProgressStyle};
 use swiattn_core::backend::BackendKind;
 use swiattn_train::config::{TrainConfig, default_run_dir};
+use swiattn_train::distributed::World;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -88,11 +89,24 @@ pub fn run(args: Args, backend: BackendKind) -> anyhow::Result<()> {
         print!("{}", config.to_toml());
         return Ok(());
     }
-    let bar = ProgressBar::new(config.steps as u64);
+    // A rank of a multi-process job when a launcher (torchrun, srun) started this process.
+    let world = World::from_env()?;
+    if let Some(world) = &world
+        && backend != BackendKind::Cpu
+    {
+        anyhow::bail!(
+            "rank {} of {}: multi-process jobs reduce gradients over TCP, which is for the CPU backend; \
+             on GPUs use `devices = N` in one process (NCCL across processes is not built yet; docs/training.md)",
+            world.rank,
+            world.size
+        );
+    }
+    let rank = world.as_ref().map_or(0, |w| w.rank);
+    let bar = if rank == 0 { ProgressBar::new(config.steps as u64) } else { ProgressBar::hidden() };
     bar.set_style(ProgressStyle::with_template("{bar:40} {pos}/{len} {msg} eta {eta}").expect("valid template"));
     let devices: Vec<Device> = backend.devices(config.devices)?.into_iter().map(|d| d.autodiff()).collect();
     swiattn_train::interrupt::install()?;
-    let summary = swiattn_train::run::train(&config, &run_dir, args.resume, &devices, &mut |p| {
+    let summary = swiattn_train::run::train(&config, &run_dir, args.resume, &devices, world.as_ref(), &mut |p| {
         let m = p.metrics;
         bar.set_position(m.step as u64);
         let fa = if m.fa_ratio.is_empty() {
@@ -102,8 +116,15 @@ pub fn run(args: Args, backend: BackendKind) -> anyhow::Result<()> {
         };
         bar.set_message(format!("loss {:.4}{fa} · {:.0} tok/s · MFU {:.1}%", m.loss, p.tokens_per_s, 100.0 * p.mfu));
     })
-    .with_context(|| format!("run {}", run_dir.display()))?;
+    .with_context(|| match &world {
+        Some(w) => format!("run {} (rank {} of {})", run_dir.display(), w.rank, w.size),
+        None => format!("run {}", run_dir.display()),
+    })?;
     bar.finish_and_clear();
+    if rank != 0 {
+        println!("rank {rank}: {} steps done (rank 0 writes the run and reports it)", summary.steps);
+        return Ok(());
+    }
     if let Some(step) = summary.resumed_from {
         println!("resumed from step {step}");
     }
