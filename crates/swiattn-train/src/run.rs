@@ -514,8 +514,8 @@ pub fn train(
         Some(world) => Some(join_job(config, resume, devices, world)?),
         None => None,
     };
-    let ranks = group.as_ref().map_or(1, |g| g.size);
-    let writer = group.as_ref().is_none_or(|g| g.rank == 0);
+    let (rank, ranks) = group.as_ref().map_or((0, 1), |g| (g.rank, g.size));
+    let writer = rank == 0;
     let data = Dataset::open(&config.data)?;
     // One device's ceiling; MFU divides by it times the number of devices. Measured before the
     // seed is set: its random matrices (a timing-dependent number) must not shift the model's.
@@ -543,7 +543,6 @@ pub fn train(
         let step_started = Instant::now();
         let cursor = trainer.step * sequences_per_step;
         // Micro-batch m of the step goes to rank m mod ranks (all of them without a job).
-        let rank = trainer.group.as_ref().map_or(0, |g| g.rank);
         let batches: Vec<Batch> = (rank..config.grad_accumulation)
             .step_by(ranks)
             .map(|m| data.train_batch(config.seed, (cursor + m * config.batch_size) as u64, config.batch_size, device))

@@ -13,6 +13,11 @@ fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
+/// Rank `rank` of a `size`-rank job meeting on this host at `port`.
+fn local(rank: usize, size: usize, port: u16) -> World {
+    World { rank, size, local_rank: rank, address: "127.0.0.1".into(), port }
+}
+
 fn timeouts(seconds: u64) -> Timeouts {
     Timeouts { rendezvous: Duration::from_secs(seconds), collective: Duration::from_secs(seconds) }
 }
@@ -24,10 +29,10 @@ fn job<T: Send + 'static>(
     job: impl Fn(usize) -> String,
     work: impl Fn(usize, Result<Group>) -> T + Send + Sync + Clone + 'static,
 ) -> Vec<T> {
-    let master = format!("127.0.0.1:{}", free_port());
+    let port = free_port();
     let ranks: Vec<_> = (0..size)
         .map(|rank| {
-            let world = World { rank, size, local_rank: rank, master: master.clone() };
+            let world = local(rank, size, port);
             let (fingerprint, work) = (job(rank), work.clone());
             thread::spawn(move || work(rank, join(&world, &fingerprint, timeouts(10))))
         })
@@ -98,17 +103,14 @@ fn a_rank_that_leaves_ends_every_other_rank_with_its_name() {
 
 #[test]
 fn a_silent_rank_is_named_after_the_timeout() {
-    let master = format!("127.0.0.1:{}", free_port());
+    let port = free_port();
     let short = Timeouts { rendezvous: Duration::from_secs(10), collective: Duration::from_secs(1) };
-    let peer = {
-        let master = master.clone();
-        thread::spawn(move || {
-            let group = join(&World { rank: 1, size: 2, local_rank: 1, master }, "j", short).unwrap();
-            thread::sleep(Duration::from_secs(3)); // alive, silent
-            drop(group);
-        })
-    };
-    let mut group = join(&World { rank: 0, size: 2, local_rank: 0, master }, "j", short).unwrap();
+    let peer = thread::spawn(move || {
+        let group = join(&local(1, 2, port), "j", short).unwrap();
+        thread::sleep(Duration::from_secs(3)); // alive, silent
+        drop(group);
+    });
+    let mut group = join(&local(0, 2, port), "j", short).unwrap();
     let e = group.all_reduce("step 7", &mut [0.0f64]).unwrap_err().to_string();
     assert!(e.contains("step 7: rank 1 sent nothing for 1 s"), "{e}");
     peer.join().unwrap();
@@ -128,11 +130,11 @@ fn ranks_of_another_job_or_a_duplicate_rank_are_refused_by_name() {
         assert!(told || (rank == 1 && e.contains("rank 0 closed the rendezvous")), "{e}");
     }
 
-    let master = format!("127.0.0.1:{}", free_port());
+    let port = free_port();
     let ranks: Vec<_> = [0, 1, 1]
         .into_iter()
         .map(|rank| {
-            let world = World { rank, size: 3, local_rank: 0, master: master.clone() };
+            let world = local(rank, 3, port);
             thread::spawn(move || join(&world, "same", timeouts(10)).err().map(|e| e.to_string()))
         })
         .collect();
@@ -142,18 +144,16 @@ fn ranks_of_another_job_or_a_duplicate_rank_are_refused_by_name() {
 
 #[test]
 fn a_rank_that_never_comes_times_the_rendezvous_out() {
-    let master = format!("127.0.0.1:{}", free_port());
-    let world = World { rank: 0, size: 3, local_rank: 0, master: master.clone() };
+    let port = free_port();
+    let world = local(0, 3, port);
     let short = Timeouts { rendezvous: Duration::from_secs(1), collective: Duration::from_secs(1) };
-    let peer = thread::spawn(move || {
-        join(&World { rank: 1, size: 3, local_rank: 1, master }, "j", short).err().map(|e| e.to_string())
-    });
+    let peer = thread::spawn(move || join(&local(1, 3, port), "j", short).err().map(|e| e.to_string()));
     let e = join(&world, "j", short).err().unwrap().to_string();
     assert!(e.contains("ranks 2 did not join within 1 s"), "{e}");
     let theirs = peer.join().unwrap().unwrap();
     assert!(theirs.contains("refused by rank 0") && theirs.contains("ranks 2 did not join"), "{theirs}");
     // And a rank without a rank 0 gives up too.
-    let lonely = World { rank: 1, size: 2, local_rank: 1, master: format!("127.0.0.1:{}", free_port()) };
+    let lonely = local(1, 2, free_port());
     let e = join(&lonely, "j", short).err().unwrap().to_string();
     assert!(e.contains("rank 0 did not answer within 1 s"), "{e}");
 }

@@ -141,9 +141,10 @@ fn eval_command(eval: &SweepEval, model: &Path, results: &Path) -> anyhow::Resul
         #[command(flatten)]
         args: crate::eval::Args,
     }
-    let argv = ["eval".as_ref(), "--resume".as_ref(), "--model".as_ref(), model.as_os_str(), "--results".as_ref()]
+    let argv = ["eval", "--resume", "--model"]
         .into_iter()
-        .chain([results.as_os_str()])
+        .map(std::ffi::OsStr::new)
+        .chain([model.as_os_str(), "--results".as_ref(), results.as_os_str()])
         .map(std::ffi::OsString::from)
         .chain(eval.args.iter().map(|a| std::ffi::OsString::from(a.replace("{cell}", &cell))));
     let parsed = <Eval as clap::Parser>::try_parse_from(argv).context("[eval] args (the flags of `swiattn eval`)")?;

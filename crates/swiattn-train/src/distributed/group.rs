@@ -42,25 +42,22 @@ pub trait Summable: Copy + std::ops::AddAssign {
     fn get(bytes: &[u8]) -> Self;
 }
 
-impl Summable for f32 {
-    const BYTES: usize = 4;
-    fn put(self, out: &mut Vec<u8>) {
-        out.extend_from_slice(&self.to_le_bytes());
-    }
-    fn get(bytes: &[u8]) -> Self {
-        f32::from_le_bytes(bytes.try_into().expect("4 bytes"))
-    }
+/// Both float widths, little-endian through their own `to_le_bytes`/`from_le_bytes`.
+macro_rules! summable {
+    ($($t:ty),*) => {$(
+        impl Summable for $t {
+            const BYTES: usize = std::mem::size_of::<$t>();
+            fn put(self, out: &mut Vec<u8>) {
+                out.extend_from_slice(&self.to_le_bytes());
+            }
+            fn get(bytes: &[u8]) -> Self {
+                <$t>::from_le_bytes(bytes.try_into().expect("one value's bytes"))
+            }
+        }
+    )*};
 }
 
-impl Summable for f64 {
-    const BYTES: usize = 8;
-    fn put(self, out: &mut Vec<u8>) {
-        out.extend_from_slice(&self.to_le_bytes());
-    }
-    fn get(bytes: &[u8]) -> Self {
-        f64::from_le_bytes(bytes.try_into().expect("8 bytes"))
-    }
-}
+summable!(f32, f64);
 
 impl Group {
     pub(super) fn new(rank: usize, size: usize, links: Vec<Link>, timeout: Duration) -> Result<Group> {

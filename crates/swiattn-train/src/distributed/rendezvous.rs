@@ -75,7 +75,7 @@ pub fn join(world: &World, job: &str, timeouts: Timeouts) -> Result<Group> {
 
 /// Rank 0: accept the other `size − 1` ranks, check them, and let them in together.
 fn host(world: &World, job: &str, timeout: Duration) -> Result<Vec<Link>> {
-    let port = world.master.rsplit_once(':').and_then(|(_, p)| p.parse::<u16>().ok()).unwrap_or(0);
+    let port = world.port;
     let listener = TcpListener::bind((Ipv4Addr::UNSPECIFIED, port))
         .map_err(|e| Error::Invalid(format!("rank 0 cannot listen on port {port} (MASTER_PORT): {e}")))?;
     listener.set_nonblocking(true).map_err(|e| Error::Invalid(format!("rank 0: port {port}: {e}")))?;
@@ -94,12 +94,12 @@ fn host(world: &World, job: &str, timeout: Duration) -> Result<Vec<Link>> {
                         timeout.as_secs()
                     );
                     refuse_all(&mut joined, &refusal);
-                    return Err(Error::Invalid(format!("rank 0 at {}: {refusal}", world.master)));
+                    return Err(Error::Invalid(format!("rank 0 at {}: {refusal}", world.master())));
                 }
                 std::thread::sleep(Duration::from_millis(20));
                 continue;
             }
-            Err(e) => return Err(Error::Invalid(format!("rank 0 at {}: accepting a rank: {e}", world.master))),
+            Err(e) => return Err(Error::Invalid(format!("rank 0 at {}: accepting a rank: {e}", world.master()))),
         };
         let hello = stream
             .set_nonblocking(false)
@@ -131,7 +131,7 @@ fn host(world: &World, job: &str, timeout: Duration) -> Result<Vec<Link>> {
             let why = format!("rank {} from {from} refused: {why}", hello.rank);
             let _ = write_message(&mut stream, &Answer { refused: Some(why.clone()) });
             refuse_all(&mut joined, &why);
-            return Err(Error::Invalid(format!("rank 0 at {}: {why}", world.master)));
+            return Err(Error::Invalid(format!("rank 0 at {}: {why}", world.master())));
         }
         joined[hello.rank] = Some(stream);
     }
@@ -155,10 +155,10 @@ fn refuse_all(joined: &mut [Option<TcpStream>], why: &str) {
 /// Any other rank: connect to rank 0 (retrying until it listens), introduce itself, wait to be let in.
 fn visit(world: &World, job: &str, timeout: Duration) -> Result<Link> {
     let deadline = Instant::now() + timeout;
-    let fail = |why: String| Error::Invalid(format!("rank {}: rendezvous at {}: {why}", world.rank, world.master));
+    let fail = |why: String| Error::Invalid(format!("rank {}: rendezvous at {}: {why}", world.rank, world.master()));
     let mut stream = loop {
         let attempt = world
-            .master
+            .master()
             .to_socket_addrs()
             .and_then(|mut addrs| addrs.next().ok_or_else(|| std::io::Error::other("the address resolves to nothing")))
             .and_then(|addr| TcpStream::connect_timeout(&addr, Duration::from_secs(5)));

@@ -20,8 +20,9 @@ pub struct World {
     pub size: usize,
     /// The rank among the processes of this host: the GPU this process takes.
     pub local_rank: usize,
-    /// `host:port` where rank 0 listens.
-    pub master: String,
+    /// Rank 0's host (`MASTER_ADDR`) and the port it listens on (`MASTER_PORT`).
+    pub address: String,
+    pub port: u16,
 }
 
 impl World {
@@ -86,8 +87,14 @@ impl World {
             rank: rank_value,
             size: size_value,
             local_rank: number(local)?.unwrap_or(0),
-            master: format!("{}:{port}", address.trim()),
+            address: address.trim().to_string(),
+            port,
         }))
+    }
+
+    /// `host:port` where rank 0 listens.
+    pub fn master(&self) -> String {
+        format!("{}:{}", self.address, self.port)
     }
 }
 
@@ -114,7 +121,7 @@ mod tests {
             ("MASTER_ADDR", "node0"),
             ("MASTER_PORT", "29500"),
         ]);
-        assert_eq!(w.unwrap(), Some(World { rank: 3, size: 8, local_rank: 1, master: "node0:29500".into() }));
+        assert_eq!(w.unwrap(), Some(World { rank: 3, size: 8, local_rank: 1, address: "node0".into(), port: 29500 }));
     }
 
     #[test]
@@ -128,7 +135,7 @@ mod tests {
             ("MASTER_PORT", "1234"),
         ];
         let w = world(&slurm).unwrap().unwrap();
-        assert_eq!((w.rank, w.size, w.local_rank, w.master.as_str()), (5, 8, 1, "10.0.0.1:1234"));
+        assert_eq!((w.rank, w.size, w.local_rank, w.master()), (5, 8, 1, "10.0.0.1:1234".to_string()));
         let both: Vec<_> = slurm.iter().copied().chain([("RANK", "0"), ("WORLD_SIZE", "2")]).collect();
         let w = world(&both).unwrap().unwrap();
         assert_eq!((w.rank, w.size, w.local_rank), (0, 2, 0));
